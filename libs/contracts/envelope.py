@@ -1,0 +1,90 @@
+"""The event envelope every internal event travels in, and its JSON codec.
+
+Wire shape (JSON object)::
+
+    {"event_id": UUID, "event_type": "OrderPlaced", "schema_version": 1,
+     "occurred_at": ISO-8601, "source": "order-intake", "correlation_id": "...",
+     "causation_id": UUID | null, "data": {...event payload...}}
+
+``event_type`` is also sent as a Kafka header so consumers can route without parsing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from libs.contracts.events import EVENT_TYPES, Event
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int = 1
+    occurred_at: datetime
+    source: str
+    correlation_id: str
+    causation_id: uuid.UUID | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventDecodeError(ValueError):
+    """A message on an internal topic that is not a valid event: names the problem precisely."""
+
+
+def new_envelope(
+    event: Event,
+    *,
+    source: str,
+    correlation_id: str,
+    causation_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
+) -> Envelope:
+    """Wrap ``event`` in a fresh envelope."""
+    return Envelope(
+        event_id=event_id or uuid.uuid4(),
+        event_type=type(event).__name__,
+        schema_version=event.schema_version(),
+        occurred_at=occurred_at or datetime.now(UTC),
+        source=source,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        data=event.model_dump(mode="json"),
+    )
+
+
+def encode_event(envelope: Envelope) -> bytes:
+    return orjson.dumps(envelope.model_dump(mode="json"))
+
+
+def decode_event(raw: bytes) -> tuple[Envelope, Event]:
+    """Parse a message value into its envelope and typed payload; raise EventDecodeError."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError(f"value is not JSON: {exc}") from exc
+    try:
+        envelope = Envelope.model_validate(obj)
+    except ValidationError as exc:
+        raise EventDecodeError(_describe(exc, "envelope")) from exc
+    model = EVENT_TYPES.get(envelope.event_type)
+    if model is None:
+        raise EventDecodeError(f"event_type: unknown event type {envelope.event_type!r}")
+    try:
+        event = model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise EventDecodeError(_describe(exc, "data")) from exc
+    return envelope, event
+
+
+def _describe(exc: ValidationError, prefix: str) -> str:
+    return "; ".join(
+        f"{'.'.join([prefix, *map(str, e['loc'])])}: {e['msg']}" for e in exc.errors(include_url=False)
+    )

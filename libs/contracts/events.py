@@ -1,0 +1,296 @@
+"""Event payloads (the ``data`` of an envelope). Past tense: each says what happened.
+
+Adding an optional field is a compatible change; anything else needs a new schema_version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.contracts.orders import Address, Customer, Problem
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    @classmethod
+    def schema_version(cls) -> int:
+        return cls.SCHEMA_VERSION
+
+
+# --- order intake: oms.channel-orders.rejected.v1 and oms.orders.v1 ---------------------------
+
+
+class ChannelOrderRejected(Event):
+    key: str
+    channel: str | None = None
+    external_id: str | None = None
+    reasons: list[Problem]
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    line_id: str
+    sku: str
+    qty: int = Field(gt=0)
+    unit_price: Decimal
+
+
+class OrderPlaced(Event):
+    order_id: str
+    channel: str
+    external_id: str
+    placed_at: datetime
+    currency: str
+    customer: Customer
+    ship_to: Address
+    priority: int = 0
+    ship_complete: bool = False
+    pickup_location_id: str | None = None
+    lines: list[OrderLine]
+
+
+class OrderCancelled(Event):
+    order_id: str
+    line_ids: list[str] | None = None  # None: the whole order
+    reason: str = "customer request"
+
+
+class LineChange(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    line_id: str
+    sku: str
+    qty: int = Field(ge=0)  # the new ordered quantity; 0 cancels the line's open quantity
+    unit_price: Decimal
+
+
+class OrderModified(Event):
+    order_id: str
+    lines: list[LineChange] = Field(default_factory=list)
+    priority: int | None = None
+
+
+# --- inventory: oms.inventory.v1 ------------------------------------------------------------
+
+
+class StockAdjusted(Event):
+    """One change to one stock position, with the absolute result and a per-position sequence."""
+
+    sku: str
+    location_id: str
+    bin: str
+    lot: str = ""
+    received_at: datetime | None = None
+    expires_at: datetime | None = None
+    sellable: bool = True
+    delta: int
+    on_hand: int = Field(ge=0)
+    seq: int = Field(ge=1)
+    reason: str  # receipt | adjustment | transfer_in | transfer_out | shipment | return | count | quarantine
+    reference: str | None = None
+    actor: str | None = None
+    # For reason == "shipment": the allocation this deduction closes.
+    order_id: str | None = None
+    allocation_id: int | None = None
+    # For reason == "count" in "all bins" mode with release_shortfall: the user accepted releasing.
+    release_shortfall: bool = False
+
+
+class LocationChanged(Event):
+    """A location was created or changed (key: location_id)."""
+
+    location_id: str
+    name: str
+    kind: Literal["warehouse", "store", "3pl"] = "warehouse"
+    country: str
+    lat: float | None = None
+    lon: float | None = None
+    active: bool = True
+    priority: int = 0
+    ships_to: list[str] = Field(default_factory=list)  # ISO countries; empty = its own country
+    channels: list[str] | None = None  # None: every channel
+    pickup: bool = False  # can serve buy-online-pick-up-in-store
+
+
+# --- allocation: oms.allocations.v1 and oms.availability.v1 ------------------------------------
+
+
+class LineState(BaseModel):
+    """Quantities of one order line by state; they always add up to ``qty``."""
+
+    model_config = ConfigDict(frozen=True)
+    line_id: str
+    sku: str
+    qty: int
+    allocated: int = 0
+    backordered: int = 0
+    packed: int = 0
+    shipped: int = 0
+    cancelled: int = 0
+    on_hold: bool = False
+    backorder_reason: str | None = None
+
+
+class AllocationLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    allocation_id: int
+    line_id: str
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    qty: int
+    status: Literal["allocated", "packed", "shipped", "released"]
+    shipment_id: str | None = None
+    reason: str | None = None
+
+
+class AllocationResult(Event):
+    """The order's allocation after a change: a full snapshot, so consumers can replace theirs.
+
+    ``version`` grows by one with every result of the order; a consumer keeps the highest.
+    ``event_type`` tells what changed (OrderAllocated, OrderBackordered, AllocationReleased,
+    OrderReallocated, AllocationPacked, PackRejected, AllocationShipped, AllocationCancelled).
+    """
+
+    order_id: str
+    version: int
+    change: str
+    detail: str | None = None
+    shipment_id: str | None = None
+    lines: list[LineState]
+    allocations: list[AllocationLine]  # live ones: allocated or packed
+
+
+class OrderAllocated(AllocationResult):
+    pass
+
+
+class OrderBackordered(AllocationResult):
+    pass
+
+
+class AllocationReleased(AllocationResult):
+    pass
+
+
+class OrderReallocated(AllocationResult):
+    pass
+
+
+class AllocationPacked(AllocationResult):
+    pass
+
+
+class PackRejected(AllocationResult):
+    pass
+
+
+class AllocationShipped(AllocationResult):
+    pass
+
+
+class AllocationCancelled(AllocationResult):
+    pass
+
+
+class LocationAvailability(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    location_id: str
+    available: int
+
+
+class AvailabilityChanged(Event):
+    sku: str
+    total: int
+    locations: list[LocationAvailability]
+    channels: dict[str, int] = Field(default_factory=dict)  # per channel after its buffer
+    as_of: datetime
+
+
+# --- fulfillment: oms.fulfillment.v1 ----------------------------------------------------------
+
+
+class PackRequested(Event):
+    """Operations asked to pack an order (all allocated lines or the ones named)."""
+
+    order_id: str
+    shipment_id: str
+    line_ids: list[str] | None = None
+    serials: dict[str, list[str]] = Field(default_factory=dict)  # line_id -> serial numbers
+
+
+class ShipmentLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    allocation_id: int
+    line_id: str
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    qty: int
+    serials: list[str] = Field(default_factory=list)
+
+
+class OrderPacked(Event):
+    order_id: str
+    shipment_id: str
+    lines: list[ShipmentLine]
+
+
+class OrderShipped(Event):
+    order_id: str
+    shipment_id: str
+    carrier: str
+    tracking_number: str
+    lines: list[ShipmentLine]
+
+
+class ReturnLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    line_id: str
+    sku: str
+    qty: int = Field(gt=0)
+    condition: Literal["sellable", "damaged"]
+    location_id: str
+    bin: str
+    lot: str = ""
+    refund: Decimal
+
+
+class ReturnReceived(Event):
+    order_id: str
+    return_id: str
+    lines: list[ReturnLine]
+    refund_total: Decimal
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        ChannelOrderRejected,
+        OrderPlaced,
+        OrderCancelled,
+        OrderModified,
+        StockAdjusted,
+        LocationChanged,
+        OrderAllocated,
+        OrderBackordered,
+        AllocationReleased,
+        OrderReallocated,
+        AllocationPacked,
+        PackRejected,
+        AllocationShipped,
+        AllocationCancelled,
+        AvailabilityChanged,
+        PackRequested,
+        OrderPacked,
+        OrderShipped,
+        ReturnReceived,
+    )
+}

@@ -1,0 +1,184 @@
+"""Batch handling for Kafka subscribers: decode, process in one transaction, retry, dead-letter.
+
+FastStream hands a subscriber a batch of records; ``BatchConsumer.handle`` is what the
+subscriber calls. Delivery contract (together with ``AckPolicy.NACK_ON_ERROR`` on the
+subscriber, which commits offsets only after ``handle`` returns):
+
+* a record that cannot be decoded goes straight to ``<topic>.dlq`` (retrying cannot fix it);
+* a batch whose processing fails is retried with exponential backoff; if it keeps failing it
+  is split into single messages, each retried on its own, and a message that still fails after
+  ``max_attempts`` goes to ``<topic>.dlq`` with the error in headers; the rest of the partition
+  keeps flowing;
+* infrastructure failures (database or broker unreachable, serialisation conflicts) are not the
+  message's fault: after the retries ``handle`` raises, FastStream rewinds the partition and the
+  batch is redelivered later. Nothing is dead-lettered because PostgreSQL restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from libs.contracts.envelope import Envelope, EventDecodeError, decode_event
+from libs.contracts.events import Event
+from libs.contracts.topics import dlq
+from libs.messaging.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MESSAGES = Counter("oms_consumed_messages_total", "Messages handled", ["topic", "outcome"])
+BATCH_SECONDS = Histogram(
+    "oms_batch_seconds", "Time to handle one consumed batch", ["topic"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+)
+RETRIES = Counter("oms_handler_retries_total", "Handler retries after an error", ["topic", "kind"])
+
+
+class PermanentMessageError(Exception):
+    """The message itself is wrong: retrying will not help; dead-letter it at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(Generic[T]):
+    record: ConsumerRecord[Any, Any]
+    message: T
+
+
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    envelope: Envelope
+    event: Event
+
+
+def decode_envelope(record: ConsumerRecord[Any, Any]) -> EventMessage:
+    try:
+        envelope, event = decode_event(record.value)
+    except EventDecodeError as exc:
+        raise PermanentMessageError(str(exc)) from exc
+    return EventMessage(envelope, event)
+
+
+_TRANSIENT_PG = {"SerializationError", "DeadlockDetectedError", "TooManyConnectionsError", "CannotConnectNowError"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors of the infrastructure, not of the message."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError, KafkaError, ConnectionError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = getattr(exc, "orig", None)
+        names = {type(orig).__name__, type(getattr(orig, "__cause__", None)).__name__}
+        return bool(names & _TRANSIENT_PG)
+    return False
+
+
+class BatchConsumer(Generic[T]):
+    """Turns a FastStream batch into calls of ``process`` with the delivery contract above."""
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        group_id: str,
+        producer: AIOKafkaProducer,
+        settings: KafkaSettings,
+        process: Callable[[Sequence[Delivery[T]]], Awaitable[None]],
+        decode: Callable[[ConsumerRecord[Any, Any]], T],
+    ) -> None:
+        self.topic = topic
+        self.group_id = group_id
+        self._producer = producer
+        self._settings = settings
+        self._process = process
+        self._decode = decode
+
+    async def handle(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        started = time.perf_counter()
+        deliveries: list[Delivery[T]] = []
+        for record in records:
+            try:
+                deliveries.append(Delivery(record, self._decode(record)))
+            except PermanentMessageError as exc:
+                await self.dead_letter(record, exc, attempts=1)
+        if deliveries:
+            await self._process_with_retries(deliveries)
+        BATCH_SECONDS.labels(self.topic).observe(time.perf_counter() - started)
+
+    async def _process_with_retries(self, deliveries: list[Delivery[T]]) -> None:
+        error = await self._attempt(deliveries, self._settings.max_attempts)
+        if error is None:
+            MESSAGES.labels(self.topic, "ok").inc(len(deliveries))
+            return
+        if len(deliveries) == 1:
+            await self.dead_letter(deliveries[0].record, error, attempts=self._settings.max_attempts)
+            return
+        # Find the culprit(s): each message alone, in order, so per-key order is kept.
+        log.warning("batch of %d on %s failed (%s); handling one by one", len(deliveries), self.topic, error)
+        for delivery in deliveries:
+            err = await self._attempt([delivery], self._settings.max_attempts)
+            if err is None:
+                MESSAGES.labels(self.topic, "ok").inc()
+            else:
+                await self.dead_letter(delivery.record, err, attempts=self._settings.max_attempts)
+
+    async def _attempt(self, deliveries: list[Delivery[T]], attempts: int) -> BaseException | None:
+        """Run ``process``; return the last permanent error, raise after transient ones persist."""
+        delay = self._settings.retry_backoff_ms / 1000
+        last: BaseException | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._process(deliveries)
+                return None
+            except asyncio.CancelledError:
+                raise
+            except PermanentMessageError as exc:
+                return exc
+            except Exception as exc:  # noqa: BLE001 - classified below
+                last = exc
+                kind = "transient" if is_transient(exc) else "error"
+                RETRIES.labels(self.topic, kind).inc()
+                log.warning("%s handling %d message(s) from %s, attempt %d/%d: %r",
+                            kind, len(deliveries), self.topic, attempt, attempts, exc)
+                if attempt < attempts:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                elif kind == "transient":
+                    # Not the message's fault: let the subscriber rewind and redeliver later.
+                    await asyncio.sleep(delay)
+                    raise
+        return last
+
+    async def dead_letter(self, record: ConsumerRecord[Any, Any], error: BaseException, *, attempts: int) -> None:
+        """Publish the record unchanged to ``<topic>.dlq`` with why it failed in the headers."""
+        headers = list(record.headers or ())
+        headers += [
+            ("dlq.error", _clip(f"{type(error).__name__}: {error}").encode()),
+            ("dlq.error_type", type(error).__name__.encode()),
+            ("dlq.topic", record.topic.encode()),
+            ("dlq.partition", str(record.partition).encode()),
+            ("dlq.offset", str(record.offset).encode()),
+            ("dlq.attempts", str(attempts).encode()),
+            ("dlq.consumer_group", self.group_id.encode()),
+            ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+        ]
+        await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
+        MESSAGES.labels(self.topic, "dead_lettered").inc()
+        log.error("dead-lettered %s[%d]@%d after %d attempt(s): %s",
+                  record.topic, record.partition, record.offset, attempts, error)
+
+
+def _clip(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

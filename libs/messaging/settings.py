@@ -1,0 +1,34 @@
+"""Kafka client settings. Every delivery-relevant default is stated here, not inherited."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+EMBEDDED_KAFKA = "127.0.0.1:19092"
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_KAFKA_", extra="ignore")
+
+    bootstrap: str = Field(default=EMBEDDED_KAFKA, description="OMS_KAFKA_BOOTSTRAP")
+    # Idempotent producers need broker support (Apache Kafka has it; the embedded Tansu broker
+    # cannot start one). Unset: on for any configured broker, off for the embedded default.
+    # Per-key order does not depend on it: see OutboxRelay.
+    idempotence: bool | None = Field(default=None, description="OMS_KAFKA_IDEMPOTENCE")
+    partitions: int = Field(default=6, description="partitions for topics the services create")
+    replication_factor: int = 1
+    linger_ms: int = 2
+    # Consumer batches: bigger batches mean fewer transactions; the wait bounds latency.
+    max_batch: int = 500
+    batch_wait_ms: int = 5
+    # Handling retries before a message goes to <topic>.dlq.
+    max_attempts: int = 4
+    retry_backoff_ms: int = 100
+
+    @model_validator(mode="after")
+    def _default_idempotence(self) -> "KafkaSettings":
+        if self.idempotence is None:
+            self.idempotence = self.bootstrap != EMBEDDED_KAFKA
+        return self

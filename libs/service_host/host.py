@@ -1,0 +1,188 @@
+"""Assemble one service: engine, migrations, producer, FastStream broker, outbox relay, FastAPI.
+
+Nothing connects at import time: ``build_app`` returns an app whose lifespan does the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.contracts.topics import ALL_TOPICS, dlq
+from libs.database import create_engine, ping, upgrade_schema
+from libs.database.engine import normalise_url
+from libs.messaging.kafka import broker_reachable, create_producer, ensure_topics
+from libs.messaging.outbox import OutboxRelay
+from libs.messaging.settings import EMBEDDED_KAFKA, KafkaSettings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:15432/oms"
+
+
+class HostSettings(BaseSettings):
+    """Process settings shared by every service (environment variables ``OMS_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
+
+    database_url: str = Field(default=EMBEDDED_DATABASE, description="OMS_DATABASE_URL")
+    http_host: str = "127.0.0.1"
+    db_pool_size: int = 10
+    log_level: str = "INFO"
+
+
+@dataclass
+class Runtime:
+    """What a service's entrypoints get: the live connections of this process."""
+
+    name: str
+    schema: str
+    engine: AsyncEngine
+    producer: AIOKafkaProducer
+    broker: KafkaBroker
+    relay: OutboxRelay
+    kafka: KafkaSettings
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceDefinition:
+    name: str  # e.g. "allocation"
+    schema: str  # its PostgreSQL schema
+    default_port: int
+    versions_dir: Path
+    # Registers subscribers on runtime.broker and returns the HTTP routers.
+    wire: Callable[[Runtime], list[Any]]
+    # Background tasks to run beside the subscribers (e.g. coalesced publishers).
+    background: Callable[[Runtime], list[Callable[[], Any]]] | None = None
+
+    @property
+    def group_id(self) -> str:
+        return f"oms-{self.name.replace('_', '-')}"
+
+
+def build_app(
+    service: ServiceDefinition,
+    host: HostSettings | None = None,
+    kafka: KafkaSettings | None = None,
+) -> FastAPI:
+    host = host or HostSettings()
+    kafka = kafka or KafkaSettings()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(
+            host.database_url, schema=service.schema, pool_size=host.db_pool_size, application_name=service.name
+        )
+        await _wait_for_database(engine)
+        await upgrade_schema(engine, schema=service.schema, versions_dir=service.versions_dir)
+        await ensure_topics(kafka, [*ALL_TOPICS, *(dlq(t) for t in ALL_TOPICS)])
+        producer = create_producer(kafka, client_id=f"oms-{service.name}")
+        await producer.start()
+        broker = KafkaBroker(
+            kafka.bootstrap,
+            client_id=f"oms-{service.name}",
+            acks="all",
+            enable_idempotence=kafka.idempotence,
+            logger=logging.getLogger(f"oms.{service.name}.broker"),
+            log_level=logging.DEBUG,
+        )
+        relay = OutboxRelay(engine, producer, schema=service.schema)
+        runtime = Runtime(service.name, service.schema, engine, producer, broker, relay, kafka)
+        for router in service.wire(runtime):
+            app.include_router(router)
+        state["runtime"] = runtime
+        app.state.runtime = runtime
+        relay.start()
+        tasks = [asyncio.create_task(fn()) for fn in (service.background(runtime) if service.background else [])]
+        await broker.start()
+        log.info("%s ready", service.name)
+        try:
+            yield
+        finally:
+            log.info("%s stopping", service.name)
+            await broker.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await relay.stop()
+            await producer.stop()
+            await engine.dispose()
+
+    app = FastAPI(title=f"OMS {service.name}", lifespan=lifespan, version="1.0")
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @app.get("/health/ready", tags=["health"])
+    async def ready() -> Response:
+        runtime: Runtime | None = state.get("runtime")
+        if runtime is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        db_ok, kafka_ok = await asyncio.gather(ping(runtime.engine), broker_reachable(runtime.kafka))
+        ok = db_ok and kafka_ok
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "database": db_ok, "broker": kafka_ok},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _wait_for_database(engine: AsyncEngine, attempts: int = 60) -> None:
+    for _ in range(attempts):
+        if await ping(engine):
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError("database not reachable")
+
+
+def run_service(service: ServiceDefinition) -> None:
+    """Run one service in this process until SIGINT/SIGTERM (what ``oms run NAME`` does)."""
+    import uvicorn
+
+    host = HostSettings()
+    logging.basicConfig(
+        level=host.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s [{service.name}] %(name)s: %(message)s",
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    port = int(os.environ.get(f"OMS_{service.name.upper()}_PORT", service.default_port))
+    log.info("starting %s on %s:%d, database %s", service.name, host.http_host, port, _redact(host.database_url))
+    uvicorn.run(
+        build_app(service, host),
+        host=host.http_host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _redact(url: str) -> str:
+    """Never log secrets: drop the password from a database URL."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(normalise_url(url)).render_as_string(hide_password=True)
