@@ -55,3 +55,13 @@ def _upgrade(connection: Connection, schema: str, versions_dir: Path) -> None:
         connection.execute(text(f'SET search_path TO "{schema}"'))
         with env.begin_transaction():
             env.run_migrations()
+
+
+def execute_script(sql: str) -> None:
+    """Run a DDL script statement by statement inside a migration (asyncpg prepares each
+    statement, so it refuses several in one call). Statements end with ';' at a line end."""
+    from alembic import op
+
+    for statement in sql.split(";\n"):
+        if statement.strip():
+            op.execute(statement)

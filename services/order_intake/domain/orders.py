@@ -1,0 +1,64 @@
+"""Pure rules of order intake: identity, idempotency, status, what a change may do."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+import orjson
+
+from libs.contracts.events import LineState
+from libs.contracts.orders import ChannelOrder
+
+
+def new_order_id() -> str:
+    """The OMS's own id for an order; channels keep theirs in ``external_id``."""
+    return f"ord_{uuid.uuid4().hex}"
+
+
+def content_hash(order: ChannelOrder) -> str:
+    """Fingerprint of what the channel sent, to tell a resend from a conflicting reuse of its key."""
+    return hashlib.sha256(orjson.dumps(order.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def order_status(lines: list[LineState], *, known: bool) -> str:
+    """One word for the order as operations talk about it, derived from its line quantities."""
+    if not known:
+        return "pending"
+    qty = sum(line.qty for line in lines)
+    cancelled = sum(line.cancelled for line in lines)
+    shipped = sum(line.shipped for line in lines)
+    packed = sum(line.packed for line in lines)
+    backordered = sum(line.backordered for line in lines)
+    allocated = sum(line.allocated for line in lines)
+    if qty == cancelled:
+        return "cancelled"
+    if shipped + cancelled == qty:
+        return "shipped"
+    if any(line.on_hold for line in lines):
+        return "on_hold"
+    if packed + shipped + cancelled == qty:
+        return "packed"
+    if backordered and (allocated or packed or shipped):
+        return "partially_allocated"
+    if backordered:
+        return "backordered"
+    return "allocated"
+
+
+@dataclass(frozen=True)
+class ChangeProblem:
+    field: str
+    problem: str
+
+
+def check_cancel(line_ids: list[str] | None, existing: dict[str, int]) -> list[ChangeProblem]:
+    """Lines named in a cancellation must exist on the order."""
+    if line_ids is None:
+        return []
+    problems = [ChangeProblem(f"line_ids.{i}", f"unknown line {lid!r}") for i, lid in enumerate(line_ids)
+                if lid not in existing]
+    if not line_ids:
+        problems.append(ChangeProblem("line_ids", "must name at least one line, or be omitted to cancel the order"))
+    return problems

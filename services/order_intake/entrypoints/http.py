@@ -1,0 +1,131 @@
+"""HTTP API of order intake (port 8001)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from libs.contracts.events import LineChange
+from libs.contracts.orders import problems_of
+from libs.service_host import Runtime
+from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders
+from services.order_intake.service_layer.tracking import (
+    ChangeRefused,
+    OrderNotFound,
+    cancel_order,
+    list_orders,
+    modify_order,
+    order_view,
+)
+
+
+class ApiKeys:
+    """Per-channel API keys from ``OMS_CHANNEL_API_KEYS`` ("channel:key,..."; "*" matches any channel).
+
+    Only SHA-256 digests are kept in memory; keys are never logged.
+    """
+
+    def __init__(self, spec: str) -> None:
+        self._digests: dict[str, bytes] = {}
+        for item in filter(None, (p.strip() for p in spec.split(","))):
+            channel, _, key = item.partition(":")
+            if key:
+                self._digests[channel] = hashlib.sha256(key.encode()).digest()
+
+    def allows(self, channel: str, key: str | None) -> bool:
+        expected = self._digests.get(channel) or self._digests.get("*")
+        return bool(key) and expected is not None and hmac.compare_digest(expected, hashlib.sha256(key.encode()).digest())
+
+
+class CancelRequest(BaseModel):
+    line_ids: list[str] | None = Field(default=None, description="omit to cancel the whole order")
+    reason: str = "customer request"
+
+
+class ModifyRequest(BaseModel):
+    lines: list[LineChange] = Field(default_factory=list, description="new quantities; a new line_id adds a line")
+    priority: int | None = None
+
+
+def _problems(problems: list[Any], status: int = 422) -> JSONResponse:
+    return JSONResponse({"detail": [{"field": p.field, "problem": p.problem} for p in problems]}, status_code=status)
+
+
+def build_router(runtime: Runtime, api_keys: ApiKeys) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["orders"])
+    engine = runtime.engine
+
+    @router.post("/orders", status_code=201, summary="Place an order (authenticated per channel with X-API-Key)")
+    async def post_order(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
+        document, parse_problem = parse_json(await request.body())
+        if parse_problem:
+            return _problems([parse_problem])
+        channel = document.get("channel") if isinstance(document, dict) else None
+        if not isinstance(channel, str) or not api_keys.allows(channel, x_api_key):
+            return JSONResponse({"detail": "missing or wrong X-API-Key for this channel"}, status_code=401)
+        key = f"{channel}:{document.get('external_id')}"
+        async with engine.begin() as conn:
+            [outcome] = await place_orders(conn, [Incoming(document, key)], publish_rejections=False)
+        if outcome.status == "rejected":
+            return _problems(outcome.problems)
+        if outcome.status == "conflict":
+            return JSONResponse(
+                {"detail": [p.model_dump() for p in outcome.problems], "order_id": outcome.order_id}, status_code=409)
+        runtime.relay.notify()
+        return JSONResponse({"order_id": outcome.order_id, "created": outcome.status == "created"},
+                            status_code=201 if outcome.status == "created" else 200)
+
+    @router.get("/orders/{order_id}", summary="An order: every line's quantities by state and its timeline")
+    async def get_order(order_id: str) -> Any:
+        async with engine.connect() as conn:
+            try:
+                return await order_view(conn, order_id)
+            except OrderNotFound:
+                raise HTTPException(404, f"no order {order_id}") from None
+
+    @router.get("/orders", summary="Orders, newest first, filtered by status and channel")
+    async def get_orders(
+        status: str | None = None, channel: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Any:
+        async with engine.connect() as conn:
+            return await list_orders(conn, status, channel, limit, offset)
+
+    @router.post("/orders/{order_id}/cancel", status_code=202, summary="Cancel the order or some lines")
+    async def post_cancel(order_id: str, body: CancelRequest | None = None) -> Any:
+        body = body or CancelRequest()
+        try:
+            async with engine.begin() as conn:
+                await cancel_order(conn, order_id, body.line_ids, body.reason)
+        except OrderNotFound:
+            raise HTTPException(404, f"no order {order_id}") from None
+        except ChangeRefused as exc:
+            return _problems(exc.problems)
+        runtime.relay.notify()
+        return {"order_id": order_id, "status": "cancellation requested"}
+
+    @router.patch("/orders/{order_id}", status_code=202, summary="Change line quantities, add lines, or priority")
+    async def patch_order(order_id: str, request: Request) -> Any:
+        document, parse_problem = parse_json(await request.body())
+        if parse_problem:
+            return _problems([parse_problem])
+        try:
+            body = ModifyRequest.model_validate(document)
+        except ValidationError as exc:
+            return _problems(problems_of(exc))
+        try:
+            async with engine.begin() as conn:
+                await modify_order(conn, order_id, body.lines, body.priority)
+        except OrderNotFound:
+            raise HTTPException(404, f"no order {order_id}") from None
+        except ChangeRefused as exc:
+            return _problems(exc.problems)
+        runtime.relay.notify()
+        return {"order_id": order_id, "status": "modification requested"}
+
+    return router

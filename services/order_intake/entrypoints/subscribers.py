@@ -1,0 +1,112 @@
+"""Kafka subscribers of order intake. Each states its delivery settings where it is declared:
+offsets are committed only after the handler (and so the database transaction) succeeded
+(``AckPolicy.NACK_ON_ERROR``: on an infrastructure error the batch is rewound and redelivered),
+a new consumer group starts from the beginning of the topic (``earliest``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+
+from libs.contracts import Topic
+from libs.messaging.consumer import BatchConsumer, Delivery, EventMessage, decode_envelope
+from libs.messaging import claim_new_events
+from libs.service_host import Runtime
+from services.order_intake.service_layer.placing import Incoming, place_orders, record_ref
+from services.order_intake.service_layer.tracking import apply_downstream_events
+
+
+class _Unparseable:
+    """A channel-order value that is not JSON (rejected, never dead-lettered: it is a connector bug)."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _decode_channel_order(record: Any) -> Any:
+    try:
+        return orjson.loads(record.value)
+    except orjson.JSONDecodeError as exc:
+        return _Unparseable(str(exc))
+
+
+def register(runtime: Runtime, group_id: str) -> None:
+    broker, kafka = runtime.broker, runtime.kafka
+
+    async def handle_channel_orders(deliveries: Sequence[Delivery[Any]]) -> None:
+        async with runtime.engine.begin() as conn:
+            refs = [record_ref(d.record.topic, d.record.partition, d.record.offset) for d in deliveries]
+            fresh = await claim_new_events(conn, refs)
+            incoming = [
+                Incoming(
+                    document=None if isinstance(d.message, _Unparseable) else d.message,
+                    key=(d.record.key or b"").decode(errors="replace"),
+                    correlation_id=_header(d.record, "correlation_id"),
+                )
+                for d, ref in zip(deliveries, refs, strict=True)
+                if ref in fresh
+            ]
+            await place_orders(conn, incoming, publish_rejections=True)
+        runtime.relay.notify()
+
+    channel_orders = BatchConsumer(
+        topic=Topic.CHANNEL_ORDERS, group_id=f"{group_id}.{Topic.CHANNEL_ORDERS}", producer=runtime.producer, settings=kafka,
+        process=handle_channel_orders, decode=_decode_channel_order,
+    )
+
+    @broker.subscriber(
+        Topic.CHANNEL_ORDERS,
+        group_id=f"{group_id}.{Topic.CHANNEL_ORDERS}",  # one consumer group per topic: independent lag
+        batch=True,
+        max_records=kafka.max_batch,
+        batch_timeout_ms=kafka.batch_wait_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        description="Orders from channel connectors: validated, stored, announced as OrderPlaced, "
+        "or answered on oms.channel-orders.rejected.v1.",
+    )
+    async def on_channel_orders(msg: KafkaMessage) -> None:
+        await channel_orders.handle(msg.raw_message)
+
+    async def handle_downstream(deliveries: Sequence[Delivery[EventMessage]]) -> None:
+        async with runtime.engine.begin() as conn:
+            await apply_downstream_events(conn, deliveries)
+
+    for topic, description in (
+        (Topic.ALLOCATIONS, "Allocation results: line quantities by state and the order timeline."),
+        (Topic.FULFILLMENT, "Packing, shipping and returns: the order timeline."),
+    ):
+        _subscribe_downstream(runtime, group_id, topic, description, handle_downstream)
+
+
+def _subscribe_downstream(runtime: Runtime, group_id: str, topic: str, description: str, process: Any) -> None:
+    kafka = runtime.kafka
+    group_id = f"{group_id}.{topic}"
+    consumer = BatchConsumer(
+        topic=topic, group_id=group_id, producer=runtime.producer, settings=kafka,
+        process=process, decode=decode_envelope,
+    )
+
+    @runtime.broker.subscriber(
+        topic,
+        group_id=group_id,
+        batch=True,
+        max_records=kafka.max_batch,
+        batch_timeout_ms=kafka.batch_wait_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        description=description,
+    )
+    async def on_downstream(msg: KafkaMessage) -> None:
+        await consumer.handle(msg.raw_message)
+
+
+def _header(record: Any, name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return value.decode(errors="replace")
+    return None

@@ -1,0 +1,198 @@
+"""Use case: accept orders from channels (Kafka batch or one HTTP request).
+
+Idempotent on (channel, external_id): a resend with the same content returns the existing
+order_id and publishes nothing; the same key with different content is a conflict.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.contracts import Topic, new_envelope
+from libs.contracts.events import ChannelOrderRejected, OrderLine, OrderPlaced
+from libs.contracts.orders import ChannelOrder, Problem, validate_channel_order
+from libs.messaging import OutboxMessage, write_outbox
+from services.order_intake.adapters.tables import SCHEMA
+from services.order_intake.domain.orders import content_hash, new_order_id
+
+SOURCE = "order-intake"
+
+
+@dataclass
+class Incoming:
+    """One order as received: the decoded JSON document and where it came from."""
+
+    document: Any
+    key: str  # Kafka key or "{channel}:{external_id}" for HTTP
+    correlation_id: str | None = None
+
+
+@dataclass
+class Outcome:
+    status: str  # "created" | "existing" | "rejected" | "conflict"
+    order_id: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+async def place_orders(
+    conn: AsyncConnection, incoming: list[Incoming], *, publish_rejections: bool
+) -> list[Outcome]:
+    """Validate, store and announce a batch of orders in the caller's transaction."""
+    outcomes: list[Outcome | None] = [None] * len(incoming)
+    valid: dict[tuple[str, str], tuple[int, ChannelOrder, str]] = {}
+    rejected: list[tuple[int, Problem | None]] = []
+    for i, item in enumerate(incoming):
+        order, problems = validate_channel_order(item.document)
+        if order is None:
+            outcomes[i] = Outcome("rejected", problems=problems)
+            continue
+        key = (order.channel, order.external_id)
+        digest = content_hash(order)
+        if key in valid:  # the same key twice in one batch: the first one wins
+            outcomes[i] = _resend_or_conflict(valid[key][2], digest, order_id=None, index=valid[key][0])
+            continue
+        valid[key] = (i, order, digest)
+
+    created: dict[tuple[str, str], str] = {}
+    if valid:
+        proposed = {key: new_order_id() for key in valid}
+        rows = await conn.execute(
+            text(
+                "INSERT INTO orders (order_id, channel, external_id, content_hash, placed_at, currency, customer,"
+                " ship_to, priority, ship_complete, pickup_location_id)"
+                " SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:channels AS text[]), CAST(:externals AS text[]),"
+                " CAST(:hashes AS text[]), CAST(:placed AS timestamptz[]), CAST(:currencies AS text[]),"
+                " CAST(:customers AS jsonb[]), CAST(:ship_tos AS jsonb[]), CAST(:priorities AS int[]),"
+                " CAST(:completes AS bool[]), CAST(:pickups AS text[]))"
+                " ON CONFLICT (channel, external_id) DO NOTHING RETURNING channel, external_id, order_id"
+            ),
+            {
+                "ids": [proposed[k] for k in valid],
+                "channels": [k[0] for k in valid],
+                "externals": [k[1] for k in valid],
+                "hashes": [v[2] for v in valid.values()],
+                "placed": [v[1].placed_at for v in valid.values()],
+                "currencies": [v[1].currency for v in valid.values()],
+                "customers": [v[1].customer.model_dump_json() for v in valid.values()],
+                "ship_tos": [v[1].ship_to.model_dump_json() for v in valid.values()],
+                "priorities": [v[1].priority for v in valid.values()],
+                "completes": [v[1].ship_complete for v in valid.values()],
+                "pickups": [v[1].pickup_location_id for v in valid.values()],
+            },
+        )
+        created = {(r.channel, r.external_id): r.order_id for r in rows}
+        existing_keys = [k for k in valid if k not in created]
+        if existing_keys:
+            found = await conn.execute(
+                text(
+                    "SELECT o.channel, o.external_id, o.order_id, o.content_hash FROM orders o"
+                    " JOIN unnest(CAST(:channels AS text[]), CAST(:externals AS text[])) AS k(channel, external_id)"
+                    " USING (channel, external_id)"
+                ),
+                {"channels": [k[0] for k in existing_keys], "externals": [k[1] for k in existing_keys]},
+            )
+            for r in found:
+                i, _order, digest = valid[(r.channel, r.external_id)]
+                outcomes[i] = _resend_or_conflict(r.content_hash, digest, order_id=r.order_id, index=None)
+
+    events: list[OutboxMessage] = []
+    line_rows: list[tuple[str, str, str, int, str]] = []
+    timeline: list[tuple[str, str]] = []
+    for key, order_id in created.items():
+        i, order, _ = valid[key]
+        outcomes[i] = Outcome("created", order_id=order_id)
+        placed = OrderPlaced(
+            order_id=order_id,
+            channel=order.channel,
+            external_id=order.external_id,
+            placed_at=order.placed_at,
+            currency=order.currency,
+            customer=order.customer,
+            ship_to=order.ship_to,
+            priority=order.priority,
+            ship_complete=order.ship_complete,
+            pickup_location_id=order.pickup_location_id,
+            lines=[OrderLine(line_id=ln.line_id, sku=ln.sku, qty=ln.qty, unit_price=ln.unit_price) for ln in order.lines],
+        )
+        correlation = incoming[i].correlation_id or order_id
+        events.append(OutboxMessage(Topic.ORDERS, order_id, new_envelope(placed, source=SOURCE, correlation_id=correlation)))
+        line_rows += [(order_id, ln.line_id, ln.sku, ln.qty, str(ln.unit_price)) for ln in order.lines]
+        timeline.append((order_id, f"placed by {order.channel} as {order.external_id}, {len(order.lines)} line(s)"))
+
+    if line_rows:
+        await conn.execute(
+            text(
+                "INSERT INTO order_lines (order_id, line_id, sku, qty, unit_price, backordered)"
+                " SELECT o, l, s, q, CAST(p AS numeric), 0 FROM unnest(CAST(:o AS text[]), CAST(:l AS text[]),"
+                " CAST(:s AS text[]), CAST(:q AS int[]), CAST(:p AS text[])) AS t(o, l, s, q, p)"
+            ),
+            {"o": [r[0] for r in line_rows], "l": [r[1] for r in line_rows], "s": [r[2] for r in line_rows],
+             "q": [r[3] for r in line_rows], "p": [r[4] for r in line_rows]},
+        )
+        await add_timeline(conn, [(oid, "OrderPlaced", SOURCE, summary) for oid, summary in timeline])
+
+    if publish_rejections:
+        for i, outcome in enumerate(outcomes):
+            assert outcome is not None
+            if outcome.status in ("rejected", "conflict"):
+                item = incoming[i]
+                doc = item.document if isinstance(item.document, dict) else {}
+                event = ChannelOrderRejected(
+                    key=item.key,
+                    channel=_str_or_none(doc.get("channel")),
+                    external_id=_str_or_none(doc.get("external_id")),
+                    reasons=outcome.problems,
+                )
+                events.append(OutboxMessage(
+                    Topic.CHANNEL_ORDERS_REJECTED, item.key,
+                    new_envelope(event, source=SOURCE, correlation_id=item.correlation_id or item.key),
+                ))
+    await write_outbox(conn, SCHEMA, events)
+    return [o for o in outcomes if o is not None]
+
+
+def _resend_or_conflict(stored_hash: str, digest: str, *, order_id: str | None, index: int | None) -> Outcome:
+    if stored_hash == digest:
+        return Outcome("existing", order_id=order_id)
+    return Outcome(
+        "conflict",
+        order_id=order_id,
+        problems=[Problem(field="external_id", problem="already used by this channel for an order with different content")],
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+async def add_timeline(conn: AsyncConnection, rows: list[tuple[str, str, str, str]], at: Any = None) -> None:
+    """Append (order_id, event_type, source, summary) rows to the orders' timelines."""
+    if not rows:
+        return
+    await conn.execute(
+        text(
+            "INSERT INTO timeline (order_id, at, event_type, source, summary)"
+            " SELECT o, COALESCE(CAST(:at AS timestamptz), now()), e, s, m FROM unnest(CAST(:o AS text[]),"
+            " CAST(:e AS text[]), CAST(:s AS text[]), CAST(:m AS text[])) AS t(o, e, s, m)"
+        ),
+        {"at": at, "o": [r[0] for r in rows], "e": [r[1] for r in rows], "s": [r[2] for r in rows],
+         "m": [r[3] for r in rows]},
+    )
+
+
+def parse_json(raw: bytes) -> tuple[Any, Problem | None]:
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        return None, Problem(field="(body)", problem=f"not valid JSON: {exc}")
+
+
+def record_ref(topic: str, partition: int, offset: int) -> uuid.UUID:
+    """A stable id for a Kafka record, so a redelivered channel order is seen as processed."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"kafka://{topic}/{partition}/{offset}")

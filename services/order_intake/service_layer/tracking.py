@@ -1,0 +1,220 @@
+"""Use cases that keep the order view current from downstream events, and change requests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.contracts import Topic, new_envelope
+from libs.contracts.events import (
+    AllocationResult,
+    Event,
+    LineChange,
+    OrderCancelled,
+    OrderModified,
+    OrderPacked,
+    OrderShipped,
+    PackRequested,
+    ReturnReceived,
+)
+from libs.messaging import OutboxMessage, claim_new_events, write_outbox
+from libs.messaging.consumer import Delivery, EventMessage
+from services.order_intake.adapters.tables import SCHEMA
+from services.order_intake.domain.orders import ChangeProblem, check_cancel, order_status
+from services.order_intake.service_layer.placing import SOURCE, add_timeline
+
+
+async def apply_downstream_events(conn: AsyncConnection, deliveries: Sequence[Delivery[EventMessage]]) -> None:
+    """Allocation and fulfillment events update line quantities, status and the timeline."""
+    fresh = await claim_new_events(conn, [d.message.envelope.event_id for d in deliveries])
+    latest: dict[str, AllocationResult] = {}
+    timeline: list[tuple[str, str, str, str]] = []
+    returns: list[tuple[str, str, int]] = []
+    for d in deliveries:
+        env, event = d.message.envelope, d.message.event
+        if env.event_id not in fresh:
+            continue
+        order_id = getattr(event, "order_id", None)
+        if order_id is None:
+            continue
+        if isinstance(event, AllocationResult):
+            if order_id not in latest or event.version > latest[order_id].version:
+                latest[order_id] = event
+        elif isinstance(event, ReturnReceived):
+            returns += [(order_id, ln.line_id, ln.qty) for ln in event.lines]
+        timeline.append((order_id, env.event_type, env.source, summarise(event)))
+    if latest:
+        await _apply_snapshots(conn, list(latest.values()))
+    if returns:
+        await conn.execute(
+            text(
+                "UPDATE order_lines l SET returned = l.returned + r.q FROM unnest(CAST(:o AS text[]),"
+                " CAST(:l AS text[]), CAST(:q AS int[])) AS r(o, l, q) WHERE l.order_id = r.o AND l.line_id = r.l"
+            ),
+            {"o": [r[0] for r in returns], "l": [r[1] for r in returns], "q": [r[2] for r in returns]},
+        )
+    await add_timeline(conn, timeline)
+
+
+async def _apply_snapshots(conn: AsyncConnection, results: list[AllocationResult]) -> None:
+    # Only snapshots newer than what we hold win (per-order order is kept, but be safe on replays).
+    rows = await conn.execute(
+        text(
+            "UPDATE orders o SET allocation_version = r.v, status = r.s, updated_at = now()"
+            " FROM unnest(CAST(:o AS text[]), CAST(:v AS int[]), CAST(:s AS text[])) AS r(o, v, s)"
+            " WHERE o.order_id = r.o AND o.allocation_version < r.v RETURNING o.order_id"
+        ),
+        {
+            "o": [r.order_id for r in results],
+            "v": [r.version for r in results],
+            "s": [order_status(r.lines, known=True) for r in results],
+        },
+    )
+    applied = {row.order_id for row in rows}
+    lines = [(r.order_id, ln) for r in results if r.order_id in applied for ln in r.lines]
+    if not lines:
+        return
+    await conn.execute(
+        text(
+            "INSERT INTO order_lines AS l (order_id, line_id, sku, qty, unit_price, allocated, backordered, packed,"
+            " shipped, cancelled, on_hold, backorder_reason)"
+            " SELECT o, li, s, q, 0, a, b, p, sh, c, h, br FROM unnest(CAST(:o AS text[]), CAST(:li AS text[]),"
+            " CAST(:s AS text[]), CAST(:q AS int[]), CAST(:a AS int[]), CAST(:b AS int[]), CAST(:p AS int[]),"
+            " CAST(:sh AS int[]), CAST(:c AS int[]), CAST(:h AS bool[]), CAST(:br AS text[]))"
+            " AS t(o, li, s, q, a, b, p, sh, c, h, br)"
+            " ON CONFLICT (order_id, line_id) DO UPDATE SET qty = EXCLUDED.qty, allocated = EXCLUDED.allocated,"
+            " backordered = EXCLUDED.backordered, packed = EXCLUDED.packed, shipped = EXCLUDED.shipped,"
+            " cancelled = EXCLUDED.cancelled, on_hold = EXCLUDED.on_hold,"
+            " backorder_reason = EXCLUDED.backorder_reason"
+        ),
+        {
+            "o": [o for o, _ in lines], "li": [ln.line_id for _, ln in lines], "s": [ln.sku for _, ln in lines],
+            "q": [ln.qty for _, ln in lines], "a": [ln.allocated for _, ln in lines],
+            "b": [ln.backordered for _, ln in lines], "p": [ln.packed for _, ln in lines],
+            "sh": [ln.shipped for _, ln in lines], "c": [ln.cancelled for _, ln in lines],
+            "h": [ln.on_hold for _, ln in lines], "br": [ln.backorder_reason for _, ln in lines],
+        },
+    )
+
+
+def summarise(event: Event) -> str:
+    """One readable timeline sentence per event."""
+    if isinstance(event, AllocationResult):
+        parts = [f"{ln.line_id}: {ln.allocated} allocated, {ln.backordered} backordered"
+                 + (f", {ln.packed} packed" if ln.packed else "")
+                 + (f", {ln.shipped} shipped" if ln.shipped else "")
+                 + (f", {ln.cancelled} cancelled" if ln.cancelled else "")
+                 + (" (on hold)" if ln.on_hold else "")
+                 for ln in event.lines]
+        detail = f" ({event.detail})" if event.detail else ""
+        return f"{event.change}{detail}: " + "; ".join(parts)
+    if isinstance(event, PackRequested):
+        return f"pack requested as shipment {event.shipment_id}"
+    if isinstance(event, OrderPacked):
+        return f"shipment {event.shipment_id} packed: " + ", ".join(f"{ln.sku} x{ln.qty}" for ln in event.lines)
+    if isinstance(event, OrderShipped):
+        return f"shipment {event.shipment_id} shipped with {event.carrier} {event.tracking_number}"
+    if isinstance(event, ReturnReceived):
+        return f"return {event.return_id}: refund due {event.refund_total}"
+    return type(event).__name__
+
+
+class OrderNotFound(LookupError):
+    pass
+
+
+class ChangeRefused(ValueError):
+    def __init__(self, problems: list[ChangeProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.problem}" for p in problems))
+        self.problems = problems
+
+
+async def _order_lines(conn: AsyncConnection, order_id: str, *, lock: bool) -> dict[str, Any]:
+    row = (await conn.execute(
+        text("SELECT order_id, status FROM orders WHERE order_id = :o" + (" FOR UPDATE" if lock else "")),
+        {"o": order_id},
+    )).first()
+    if row is None:
+        raise OrderNotFound(order_id)
+    lines = (await conn.execute(text("SELECT * FROM order_lines WHERE order_id = :o"), {"o": order_id})).all()
+    return {ln.line_id: ln for ln in lines}
+
+
+async def cancel_order(conn: AsyncConnection, order_id: str, line_ids: list[str] | None, reason: str) -> None:
+    lines = await _order_lines(conn, order_id, lock=True)
+    problems = check_cancel(line_ids, {k: v.qty for k, v in lines.items()})
+    if problems:
+        raise ChangeRefused(problems)
+    event = OrderCancelled(order_id=order_id, line_ids=line_ids, reason=reason)
+    await write_outbox(conn, SCHEMA, [OutboxMessage(Topic.ORDERS, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id))])
+    what = "order" if line_ids is None else "line(s) " + ", ".join(line_ids)
+    await add_timeline(conn, [(order_id, "OrderCancelled", SOURCE, f"cancellation of {what} requested: {reason}")])
+
+
+async def modify_order(conn: AsyncConnection, order_id: str, changes: list[LineChange], priority: int | None) -> None:
+    lines = await _order_lines(conn, order_id, lock=True)
+    problems: list[ChangeProblem] = []
+    for i, change in enumerate(changes):
+        current = lines.get(change.line_id)
+        if current is not None and current.sku != change.sku:
+            problems.append(ChangeProblem(f"lines.{i}.sku", f"line {change.line_id!r} is for {current.sku!r}; add a new line instead"))
+        if current is not None and change.qty < current.shipped + current.packed:
+            problems.append(ChangeProblem(
+                f"lines.{i}.qty", f"cannot go below the {current.shipped + current.packed} already packed or shipped"))
+    if not changes and priority is None:
+        problems.append(ChangeProblem("lines", "nothing to change"))
+    if problems:
+        raise ChangeRefused(problems)
+    event = OrderModified(order_id=order_id, lines=changes, priority=priority)
+    await write_outbox(conn, SCHEMA, [OutboxMessage(Topic.ORDERS, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id))])
+    summary = ", ".join(f"{c.line_id} -> {c.qty}" for c in changes) + (f" priority -> {priority}" if priority is not None else "")
+    await add_timeline(conn, [(order_id, "OrderModified", SOURCE, f"modification requested: {summary}")])
+
+
+async def order_view(conn: AsyncConnection, order_id: str) -> dict[str, Any]:
+    order = (await conn.execute(text("SELECT * FROM orders WHERE order_id = :o"), {"o": order_id})).mappings().first()
+    if order is None:
+        raise OrderNotFound(order_id)
+    lines = (await conn.execute(
+        text("SELECT * FROM order_lines WHERE order_id = :o ORDER BY line_id"), {"o": order_id})).mappings().all()
+    events = (await conn.execute(
+        text("SELECT at, event_type, source, summary FROM timeline WHERE order_id = :o ORDER BY id"),
+        {"o": order_id})).mappings().all()
+    return {
+        "order_id": order["order_id"],
+        "channel": order["channel"],
+        "external_id": order["external_id"],
+        "status": order["status"],
+        "placed_at": order["placed_at"],
+        "currency": order["currency"],
+        "priority": order["priority"],
+        "ship_complete": order["ship_complete"],
+        "pickup_location_id": order["pickup_location_id"],
+        "customer": order["customer"],
+        "ship_to": order["ship_to"],
+        "lines": [
+            {
+                "line_id": ln["line_id"], "sku": ln["sku"], "qty": ln["qty"], "unit_price": str(ln["unit_price"]),
+                "allocated": ln["allocated"], "backordered": ln["backordered"], "packed": ln["packed"],
+                "shipped": ln["shipped"], "cancelled": ln["cancelled"], "returned": ln["returned"],
+                "on_hold": ln["on_hold"], "backorder_reason": ln["backorder_reason"],
+            }
+            for ln in lines
+        ],
+        "timeline": [dict(e) for e in events],
+    }
+
+
+async def list_orders(conn: AsyncConnection, status: str | None, channel: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text(
+            "SELECT order_id, channel, external_id, status, placed_at, received_at FROM orders"
+            " WHERE (CAST(:s AS text) IS NULL OR status = :s) AND (CAST(:c AS text) IS NULL OR channel = :c)"
+            " ORDER BY received_at DESC LIMIT :n OFFSET :off"
+        ),
+        {"s": status, "c": channel, "n": limit, "off": offset},
+    )
+    return [dict(r) for r in rows.mappings()]

@@ -1,0 +1,29 @@
+"""Shared fixtures: one real broker and one real PostgreSQL for the whole test session."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from infra import Infra, provide_infra  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    with provide_infra() as provided:
+        yield provided
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infra: Infra) -> str:
+    return infra.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def database_url(infra: Infra) -> str:
+    return infra.database_url

@@ -1,0 +1,63 @@
+"""Where tests find a real broker and a real PostgreSQL: environment variables first
+(``OMS_TEST_KAFKA_BOOTSTRAP`` / ``OMS_TEST_DATABASE_URL``, or the ``OMS_*`` ones), then
+testcontainers when a Docker engine answers, then the embedded ones from PyPI wheels."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka_bootstrap: str
+    database_url: str  # postgresql+asyncpg://...
+    kind: str  # "env" | "testcontainers" | "embedded"
+    kafka_idempotence: bool
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # noqa: BLE001 - no engine, no client, no permission: all mean "no"
+        return False
+
+
+@contextlib.contextmanager
+def provide_infra() -> Iterator[Infra]:
+    kafka = os.environ.get("OMS_TEST_KAFKA_BOOTSTRAP")
+    db = os.environ.get("OMS_TEST_DATABASE_URL")
+    if kafka and db:
+        yield Infra(kafka, db, "env", os.environ.get("OMS_TEST_KAFKA_IDEMPOTENCE", "true") == "true")
+        return
+    if _docker_available():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        with KafkaContainer().with_kraft() as k, PostgresContainer("postgres:16", driver="asyncpg") as pg:
+            yield Infra(k.get_bootstrap_server(), pg.get_connection_url(), "testcontainers", True)
+        return
+    from libs.embedded import EmbeddedKafka, EmbeddedPostgres
+
+    work = Path(tempfile.mkdtemp(prefix="oms-test-"))
+    broker = EmbeddedKafka(port=free_port(), log_path=work / "tansu.log").start()
+    pg = EmbeddedPostgres(work / "pgdata", port=free_port(), log_path=work / "postgres.log").start()
+    try:
+        yield Infra(broker.bootstrap, pg.url, "embedded", False)
+    finally:
+        broker.stop()
+        pg.stop()
