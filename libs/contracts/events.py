@@ -205,11 +205,25 @@ class LocationAvailability(BaseModel):
     available: int
 
 
+class PositionReservation(BaseModel):
+    """What allocation holds at one stock position (inventory mirrors it for stock takes)."""
+
+    model_config = ConfigDict(frozen=True)
+    location_id: str
+    bin: str
+    lot: str
+    on_hand: int
+    reserved: int
+
+
 class AvailabilityChanged(Event):
+    """Available-to-promise of a SKU after a change; coalesced per SKU over a short window."""
+
     sku: str
     total: int
     locations: list[LocationAvailability]
     channels: dict[str, int] = Field(default_factory=dict)  # per channel after its buffer
+    positions: list[PositionReservation] = Field(default_factory=list)
     as_of: datetime
 
 
