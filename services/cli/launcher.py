@@ -1,0 +1,187 @@
+"""Start the whole system: embedded broker and PostgreSQL (unless configured), then the four
+services as separate OS processes with prefixed logs. Used by ``oms up``, ``oms demo``,
+``oms bench`` and the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from libs.embedded import EmbeddedKafka, EmbeddedPostgres
+
+SERVICES: dict[str, int] = {"order_intake": 8001, "inventory": 8002, "allocation": 8003, "fulfillment": 8004}
+_COLORS = {"order_intake": 36, "inventory": 33, "allocation": 35, "fulfillment": 32, "infra": 34}
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    instance: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.name if self.instance == 0 else f"{self.name}#{self.instance}"
+
+
+@dataclass
+class System:
+    """A running OMS: infrastructure plus service processes."""
+
+    workdir: Path
+    kafka_bootstrap: str = ""
+    database_url: str = ""
+    kafka_idempotence: bool = True
+    ports: dict[str, int] = field(default_factory=lambda: dict(SERVICES))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    log_to: TextIO | None = sys.stdout
+    embedded_kafka: EmbeddedKafka | None = None
+    embedded_pg: EmbeddedPostgres | None = None
+    processes: list[ServiceProcess] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- infrastructure -------------------------------------------------------------------
+    def start_infra(self, *, kafka_port: int = 19092, pg_port: int = 15432, fresh: bool = True) -> None:
+        """Use OMS_KAFKA_BOOTSTRAP / OMS_DATABASE_URL when set, else start the embedded ones."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.kafka_bootstrap = os.environ.get("OMS_KAFKA_BOOTSTRAP", "")
+        self.database_url = os.environ.get("OMS_DATABASE_URL", "")
+        if not self.kafka_bootstrap:
+            self._say("infra", f"starting embedded Kafka-protocol broker (Tansu) on 127.0.0.1:{kafka_port}")
+            self.embedded_kafka = EmbeddedKafka(port=kafka_port, log_path=self.workdir / "tansu.log").start()
+            self.kafka_bootstrap = self.embedded_kafka.bootstrap
+            self.kafka_idempotence = False  # Tansu cannot start an idempotent producer
+        else:
+            self.kafka_idempotence = os.environ.get("OMS_KAFKA_IDEMPOTENCE", "true").lower() == "true"
+        if not self.database_url:
+            self._say("infra", f"starting embedded PostgreSQL on 127.0.0.1:{pg_port}"
+                      + (" (fresh data: the embedded broker keeps nothing across restarts either)" if fresh else ""))
+            self.embedded_pg = EmbeddedPostgres(
+                self.workdir / "pgdata", port=pg_port, log_path=self.workdir / "postgres.log"
+            ).start(fresh=fresh)
+            self.database_url = self.embedded_pg.url
+
+    def stop_infra(self) -> None:
+        if self.embedded_kafka:
+            self._say("infra", "stopping embedded broker")
+            self.embedded_kafka.stop()
+            self.embedded_kafka = None
+        if self.embedded_pg:
+            self._say("infra", "stopping embedded PostgreSQL")
+            self.embedded_pg.stop()
+            self.embedded_pg = None
+
+    # --- services -----------------------------------------------------------------------------
+    def env_for(self, name: str, port: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            OMS_KAFKA_BOOTSTRAP=self.kafka_bootstrap,
+            OMS_DATABASE_URL=self.database_url,
+            OMS_KAFKA_IDEMPOTENCE="true" if self.kafka_idempotence else "false",
+            PYTHONUNBUFFERED="1",
+        )
+        env[f"OMS_{name.upper()}_PORT"] = str(port)
+        env.update(self.extra_env)
+        return env
+
+    def start_service(self, name: str, *, port: int | None = None, instance: int = 0) -> ServiceProcess:
+        port = port or self.ports[name]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=self.env_for(name, port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the terminal reaches us; we stop children in order
+        )
+        sp = ServiceProcess(name, port, proc, instance)
+        with self._lock:
+            self.processes.append(sp)
+        threading.Thread(target=self._pump, args=(sp,), daemon=True).start()
+        return sp
+
+    def start_all(self, timeout: float = 120) -> None:
+        for name in SERVICES:
+            self.start_service(name)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 120, processes: list[ServiceProcess] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(processes or self.processes)
+        while pending:
+            for sp in list(pending):
+                if sp.process.poll() is not None:
+                    raise RuntimeError(f"{sp.label} exited with code {sp.process.returncode} during start-up")
+                if _ready(sp.port):
+                    pending.remove(sp)
+                    self._say(sp.name, f"ready on :{sp.port}")
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError("not ready in time: " + ", ".join(sp.label for sp in pending))
+            time.sleep(0.2)
+
+    def kill(self, sp: ServiceProcess) -> None:
+        """SIGKILL: the process gets no chance to clean up (crash test)."""
+        sp.process.kill()
+        sp.process.wait(10)
+        with self._lock:
+            self.processes.remove(sp)
+
+    def stop_services(self, timeout: float = 20) -> None:
+        with self._lock:
+            procs = list(self.processes)
+        for sp in procs:
+            if sp.process.poll() is None:
+                sp.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for sp in procs:
+            try:
+                sp.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                sp.process.kill()
+                sp.process.wait(5)
+        with self._lock:
+            self.processes.clear()
+
+    def stop(self) -> None:
+        self.stop_services()
+        self.stop_infra()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    # --- logs ---------------------------------------------------------------------------------
+    def _pump(self, sp: ServiceProcess) -> None:
+        assert sp.process.stdout is not None
+        log_file = open(self.workdir / f"{sp.label}.log", "ab")  # noqa: SIM115
+        with log_file:
+            for raw in iter(sp.process.stdout.readline, b""):
+                log_file.write(raw)
+                log_file.flush()
+                self._say(sp.name, raw.decode(errors="replace").rstrip(), label=sp.label)
+
+    def _say(self, name: str, line: str, label: str | None = None) -> None:
+        if self.log_to is None:
+            return
+        color = _COLORS.get(name, 37)
+        prefix = f"{label or name:<14}"
+        if getattr(self.log_to, "isatty", lambda: False)():
+            prefix = f"\033[{color}m{prefix}\033[0m"
+        with self._lock:
+            self.log_to.write(f"{prefix}| {line}\n")
+            self.log_to.flush()
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as resp:
+            return resp.status == 200
+    except Exception:  # noqa: BLE001 - not up yet
+        return False

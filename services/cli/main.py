@@ -1,0 +1,115 @@
+"""``oms``: run the system, one service, the demo, or the benchmark.
+
+    oms up                 embedded broker + PostgreSQL (unless OMS_KAFKA_BOOTSTRAP /
+                           OMS_DATABASE_URL are set) and the four services; Ctrl-C stops all
+    oms run SERVICE        one service in the foreground (what a container runs)
+    oms demo               the SPEC section 8 walkthrough; starts the system if none answers
+    oms bench SCENARIO     the benchmark (see README)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import time
+from pathlib import Path
+
+from services.cli.launcher import SERVICES, System, _ready
+
+
+def _workdir() -> Path:
+    return Path.cwd() / ".oms"
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    system = System(workdir=_workdir())
+    stop = {"now": False}
+
+    def on_signal(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        system.start_infra(fresh=not args.keep_data)
+        system.start_all()
+        print("\nOMS is up:", ", ".join(f"{n} {system.url(n)}" for n in SERVICES))
+        print(f"broker {system.kafka_bootstrap}; logs in {system.workdir}; Ctrl-C to stop\n", flush=True)
+        while not stop["now"]:
+            for sp in list(system.processes):
+                if sp.process.poll() is not None:
+                    print(f"{sp.label} exited with {sp.process.returncode}; restarting", flush=True)
+                    system.processes.remove(sp)
+                    system.start_service(sp.name, port=sp.port)
+            time.sleep(0.5)
+    finally:
+        print("\nstopping...", flush=True)
+        system.stop()
+        print("stopped.", flush=True)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    name = args.service.replace("-", "_")
+    if name not in SERVICES:
+        print(f"unknown service {args.service!r}; one of: {', '.join(SERVICES)}", file=sys.stderr)
+        return 2
+    from libs.service_host import run_service
+
+    run_service(importlib.import_module(f"services.{name}.service").SERVICE)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from services.cli.demo import Walkthrough, WalkthroughMismatch
+
+    system = None
+    if not all(_ready(port) for port in SERVICES.values()):
+        print("No running OMS answers on ports 8001-8004: starting one (embedded defaults)...", flush=True)
+        system = System(workdir=_workdir(), log_to=None)
+        system.start_infra(fresh=True)
+        system.start_all()
+        print(f"started; service logs in {system.workdir}\n", flush=True)
+    try:
+        Walkthrough({n: f"http://127.0.0.1:{p}" for n, p in SERVICES.items()}).run()
+        return 0
+    except WalkthroughMismatch as exc:
+        print(f"\nMISMATCH: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if system:
+            system.stop()
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from services.cli import bench
+
+    return bench.main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="oms", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the whole system")
+    up.add_argument("--keep-data", action="store_true", help="keep embedded PostgreSQL data from the last run")
+    up.set_defaults(fn=cmd_up)
+    run = sub.add_parser("run", help="run one service in the foreground")
+    run.add_argument("service", help=", ".join(SERVICES))
+    run.set_defaults(fn=cmd_run)
+    demo = sub.add_parser("demo", help="play the SPEC section 8 walkthrough")
+    demo.set_defaults(fn=cmd_demo)
+    bench = sub.add_parser("bench", help="run a benchmark scenario")
+    bench.add_argument("scenario", nargs="?", default="steady")
+    bench.add_argument("--orders", type=int, default=None)
+    bench.add_argument("--rate", type=float, default=None, help="offered orders/s (default: full speed)")
+    bench.add_argument("--smoke", action="store_true", help="tiny run, correctness only")
+    bench.add_argument("--out", default="bench-results")
+    bench.set_defaults(fn=cmd_bench)
+    args = parser.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
