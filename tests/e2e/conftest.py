@@ -1,0 +1,31 @@
+"""The whole system as four OS processes on the session's real broker and PostgreSQL."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra import Infra, free_port
+from services.cli.launcher import SERVICES, System
+
+
+@pytest.fixture(scope="session")
+def system(infra: Infra) -> Iterator[System]:
+    workdir = Path(tempfile.mkdtemp(prefix="oms-e2e-"))
+    sys_ = System(
+        workdir=workdir,
+        kafka_bootstrap=infra.kafka_bootstrap,
+        database_url=infra.database_url,
+        kafka_idempotence=infra.kafka_idempotence,
+        ports={name: free_port() for name in SERVICES},
+        log_to=None,  # each service's log is in workdir/<service>.log
+    )
+    try:
+        sys_.start_all(timeout=180)
+        yield sys_
+    finally:
+        sys_.stop_services()
+        print(f"service logs: {workdir}")

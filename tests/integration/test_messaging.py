@@ -1,0 +1,168 @@
+"""The messaging foundation on a real broker and PostgreSQL: outbox relay order and promptness,
+dead-lettering of malformed events without stopping the partition, inbox de-duplication."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy import text
+
+from libs.contracts import decode_event, new_envelope
+from libs.contracts.events import OrderCancelled
+from libs.database import create_engine
+from libs.messaging import KafkaSettings, OutboxMessage, OutboxRelay, claim_new_events, write_outbox
+from libs.messaging.consumer import BatchConsumer, decode_envelope
+from libs.messaging.kafka import create_producer, ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def db(database_url: str):  # type: ignore[no-untyped-def]
+    schema = f"t_{uuid.uuid4().hex[:8]}"
+    eng = create_engine(database_url, schema=schema)
+    async with eng.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await conn.execute(text(f'SET search_path TO "{schema}"'))
+        await conn.execute(text(
+            "CREATE TABLE outbox (id bigserial PRIMARY KEY, topic text NOT NULL, key text NOT NULL,"
+            " value bytea NOT NULL, headers jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"))
+        await conn.execute(text(
+            "CREATE TABLE inbox (event_id uuid PRIMARY KEY, processed_at timestamptz NOT NULL DEFAULT now())"))
+    yield Db(eng, schema)
+    await eng.dispose()
+
+
+class Db:
+    def __init__(self, engine, schema: str) -> None:  # type: ignore[no-untyped-def]
+        self.engine, self.schema = engine, schema
+
+
+def kafka_settings(bootstrap: str, idempotence: bool) -> KafkaSettings:
+    return KafkaSettings(bootstrap=bootstrap, idempotence=idempotence, max_attempts=2, retry_backoff_ms=10)
+
+
+async def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 20) -> list:  # type: ignore[type-arg]
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"t-{uuid.uuid4().hex}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for msgs in batch.values():
+                records.extend(msgs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_outbox_rows_reach_kafka_promptly_and_in_commit_order_per_key(db, infra) -> None:  # type: ignore[no-untyped-def]
+    engine, schema = db.engine, db.schema
+    topic = f"t.outbox.{uuid.uuid4().hex[:6]}"
+    settings = kafka_settings(infra.kafka_bootstrap, infra.kafka_idempotence)
+    await ensure_topics(settings, [topic])
+    producer = create_producer(settings, "test")
+    await producer.start()
+    relay = OutboxRelay(engine, producer, schema=schema, poll_interval=30)  # the poll cannot explain promptness
+    relay.start()
+    try:
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        for batch in range(5):
+            async with engine.begin() as conn:
+                await write_outbox(conn, schema, [
+                    OutboxMessage(topic, f"order-{i % 3}", new_envelope(
+                        OrderCancelled(order_id=f"order-{i % 3}", reason=f"{batch}:{i}"), source="test", correlation_id="c"))
+                    for i in range(40)
+                ])
+        records = await read_all(infra.kafka_bootstrap, topic, 200)
+        elapsed = time.monotonic() - started
+    finally:
+        await relay.stop()
+        await producer.stop()
+    assert len(records) == 200
+    assert elapsed < 15  # LISTEN/NOTIFY wakes the relay; a 30 s poll would not
+    by_key: dict[bytes, list[tuple[int, int]]] = {}
+    for r in records:
+        _, event = decode_event(r.value)
+        b, i = map(int, event.reason.split(":"))  # type: ignore[attr-defined]
+        by_key.setdefault(r.key, []).append((b, i))
+        assert dict(r.headers)["event_type"] == b"OrderCancelled"
+    for seq in by_key.values():
+        assert seq == sorted(seq)  # per-key order = commit order
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar() == 0
+
+
+async def test_malformed_event_goes_to_dlq_with_error_and_partition_keeps_flowing(db, infra) -> None:  # type: ignore[no-untyped-def]
+    topic = f"t.flow.{uuid.uuid4().hex[:6]}"
+    settings = kafka_settings(infra.kafka_bootstrap, infra.kafka_idempotence)
+    await ensure_topics(settings, [topic, f"{topic}.dlq"])
+    producer = create_producer(settings, "test")
+    await producer.start()
+    handled: list[str] = []
+
+    async def process(deliveries) -> None:  # type: ignore[no-untyped-def]
+        for d in deliveries:
+            if d.message.event.reason == "poison":
+                raise ValueError("cannot handle a poison order")
+        handled.extend(d.message.event.order_id for d in deliveries)
+
+    consumer = BatchConsumer(topic=topic, group_id="t-group", producer=producer, settings=settings,
+                             process=process, decode=decode_envelope)
+    broker = KafkaBroker(infra.kafka_bootstrap)
+
+    @broker.subscriber(topic, group_id=f"t-{uuid.uuid4().hex}", batch=True, max_records=50, batch_timeout_ms=5,
+                       auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR)
+    async def on_message(msg: KafkaMessage) -> None:
+        await consumer.handle(msg.raw_message)
+
+    raw = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await raw.start()
+    from libs.contracts import encode_event
+
+    def event(order_id: str, reason: str = "ok") -> bytes:
+        return encode_event(new_envelope(OrderCancelled(order_id=order_id, reason=reason), source="t", correlation_id="c"))
+
+    await raw.send_and_wait(topic, event("o1"), key=b"k", partition=0)
+    await raw.send_and_wait(topic, b"{not json", key=b"k", partition=0)
+    await raw.send_and_wait(topic, b'{"event_id": "1"}', key=b"k", partition=0)
+    await raw.send_and_wait(topic, event("o2", "poison"), key=b"k", partition=0)
+    await raw.send_and_wait(topic, event("o3"), key=b"k", partition=0)
+    await raw.stop()
+    await broker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "o3" not in handled and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        await broker.stop()
+        await producer.stop()
+    assert handled == ["o1", "o3"]  # o2 dead-lettered, the partition went on to o3
+    dead = await read_all(infra.kafka_bootstrap, f"{topic}.dlq", 3)
+    assert len(dead) == 3
+    errors = [dict(r.headers)["dlq.error"].decode() for r in dead]
+    assert "not JSON" in errors[0]
+    assert "envelope.event_type: Field required" in errors[1]
+    assert "poison" in errors[2] and dict(dead[2].headers)["dlq.attempts"] == b"2"
+    assert all(dict(r.headers)["dlq.topic"] == topic.encode() for r in dead)
+
+
+async def test_inbox_reports_an_event_as_new_only_once(db) -> None:  # type: ignore[no-untyped-def]
+    engine = db.engine
+    ids = [uuid.uuid4() for _ in range(3)]
+    async with engine.begin() as conn:
+        await conn.execute(text(f'SET LOCAL search_path TO "{db.schema}"'))
+        assert await claim_new_events(conn, ids[:2]) == set(ids[:2])
+    async with engine.begin() as conn:
+        await conn.execute(text(f'SET LOCAL search_path TO "{db.schema}"'))
+        assert await claim_new_events(conn, ids) == {ids[2]}
