@@ -1,0 +1,91 @@
+"""Order intake use cases on a real PostgreSQL: idempotent placement, conflicts, rejections."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from libs.contracts import Topic
+from libs.database import create_engine, upgrade_schema
+from services.order_intake.adapters.tables import SCHEMA
+from services.order_intake.service_layer.placing import Incoming, place_orders
+
+pytestmark = pytest.mark.integration
+
+VERSIONS = Path(__file__).parents[2] / "services" / "order_intake" / "adapters" / "migrations" / "versions"
+
+
+@pytest.fixture(scope="module")
+async def engine(database_url: str):  # type: ignore[no-untyped-def]
+    eng = create_engine(database_url, schema=SCHEMA)
+    await upgrade_schema(eng, schema=SCHEMA, versions_dir=VERSIONS)
+    yield eng
+    await eng.dispose()
+
+
+def order(external_id: str, qty: int = 2, **extra: object) -> dict:
+    return {"channel": "web", "external_id": external_id, "placed_at": "2026-11-22T10:00:00Z", "currency": "EUR",
+            "ship_to": {"country": "DE"}, "lines": [{"line_id": "1", "sku": "SKU-1", "qty": qty, "unit_price": "1.50"}],
+            **extra}
+
+
+async def outbox(conn, topic: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    rows = await conn.execute(text("SELECT key, value FROM outbox WHERE topic = :t ORDER BY id"), {"t": topic})
+    return [orjson.loads(r.value) | {"_key": r.key} for r in rows]
+
+
+async def test_same_order_sent_twice_gets_the_same_id_and_one_order_placed(engine) -> None:  # type: ignore[no-untyped-def]
+    ext = uuid.uuid4().hex
+    async with engine.begin() as conn:
+        [first] = await place_orders(conn, [Incoming(order(ext), f"web:{ext}")], publish_rejections=True)
+        [again] = await place_orders(conn, [Incoming(order(ext), f"web:{ext}")], publish_rejections=True)
+        placed = [e for e in await outbox(conn, Topic.ORDERS) if e["data"].get("external_id") == ext]
+        await conn.rollback()
+    assert first.status == "created" and again.status == "existing"
+    assert first.order_id == again.order_id
+    assert len(placed) == 1 and placed[0]["_key"] == first.order_id
+    assert placed[0]["event_type"] == "OrderPlaced"
+
+
+async def test_same_key_with_other_content_is_a_conflict_and_changes_nothing(engine) -> None:  # type: ignore[no-untyped-def]
+    ext = uuid.uuid4().hex
+    async with engine.begin() as conn:
+        [first] = await place_orders(conn, [Incoming(order(ext, qty=2), f"web:{ext}")], publish_rejections=True)
+        [clash] = await place_orders(conn, [Incoming(order(ext, qty=3), f"web:{ext}")], publish_rejections=True)
+        qty = (await conn.execute(text("SELECT qty FROM order_lines WHERE order_id = :o"), {"o": first.order_id})).scalar()
+        rejected = [e for e in await outbox(conn, Topic.CHANNEL_ORDERS_REJECTED) if e["_key"] == f"web:{ext}"]
+        await conn.rollback()
+    assert clash.status == "conflict" and clash.problems[0].field == "external_id"
+    assert qty == 2
+    assert len(rejected) == 1 and rejected[0]["data"]["reasons"][0]["field"] == "external_id"
+
+
+async def test_invalid_order_in_a_batch_is_rejected_with_reasons_and_the_rest_placed(engine) -> None:  # type: ignore[no-untyped-def]
+    good, bad = uuid.uuid4().hex, uuid.uuid4().hex
+    async with engine.begin() as conn:
+        before = (await conn.execute(text("SELECT count(*) FROM orders"))).scalar()
+        outcomes = await place_orders(
+            conn,
+            [Incoming(order(good), f"web:{good}"), Incoming(order(bad, qty=0, currency="XYZ"), f"web:{bad}")],
+            publish_rejections=True,
+        )
+        after = (await conn.execute(text("SELECT count(*) FROM orders"))).scalar()
+        rejected = [e for e in await outbox(conn, Topic.CHANNEL_ORDERS_REJECTED) if e["_key"] == f"web:{bad}"]
+        await conn.rollback()
+    assert [o.status for o in outcomes] == ["created", "rejected"]
+    assert after == before + 1
+    reasons = {r["field"] for r in rejected[0]["data"]["reasons"]}
+    assert reasons == {"lines.0.qty", "currency"}
+
+
+async def test_http_path_publishes_no_rejection(engine) -> None:  # type: ignore[no-untyped-def]
+    bad = uuid.uuid4().hex
+    async with engine.begin() as conn:
+        [outcome] = await place_orders(conn, [Incoming(order(bad, qty=-1), f"web:{bad}")], publish_rejections=False)
+        rejected = [e for e in await outbox(conn, Topic.CHANNEL_ORDERS_REJECTED) if e["_key"] == f"web:{bad}"]
+        await conn.rollback()
+    assert outcome.status == "rejected" and rejected == []
