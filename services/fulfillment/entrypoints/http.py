@@ -1,0 +1,193 @@
+"""HTTP API of fulfillment (port 8004): pick lists, packing, shipping, returns, serialized SKUs.
+
+Handlers parse, call one use case and translate its outcome to a status code.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from libs.contracts.orders import problems_of
+from libs.service_host import Runtime
+from services.fulfillment.domain.packing import PackRefused, Problem, ShipRefused
+from services.fulfillment.domain.returns import ReturnRefused, ReturnRequestLine
+from services.fulfillment.service_layer.packing import (
+    OrderNotFound,
+    ShipmentNotFound,
+    await_pack_answer,
+    pick_lists,
+    request_pack,
+    set_serialized,
+    ship_shipment,
+    shipment_view,
+)
+from services.fulfillment.service_layer.returns import receive_return
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class PackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line_ids: list[Text] | None = Field(default=None, description="omit to pack every allocated line")
+    serials: dict[str, list[str]] = Field(default_factory=dict, description="line_id -> one serial per unit")
+
+
+class ShipRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    carrier: Text
+    tracking_number: Text
+
+
+class ReturnLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line_id: Text
+    qty: int = Field(gt=0, le=1_000_000, strict=True)
+    condition: Literal["sellable", "damaged"]
+    location_id: Text
+    bin: Text
+    lot: str = ""
+
+
+class ReturnRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    order_id: Text
+    lines: list[ReturnLineIn] = Field(min_length=1, max_length=500)
+
+
+class SkuSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    serialized: bool
+
+
+def _problems(problems: list[Any], status: int = 422) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"field": p.field, "problem": p.problem} for p in problems]}, status_code=status
+    )
+
+
+async def _parse(request: Request, model: type[BaseModel], *, empty_ok: bool = False) -> Any:
+    """The body as ``model``, or a 422 response listing every problem."""
+    raw = await request.body()
+    if not raw.strip() and empty_ok:
+        return model()
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _problems([Problem("(body)", f"not valid JSON: {exc}")])
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        return _problems(problems_of(exc))
+
+
+def _jsonable(doc: dict[str, Any]) -> Any:
+    return orjson.loads(orjson.dumps(doc, default=str))
+
+
+def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["fulfillment"])
+    engine = runtime.engine
+
+    @router.get("/picklists", summary="Pick lists per location: allocated, not yet packed, sorted by bin")
+    async def get_picklists(location_id: str | None = None) -> Any:
+        async with engine.connect() as conn:
+            return await pick_lists(conn, location_id)
+
+    @router.post(
+        "/orders/{order_id}/pack",
+        summary="Pack what is allocated (optionally only some lines)",
+        responses={
+            200: {"description": "packed"},
+            202: {"description": "allocation has not answered yet"},
+            404: {"description": "unknown order"},
+            409: {"description": "nothing to pack or refused"},
+            422: {"description": "bad lines or serial numbers"},
+        },
+    )
+    async def post_pack(order_id: str, request: Request) -> Any:
+        body = await _parse(request, PackRequest, empty_ok=True)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            async with engine.begin() as conn:
+                shipment_id = await request_pack(conn, order_id, body.line_ids, body.serials)
+        except OrderNotFound:
+            raise HTTPException(404, f"no order {order_id}") from None
+        except PackRefused as exc:
+            return _problems(exc.problems, 422 if exc.kind == "invalid" else 409)
+        runtime.relay.notify()
+        shipment = _jsonable(await await_pack_answer(engine, shipment_id, wait_seconds=pack_wait_seconds))
+        if shipment["status"] == "rejected":
+            return JSONResponse(
+                {
+                    "detail": [{"field": "order", "problem": shipment["detail"]}],
+                    "shipment_id": shipment_id,
+                    "status": "rejected",
+                },
+                status_code=409,
+            )
+        return JSONResponse(shipment, status_code=200 if shipment["status"] == "packed" else 202)
+
+    @router.get("/shipments/{shipment_id}", summary="A shipment: status, carrier, lines with serials")
+    async def get_shipment(shipment_id: str) -> Any:
+        async with engine.connect() as conn:
+            try:
+                return _jsonable(await shipment_view(conn, shipment_id))
+            except ShipmentNotFound:
+                raise HTTPException(404, f"no shipment {shipment_id}") from None
+
+    @router.post(
+        "/shipments/{shipment_id}/ship", summary="Ship a packed shipment with carrier and tracking number"
+    )
+    async def post_ship(shipment_id: str, request: Request) -> Any:
+        body = await _parse(request, ShipRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            async with engine.begin() as conn:
+                shipped_now = await ship_shipment(conn, shipment_id, body.carrier, body.tracking_number)
+        except ShipmentNotFound:
+            raise HTTPException(404, f"no shipment {shipment_id}") from None
+        except ShipRefused as exc:
+            return _problems(exc.problems, 422 if exc.kind == "invalid" else 409)
+        if shipped_now:
+            runtime.relay.notify()
+        async with engine.connect() as conn:
+            return _jsonable(await shipment_view(conn, shipment_id))
+
+    @router.post(
+        "/returns", status_code=201, summary="Receive returned units of shipped lines; records the refund"
+    )
+    async def post_return(request: Request) -> Any:
+        body = await _parse(request, ReturnRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        lines = [
+            ReturnRequestLine(ln.line_id, ln.qty, ln.condition, ln.location_id, ln.bin, ln.lot)
+            for ln in body.lines
+        ]
+        try:
+            async with engine.begin() as conn:
+                result = await receive_return(conn, body.order_id, lines)
+        except OrderNotFound:
+            raise HTTPException(404, f"no order {body.order_id}") from None
+        except ReturnRefused as exc:
+            return _problems(exc.problems)
+        runtime.relay.notify()
+        return JSONResponse(result, status_code=201)
+
+    @router.put("/skus/{sku}", summary="Flag a SKU as serialized (serial numbers required at packing)")
+    async def put_sku(sku: str, request: Request) -> Any:
+        body = await _parse(request, SkuSettings)
+        if isinstance(body, JSONResponse):
+            return body
+        async with engine.begin() as conn:
+            await set_serialized(conn, sku, body.serialized)
+        return {"sku": sku, "serialized": body.serialized}
+
+    return router

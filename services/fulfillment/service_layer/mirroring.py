@@ -1,0 +1,250 @@
+"""Use cases fed by other services' events: order lines with prices, the allocation mirror, and
+allocation's answers to pack requests. Each runs in the caller's transaction with the inbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.contracts import Topic, new_envelope
+from libs.contracts.events import (
+    AllocationPacked,
+    AllocationResult,
+    OrderModified,
+    OrderPacked,
+    OrderPlaced,
+    PackRejected,
+)
+from libs.messaging import OutboxMessage, claim_new_events, write_outbox
+from libs.messaging.consumer import EventMessage
+from services.fulfillment.adapters.tables import SCHEMA
+from services.fulfillment.domain.packing import packed_lines
+
+SOURCE = "fulfillment"
+
+
+async def apply_order_events(conn: AsyncConnection, messages: Sequence[EventMessage]) -> None:
+    """OrderPlaced (and lines added by OrderModified) give the lines' SKUs, unit prices and the
+    order's ship_complete flag; other order events do not concern packing."""
+    fresh = await claim_new_events(conn, [m.envelope.event_id for m in messages])
+    rows: list[tuple[str, str, str, int, str, str, bool]] = []
+    added: list[tuple[str, str, str, int, str]] = []
+    for m in messages:
+        if m.envelope.event_id not in fresh:
+            continue
+        event = m.event
+        if isinstance(event, OrderPlaced):
+            rows += [
+                (
+                    event.order_id,
+                    ln.line_id,
+                    ln.sku,
+                    ln.qty,
+                    str(ln.unit_price),
+                    event.currency,
+                    event.ship_complete,
+                )
+                for ln in event.lines
+            ]
+        elif isinstance(event, OrderModified):
+            added += [(event.order_id, ln.line_id, ln.sku, ln.qty, str(ln.unit_price)) for ln in event.lines]
+    if rows:
+        await conn.execute(
+            text(
+                "INSERT INTO order_lines (order_id, line_id, sku, qty, unit_price, currency, ship_complete)"
+                " SELECT o, l, s, q, CAST(p AS numeric), c, sc"
+                " FROM unnest(CAST(:o AS text[]), CAST(:l AS text[]),"
+                " CAST(:s AS text[]), CAST(:q AS int[]), CAST(:p AS text[]), CAST(:c AS text[]),"
+                " CAST(:sc AS bool[])) AS t(o, l, s, q, p, c, sc)"
+                " ON CONFLICT (order_id, line_id) DO NOTHING"
+            ),
+            {
+                "o": [r[0] for r in rows],
+                "l": [r[1] for r in rows],
+                "s": [r[2] for r in rows],
+                "q": [r[3] for r in rows],
+                "p": [r[4] for r in rows],
+                "c": [r[5] for r in rows],
+                "sc": [r[6] for r in rows],
+            },
+        )
+    if added:
+        # A line added by a modification takes the order's currency and flag; existing lines keep
+        # the price they were sold at (refunds follow the original price).
+        await conn.execute(
+            text(
+                "INSERT INTO order_lines (order_id, line_id, sku, qty, unit_price, currency, ship_complete)"
+                " SELECT t.o, t.l, t.s, t.q, CAST(t.p AS numeric), h.currency, h.ship_complete"
+                " FROM unnest(CAST(:o AS text[]), CAST(:l AS text[]), CAST(:s AS text[]), CAST(:q AS int[]),"
+                " CAST(:p AS text[])) AS t(o, l, s, q, p)"
+                " JOIN LATERAL (SELECT currency, ship_complete FROM order_lines x"
+                " WHERE x.order_id = t.o LIMIT 1)"
+                " h ON true"
+                " ON CONFLICT (order_id, line_id) DO NOTHING"
+            ),
+            {
+                "o": [r[0] for r in added],
+                "l": [r[1] for r in added],
+                "s": [r[2] for r in added],
+                "q": [r[3] for r in added],
+                "p": [r[4] for r in added],
+            },
+        )
+
+
+async def apply_allocation_results(conn: AsyncConnection, messages: Sequence[EventMessage]) -> None:
+    """Keep the newest allocation snapshot of each order; record allocation's pack answers.
+
+    Every AllocationResult replaces the order's mirror when its version is newer than the one
+    held. AllocationPacked marks its shipment packed with the snapshot's allocations tagged with
+    that shipment and publishes OrderPacked; PackRejected marks it rejected with the detail.
+    """
+    fresh = await claim_new_events(conn, [m.envelope.event_id for m in messages])
+    latest: dict[str, AllocationResult] = {}
+    packed: list[EventMessage] = []
+    rejected: list[PackRejected] = []
+    for m in messages:
+        event = m.event
+        if m.envelope.event_id not in fresh or not isinstance(event, AllocationResult):
+            continue
+        held = latest.get(event.order_id)
+        if held is None or event.version > held.version:
+            latest[event.order_id] = event
+        if isinstance(event, AllocationPacked) and event.shipment_id:
+            packed.append(m)
+        elif isinstance(event, PackRejected) and event.shipment_id:
+            rejected.append(event)
+    if latest:
+        await _replace_mirrors(conn, list(latest.values()))
+    if packed:
+        await _record_packed(conn, packed)
+    if rejected:
+        await conn.execute(
+            text(
+                "UPDATE shipments s SET status = 'rejected', detail = r.d, rejected_at = now()"
+                " FROM unnest(CAST(:s AS text[]), CAST(:d AS text[])) AS r(s, d)"
+                " WHERE s.shipment_id = r.s AND s.status = 'pending'"
+            ),
+            {
+                "s": [e.shipment_id for e in rejected],
+                "d": [e.detail or "nothing allocated to pack" for e in rejected],
+            },
+        )
+
+
+async def _replace_mirrors(conn: AsyncConnection, results: list[AllocationResult]) -> None:
+    rows = await conn.execute(
+        text(
+            "INSERT INTO allocation_snapshots AS s (order_id, version, lines)"
+            " SELECT * FROM unnest(CAST(:o AS text[]), CAST(:v AS int[]), CAST(:l AS jsonb[]))"
+            " ON CONFLICT (order_id) DO UPDATE SET version = EXCLUDED.version, lines = EXCLUDED.lines,"
+            " updated_at = now() WHERE s.version < EXCLUDED.version RETURNING s.order_id"
+        ),
+        {
+            "o": [r.order_id for r in results],
+            "v": [r.version for r in results],
+            "l": [orjson.dumps([ln.model_dump(mode="json") for ln in r.lines]).decode() for r in results],
+        },
+    )
+    applied = {row.order_id for row in rows}
+    if not applied:
+        return
+    await conn.execute(
+        text("DELETE FROM allocations WHERE order_id = ANY(CAST(:o AS text[]))"), {"o": list(applied)}
+    )
+    allocs = [
+        (r.order_id, a)
+        for r in results
+        if r.order_id in applied
+        for a in r.allocations
+        if a.status in ("allocated", "packed")
+    ]
+    if not allocs:
+        return
+    await conn.execute(
+        text(
+            "INSERT INTO allocations (order_id, allocation_id, line_id, sku, location_id, bin, lot, qty,"
+            " status,"
+            " shipment_id) SELECT * FROM unnest(CAST(:o AS text[]), CAST(:a AS bigint[]), CAST(:l AS text[]),"
+            " CAST(:s AS text[]), CAST(:loc AS text[]), CAST(:b AS text[]), CAST(:lot AS text[]),"
+            " CAST(:q AS int[]), CAST(:st AS text[]), CAST(:sh AS text[]))"
+        ),
+        {
+            "o": [o for o, _ in allocs],
+            "a": [a.allocation_id for _, a in allocs],
+            "l": [a.line_id for _, a in allocs],
+            "s": [a.sku for _, a in allocs],
+            "loc": [a.location_id for _, a in allocs],
+            "b": [a.bin for _, a in allocs],
+            "lot": [a.lot for _, a in allocs],
+            "q": [a.qty for _, a in allocs],
+            "st": [a.status for _, a in allocs],
+            "sh": [a.shipment_id for _, a in allocs],
+        },
+    )
+
+
+async def _record_packed(conn: AsyncConnection, messages: list[EventMessage]) -> None:
+    unique: dict[str, EventMessage] = {}
+    for m in messages:  # one answer per shipment counts; a repeat in the same batch is ignored
+        unique.setdefault(m.event.shipment_id, m)  # type: ignore[attr-defined]
+    messages = list(unique.values())
+    events: list[AllocationPacked] = [m.event for m in messages]  # type: ignore[misc]
+    # Pending -> packed exactly once; a shipment we never requested (e.g. restored database) is
+    # recorded as packed too, so what allocation packed is never invisible here.
+    rows = await conn.execute(
+        text(
+            "INSERT INTO shipments AS s (shipment_id, order_id, status, packed_at)"
+            " SELECT sid, o, 'packed', now() FROM unnest(CAST(:s AS text[]), CAST(:o AS text[])) AS t(sid, o)"
+            " ON CONFLICT (shipment_id) DO UPDATE SET status = 'packed', packed_at = now()"
+            " WHERE s.status = 'pending' RETURNING s.shipment_id, s.serials"
+        ),
+        {"s": [e.shipment_id for e in events], "o": [e.order_id for e in events]},
+    )
+    serials = {row.shipment_id: row.serials or {} for row in rows}
+    lines = []
+    outbox = []
+    for m, event in zip(messages, events, strict=True):
+        assert event.shipment_id is not None
+        if event.shipment_id not in serials:
+            continue  # already packed, rejected or shipped: this answer changes nothing
+        shipment_lines = packed_lines(event.allocations, event.shipment_id, serials.pop(event.shipment_id))
+        lines += [(event.shipment_id, event.order_id, ln) for ln in shipment_lines]
+        outbox.append(
+            OutboxMessage(
+                Topic.FULFILLMENT,
+                event.order_id,
+                new_envelope(
+                    OrderPacked(order_id=event.order_id, shipment_id=event.shipment_id, lines=shipment_lines),
+                    source=SOURCE,
+                    correlation_id=m.envelope.correlation_id,
+                    causation_id=m.envelope.event_id,
+                ),
+            )
+        )
+    if lines:
+        await conn.execute(
+            text(
+                "INSERT INTO shipment_lines (shipment_id, allocation_id, order_id, line_id, sku, location_id,"
+                " bin,"
+                " lot, qty, serials) SELECT * FROM unnest(CAST(:sh AS text[]), CAST(:a AS bigint[]),"
+                " CAST(:o AS text[]), CAST(:l AS text[]), CAST(:s AS text[]), CAST(:loc AS text[]),"
+                " CAST(:b AS text[]), CAST(:lot AS text[]), CAST(:q AS int[]), CAST(:sn AS jsonb[]))"
+            ),
+            {
+                "sh": [r[0] for r in lines],
+                "a": [r[2].allocation_id for r in lines],
+                "o": [r[1] for r in lines],
+                "l": [r[2].line_id for r in lines],
+                "s": [r[2].sku for r in lines],
+                "loc": [r[2].location_id for r in lines],
+                "b": [r[2].bin for r in lines],
+                "lot": [r[2].lot for r in lines],
+                "q": [r[2].qty for r in lines],
+                "sn": [orjson.dumps(r[2].serials).decode() for r in lines],
+            },
+        )
+    await write_outbox(conn, SCHEMA, outbox)

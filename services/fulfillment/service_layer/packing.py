@@ -1,0 +1,276 @@
+"""Use cases of the packing floor: pick lists, pack requests, shipments, serialized SKUs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from libs.contracts import Topic, new_envelope
+from libs.contracts.events import AllocationLine, LineState, OrderShipped, PackRequested, ShipmentLine
+from libs.messaging import OutboxMessage, write_outbox
+from services.fulfillment.adapters.tables import SCHEMA
+from services.fulfillment.domain.packing import OrderedLine, check_pack, check_ship, new_shipment_id
+from services.fulfillment.domain.picking import AllocatedStock, build_pick_lists
+from services.fulfillment.service_layer.mirroring import SOURCE
+
+
+class OrderNotFound(LookupError):
+    pass
+
+
+class ShipmentNotFound(LookupError):
+    pass
+
+
+async def pick_lists(conn: AsyncConnection, location_id: str | None) -> list[dict[str, Any]]:
+    """Per location, what is allocated and not yet packed, batched across orders, in bin order."""
+    rows = await conn.execute(
+        text(
+            "SELECT order_id, line_id, allocation_id, sku, location_id, bin, lot, qty FROM allocations"
+            " WHERE status = 'allocated' AND (CAST(:loc AS text) IS NULL OR location_id = :loc)"
+        ),
+        {"loc": location_id},
+    )
+    lists = build_pick_lists([AllocatedStock(**r) for r in rows.mappings()])
+    return [
+        {
+            "location_id": pl.location_id,
+            "total_qty": pl.total_qty,
+            "rows": [
+                {
+                    "sku": row.sku,
+                    "bin": row.bin,
+                    "lot": row.lot,
+                    "qty": row.qty,
+                    "orders": [
+                        {
+                            "order_id": t.order_id,
+                            "line_id": t.line_id,
+                            "allocation_id": t.allocation_id,
+                            "qty": t.qty,
+                        }
+                        for t in row.targets
+                    ],
+                }
+                for row in pl.rows
+            ],
+        }
+        for pl in lists
+    ]
+
+
+async def request_pack(
+    conn: AsyncConnection, order_id: str, line_ids: list[str] | None, serials: dict[str, list[str]]
+) -> str:
+    """Validate a pack request, store a pending shipment and ask allocation (PackRequested).
+
+    Returns the shipment id. Raises OrderNotFound or the domain's PackRefused.
+    """
+    lines = (
+        await conn.execute(
+            text("SELECT line_id, sku, qty, ship_complete FROM order_lines WHERE order_id = :o"),
+            {"o": order_id},
+        )
+    ).all()
+    if not lines:
+        raise OrderNotFound(order_id)
+    snapshot = (
+        await conn.execute(
+            text("SELECT lines FROM allocation_snapshots WHERE order_id = :o"), {"o": order_id}
+        )
+    ).scalar()
+    allocations = (
+        (
+            await conn.execute(
+                text(
+                    "SELECT allocation_id, line_id, sku, location_id, bin, lot, qty, status, shipment_id"
+                    " FROM allocations WHERE order_id = :o"
+                ),
+                {"o": order_id},
+            )
+        )
+        .mappings()
+        .all()
+    )
+    skus = sorted({ln.sku for ln in lines})
+    serialized = set(
+        (
+            await conn.execute(
+                text("SELECT sku FROM serialized_skus WHERE sku = ANY(CAST(:s AS text[]))"), {"s": skus}
+            )
+        ).scalars()
+    )
+    plan = check_pack(
+        lines=[OrderedLine(ln.line_id, ln.sku, ln.qty) for ln in lines],
+        ship_complete=lines[0].ship_complete,
+        line_states=[LineState.model_validate(s) for s in snapshot or []],
+        allocations=[AllocationLine.model_validate(dict(a)) for a in allocations],
+        line_ids=line_ids,
+        serials=serials,
+        serialized_skus=serialized,
+    )
+    shipment_id = new_shipment_id()
+    # Name the validated lines explicitly: stock allocated after this check is not swept into
+    # this shipment without its serial numbers.
+    requested = plan.line_ids
+    await conn.execute(
+        text(
+            "INSERT INTO shipments (shipment_id, order_id, status, requested_line_ids, serials)"
+            " VALUES (:s, :o, 'pending', CAST(:l AS text[]), CAST(:sn AS jsonb))"
+        ),
+        {"s": shipment_id, "o": order_id, "l": requested, "sn": orjson.dumps(serials).decode()},
+    )
+    event = PackRequested(order_id=order_id, shipment_id=shipment_id, line_ids=requested, serials=serials)
+    await write_outbox(
+        conn,
+        SCHEMA,
+        [
+            OutboxMessage(
+                Topic.FULFILLMENT, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id)
+            )
+        ],
+    )
+    return shipment_id
+
+
+async def shipment_view(conn: AsyncConnection, shipment_id: str) -> dict[str, Any]:
+    row = (
+        (await conn.execute(text("SELECT * FROM shipments WHERE shipment_id = :s"), {"s": shipment_id}))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise ShipmentNotFound(shipment_id)
+    lines = (
+        (
+            await conn.execute(
+                text(
+                    "SELECT allocation_id, line_id, sku, location_id, bin, lot, qty, serials"
+                    " FROM shipment_lines"
+                    " WHERE shipment_id = :s ORDER BY line_id, allocation_id"
+                ),
+                {"s": shipment_id},
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return {
+        "shipment_id": row["shipment_id"],
+        "order_id": row["order_id"],
+        "status": row["status"],
+        "detail": row["detail"],
+        "requested_line_ids": row["requested_line_ids"],
+        "carrier": row["carrier"],
+        "tracking_number": row["tracking_number"],
+        "requested_at": row["requested_at"],
+        "packed_at": row["packed_at"],
+        "rejected_at": row["rejected_at"],
+        "shipped_at": row["shipped_at"],
+        "total_qty": sum(ln["qty"] for ln in lines),
+        "lines": [dict(ln) for ln in lines],
+    }
+
+
+async def await_pack_answer(
+    engine: AsyncEngine, shipment_id: str, *, wait_seconds: float = 10.0, interval: float = 0.05
+) -> dict[str, Any]:
+    """Poll until allocation answered the pack request (packed or rejected) or ``wait_seconds`` passed;
+    return the shipment as it stands then (still ``pending`` if not)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        async with engine.connect() as conn:
+            status = (
+                await conn.execute(
+                    text("SELECT status FROM shipments WHERE shipment_id = :s"), {"s": shipment_id}
+                )
+            ).scalar()
+            if status != "pending" or time.monotonic() >= deadline:
+                return await shipment_view(conn, shipment_id)
+        await asyncio.sleep(interval)
+
+
+async def ship_shipment(conn: AsyncConnection, shipment_id: str, carrier: str, tracking_number: str) -> bool:
+    """Hand a packed shipment to the carrier and publish OrderShipped with its lines.
+
+    Returns False when it already shipped with the same carrier and tracking number (nothing
+    new is published). Raises ShipmentNotFound or the domain's ShipRefused.
+    """
+    row = (
+        await conn.execute(
+            text(
+                "SELECT order_id, status, carrier, tracking_number FROM shipments"
+                " WHERE shipment_id = :s FOR UPDATE"
+            ),
+            {"s": shipment_id},
+        )
+    ).first()
+    if row is None:
+        raise ShipmentNotFound(shipment_id)
+    if not check_ship(
+        status=row.status,
+        carrier=carrier,
+        tracking_number=tracking_number,
+        shipped_carrier=row.carrier,
+        shipped_tracking=row.tracking_number,
+    ):
+        return False
+    lines = (
+        (
+            await conn.execute(
+                text(
+                    "SELECT allocation_id, line_id, sku, location_id, bin, lot, qty, serials"
+                    " FROM shipment_lines"
+                    " WHERE shipment_id = :s ORDER BY line_id, allocation_id"
+                ),
+                {"s": shipment_id},
+            )
+        )
+        .mappings()
+        .all()
+    )
+    await conn.execute(
+        text(
+            "UPDATE shipments SET status = 'shipped', carrier = :c, tracking_number = :t, shipped_at = now()"
+            " WHERE shipment_id = :s"
+        ),
+        {"s": shipment_id, "c": carrier, "t": tracking_number},
+    )
+    event = OrderShipped(
+        order_id=row.order_id,
+        shipment_id=shipment_id,
+        carrier=carrier,
+        tracking_number=tracking_number,
+        lines=[ShipmentLine.model_validate(dict(ln)) for ln in lines],
+    )
+    await write_outbox(
+        conn,
+        SCHEMA,
+        [
+            OutboxMessage(
+                Topic.FULFILLMENT,
+                row.order_id,
+                new_envelope(event, source=SOURCE, correlation_id=row.order_id),
+            )
+        ],
+    )
+    return True
+
+
+async def set_serialized(conn: AsyncConnection, sku: str, serialized: bool) -> None:
+    """Flag a SKU as needing serial numbers at packing (or clear the flag)."""
+    if serialized:
+        await conn.execute(
+            text(
+                "INSERT INTO serialized_skus (sku) VALUES (:s)"
+                " ON CONFLICT (sku) DO UPDATE SET updated_at = now()"
+            ),
+            {"s": sku},
+        )
+    else:
+        await conn.execute(text("DELETE FROM serialized_skus WHERE sku = :s"), {"s": sku})

@@ -1,0 +1,114 @@
+"""Use case: receive returned units of shipped lines and record the refund due."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.contracts import Topic, new_envelope
+from libs.contracts.events import ReturnReceived
+from libs.messaging import OutboxMessage, write_outbox
+from services.fulfillment.adapters.tables import SCHEMA
+from services.fulfillment.domain.returns import ReturnableLine, ReturnRequestLine, check_return, new_return_id
+from services.fulfillment.service_layer.mirroring import SOURCE
+from services.fulfillment.service_layer.packing import OrderNotFound
+
+
+async def receive_return(
+    conn: AsyncConnection, order_id: str, requested: list[ReturnRequestLine]
+) -> dict[str, Any]:
+    """Check the limits (shipped minus already returned per line), store the return, publish
+    ReturnReceived. Raises OrderNotFound or the domain's ReturnRefused."""
+    # Lock the order's lines so two concurrent returns cannot both pass the limit.
+    lines = (
+        await conn.execute(
+            text(
+                "SELECT line_id, sku, unit_price, currency FROM order_lines"
+                " WHERE order_id = :o ORDER BY line_id"
+                " FOR UPDATE"
+            ),
+            {"o": order_id},
+        )
+    ).all()
+    if not lines:
+        raise OrderNotFound(order_id)
+    shipped = dict(
+        (
+            await conn.execute(
+                text(
+                    "SELECT l.line_id, sum(l.qty) FROM shipment_lines l JOIN shipments s USING (shipment_id)"
+                    " WHERE s.order_id = :o AND s.status = 'shipped' GROUP BY l.line_id"
+                ),
+                {"o": order_id},
+            )
+        ).all()
+    )
+    returned = dict(
+        (
+            await conn.execute(
+                text("SELECT line_id, sum(qty) FROM return_lines WHERE order_id = :o GROUP BY line_id"),
+                {"o": order_id},
+            )
+        ).all()
+    )
+    returnable = {
+        ln.line_id: ReturnableLine(
+            ln.line_id,
+            ln.sku,
+            Decimal(ln.unit_price),
+            int(shipped.get(ln.line_id, 0)),
+            int(returned.get(ln.line_id, 0)),
+        )
+        for ln in lines
+    }
+    return_lines = check_return(requested, returnable)
+    return_id = new_return_id()
+    total = sum((ln.refund for ln in return_lines), Decimal(0))
+    currency = lines[0].currency
+    await conn.execute(
+        text("INSERT INTO returns (return_id, order_id, refund_total, currency) VALUES (:r, :o, :t, :c)"),
+        {"r": return_id, "o": order_id, "t": total, "c": currency},
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO return_lines (return_id, line_no, order_id, line_id, sku, qty, condition,"
+            " location_id, bin,"
+            " lot, refund) SELECT :r, n, :o, l, s, q, c, loc, b, lot, CAST(f AS numeric)"
+            " FROM unnest(CAST(:n AS int[]), CAST(:l AS text[]), CAST(:s AS text[]), CAST(:q AS int[]),"
+            " CAST(:c AS text[]), CAST(:loc AS text[]), CAST(:b AS text[]), CAST(:lot AS text[]),"
+            " CAST(:f AS text[])) AS t(n, l, s, q, c, loc, b, lot, f)"
+        ),
+        {
+            "r": return_id,
+            "o": order_id,
+            "n": list(range(1, len(return_lines) + 1)),
+            "l": [ln.line_id for ln in return_lines],
+            "s": [ln.sku for ln in return_lines],
+            "q": [ln.qty for ln in return_lines],
+            "c": [ln.condition for ln in return_lines],
+            "loc": [ln.location_id for ln in return_lines],
+            "b": [ln.bin for ln in return_lines],
+            "lot": [ln.lot for ln in return_lines],
+            "f": [str(ln.refund) for ln in return_lines],
+        },
+    )
+    event = ReturnReceived(order_id=order_id, return_id=return_id, lines=return_lines, refund_total=total)
+    await write_outbox(
+        conn,
+        SCHEMA,
+        [
+            OutboxMessage(
+                Topic.FULFILLMENT, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id)
+            )
+        ],
+    )
+    return {
+        "return_id": return_id,
+        "order_id": order_id,
+        "currency": currency,
+        "refund_total": str(total),
+        "lines": [ln.model_dump(mode="json") for ln in return_lines],
+    }
