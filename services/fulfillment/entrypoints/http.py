@@ -21,7 +21,7 @@ from services.fulfillment.service_layer.packing import (
     ShipmentNotFound,
     await_pack_answer,
     pick_lists,
-    request_pack,
+    request_pack_when_mirrored,
     set_serialized,
     ship_shipment,
     shipment_view,
@@ -114,8 +114,7 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
         if isinstance(body, JSONResponse):
             return body
         try:
-            async with engine.begin() as conn:
-                shipment_id = await request_pack(conn, order_id, body.line_ids, body.serials)
+            shipment_id = await request_pack_when_mirrored(engine, order_id, body.line_ids, body.serials)
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
         except PackRefused as exc:

@@ -35,6 +35,7 @@ async def apply_order_events(conn: AsyncConnection, messages: Sequence[EventMess
     for m in messages:
         if m.envelope.event_id not in fresh:
             continue
+        fresh.discard(m.envelope.event_id)  # the same event twice in one batch counts once
         event = m.event
         if isinstance(event, OrderPlaced):
             rows += [
@@ -110,6 +111,7 @@ async def apply_allocation_results(conn: AsyncConnection, messages: Sequence[Eve
         event = m.event
         if m.envelope.event_id not in fresh or not isinstance(event, AllocationResult):
             continue
+        fresh.discard(m.envelope.event_id)  # the same event twice in one batch counts once
         held = latest.get(event.order_id)
         if held is None or event.version > held.version:
             latest[event.order_id] = event

@@ -14,7 +14,13 @@ from libs.contracts import Topic, new_envelope
 from libs.contracts.events import AllocationLine, LineState, OrderShipped, PackRequested, ShipmentLine
 from libs.messaging import OutboxMessage, write_outbox
 from services.fulfillment.adapters.tables import SCHEMA
-from services.fulfillment.domain.packing import OrderedLine, check_pack, check_ship, new_shipment_id
+from services.fulfillment.domain.packing import (
+    OrderedLine,
+    PackRefused,
+    check_pack,
+    check_ship,
+    new_shipment_id,
+)
 from services.fulfillment.domain.picking import AllocatedStock, build_pick_lists
 from services.fulfillment.service_layer.mirroring import SOURCE
 
@@ -136,6 +142,36 @@ async def request_pack(
         ],
     )
     return shipment_id
+
+
+async def request_pack_when_mirrored(
+    engine: AsyncEngine,
+    order_id: str,
+    line_ids: list[str] | None,
+    serials: dict[str, list[str]],
+    *,
+    grace_seconds: float = 2.0,
+    interval: float = 0.05,
+) -> str:
+    """``request_pack`` in its own transaction, allowing the mirrors a moment to catch up.
+
+    Our copies of the order (OrderPlaced) and of its allocations (AllocationResult) come from
+    other consumer groups than the ones an operator's screen reads from, so an operator can ask
+    to pack an allocation we have not mirrored yet. An unknown order or a refusal because of
+    the order's state (nothing allocated, ship-complete not whole) is therefore re-checked for
+    ``grace_seconds`` before it is answered; bad input is answered at once.
+    """
+    deadline = time.monotonic() + grace_seconds
+    while True:
+        try:
+            async with engine.begin() as conn:
+                return await request_pack(conn, order_id, line_ids, serials)
+        except (OrderNotFound, PackRefused) as exc:
+            if isinstance(exc, PackRefused) and exc.kind != "conflict":
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(interval)
 
 
 async def shipment_view(conn: AsyncConnection, shipment_id: str) -> dict[str, Any]:
