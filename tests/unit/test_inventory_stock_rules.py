@@ -1,0 +1,63 @@
+"""Pure rules of stock positions: adjustments, transfers, and booking changes in order."""
+
+from services.inventory.domain.stock import (
+    PositionKey,
+    StockChange,
+    StockPosition,
+    Transfer,
+    apply_changes,
+    check_adjustment,
+    check_transfer,
+)
+
+KEY = PositionKey("SKU-1", "WH1", "A-01", "L1")
+
+
+def test_adjustment_needs_a_known_reason_code_and_a_nonzero_delta():
+    problems = check_adjustment(0, "lost-in-space")
+    assert {p.field for p in problems} == {"delta", "reason_code"}
+
+
+def test_damage_and_theft_only_remove_stock_found_only_adds():
+    assert check_adjustment(-2, "damage") == []
+    assert check_adjustment(-1, "theft") == []
+    assert [p.field for p in check_adjustment(3, "damage")] == ["delta"]
+    assert [p.field for p in check_adjustment(-3, "found")] == ["delta"]
+    assert check_adjustment(-3, "correction") == [] and check_adjustment(3, "other") == []
+
+
+def test_changes_raise_seq_by_one_each_and_report_the_absolute_on_hand():
+    positions = {KEY: StockPosition(KEY, on_hand=5, seq=7)}
+    entries, refusals = apply_changes(positions, [StockChange(KEY, 3, "receipt"), StockChange(KEY, -8, "shipment")])
+    assert refusals == []
+    assert [(e.on_hand_after, e.seq) for e in entries] == [(8, 8), (0, 9)]
+    assert positions[KEY].on_hand == 0 and positions[KEY].seq == 9
+
+
+def test_a_change_below_zero_is_refused_naming_the_change():
+    positions = {KEY: StockPosition(KEY, on_hand=2, seq=1)}
+    _, refusals = apply_changes(positions, [StockChange(KEY, 1, "receipt"), StockChange(KEY, -4, "adjustment")])
+    assert [r.index for r in refusals] == [1]
+    assert "only 3 on hand" in refusals[0].problem
+
+
+def test_removing_from_a_position_that_does_not_exist_is_refused():
+    _, refusals = apply_changes({}, [StockChange(KEY, -1, "adjustment")])
+    assert refusals and refusals[0].problem == "no stock at this position"
+
+
+def test_transfer_moves_out_then_in_keeping_the_lot():
+    t = Transfer("SKU-1", "WH1", "A-01", "L1", "WH2", "B-02", 4)
+    out, into = t.changes()
+    assert (out.key, out.delta, out.reason) == (KEY, -4, "transfer_out")
+    assert (into.key, into.delta, into.reason) == (PositionKey("SKU-1", "WH2", "B-02", "L1"), 4, "transfer_in")
+
+
+def test_transfer_to_the_same_position_or_of_nothing_is_refused():
+    problems = check_transfer(KEY, KEY, 0)
+    assert {p.field for p in problems} == {"qty", "to_bin"}
+
+
+def test_quarantined_stock_is_never_available():
+    assert StockPosition(KEY, on_hand=5, reserved=2).available == 3
+    assert StockPosition(KEY, on_hand=5, sellable=False).available == 0
