@@ -107,7 +107,8 @@ async def place_orders(
     for key, order_id in created.items():
         i, order, _ = valid[key]
         outcomes[i] = Outcome("created", order_id=order_id)
-        placed = OrderPlaced(
+        # The ChannelOrder was validated above; constructing without re-validation is safe here.
+        placed = OrderPlaced.model_construct(
             order_id=order_id,
             channel=order.channel,
             external_id=order.external_id,
@@ -118,7 +119,8 @@ async def place_orders(
             priority=order.priority,
             ship_complete=order.ship_complete,
             pickup_location_id=order.pickup_location_id,
-            lines=[OrderLine(line_id=ln.line_id, sku=ln.sku, qty=ln.qty, unit_price=ln.unit_price) for ln in order.lines],
+            lines=[OrderLine.model_construct(line_id=ln.line_id, sku=ln.sku, qty=ln.qty, unit_price=ln.unit_price)
+                   for ln in order.lines],
         )
         correlation = incoming[i].correlation_id or order_id
         events.append(OutboxMessage(Topic.ORDERS, order_id, new_envelope(placed, source=SOURCE, correlation_id=correlation)))
