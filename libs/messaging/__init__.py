@@ -1,9 +1,9 @@
 """Kafka plumbing shared by the services: safe producer and consumer settings, topic creation,
 the transactional outbox and its relay, the inbox, and batch handling with retries and DLQ."""
 
-from libs.messaging.settings import KafkaSettings
-from libs.messaging.outbox import OutboxMessage, OutboxRelay, outbox_table, write_outbox
 from libs.messaging.inbox import claim_new_events, inbox_table
+from libs.messaging.outbox import OutboxMessage, OutboxRelay, outbox_table, write_outbox
+from libs.messaging.settings import KafkaSettings
 
 __all__ = [
     "KafkaSettings",

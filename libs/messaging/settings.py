@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 EMBEDDED_KAFKA = "127.0.0.1:19092"
 
 
@@ -28,7 +27,7 @@ class KafkaSettings(BaseSettings):
     retry_backoff_ms: int = 100
 
     @model_validator(mode="after")
-    def _default_idempotence(self) -> "KafkaSettings":
+    def _default_idempotence(self) -> KafkaSettings:
         if self.idempotence is None:
             self.idempotence = self.bootstrap != EMBEDDED_KAFKA
         return self

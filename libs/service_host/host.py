@@ -28,7 +28,7 @@ from libs.database import create_engine, ping, upgrade_schema
 from libs.database.engine import normalise_url
 from libs.messaging.kafka import broker_reachable, create_producer, ensure_topics
 from libs.messaging.outbox import OutboxRelay
-from libs.messaging.settings import EMBEDDED_KAFKA, KafkaSettings
+from libs.messaging.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

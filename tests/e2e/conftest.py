@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from infra import Infra, free_port
+
 from services.cli.launcher import SERVICES, System
 
 

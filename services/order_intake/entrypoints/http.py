@@ -21,6 +21,7 @@ from services.order_intake.service_layer.tracking import (
     list_orders,
     modify_order,
     order_view,
+    orders_by_channel_and_status,
 )
 
 
@@ -95,6 +96,11 @@ def build_router(runtime: Runtime, api_keys: ApiKeys) -> APIRouter:
     ) -> Any:
         async with engine.connect() as conn:
             return await list_orders(conn, status, channel, limit, offset)
+
+    @router.get("/reports/orders-by-channel-status", summary="Orders by channel and status (SPEC 3.8)")
+    async def get_report() -> Any:
+        async with engine.connect() as conn:
+            return await orders_by_channel_and_status(conn)
 
     @router.post("/orders/{order_id}/cancel", status_code=202, summary="Cancel the order or some lines")
     async def post_cancel(order_id: str, body: CancelRequest | None = None) -> Any:

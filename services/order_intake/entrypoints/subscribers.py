@@ -13,8 +13,8 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
 from libs.contracts import Topic
-from libs.messaging.consumer import BatchConsumer, Delivery, EventMessage, decode_envelope
 from libs.messaging import claim_new_events
+from libs.messaging.consumer import BatchConsumer, Delivery, EventMessage, decode_envelope
 from libs.service_host import Runtime
 from services.order_intake.service_layer.placing import Incoming, place_orders, record_ref
 from services.order_intake.service_layer.tracking import apply_downstream_events

@@ -46,7 +46,6 @@ async def place_orders(
     """Validate, store and announce a batch of orders in the caller's transaction."""
     outcomes: list[Outcome | None] = [None] * len(incoming)
     valid: dict[tuple[str, str], tuple[int, ChannelOrder, str]] = {}
-    rejected: list[tuple[int, Problem | None]] = []
     for i, item in enumerate(incoming):
         order, problems = validate_channel_order(item.document)
         if order is None:

@@ -218,3 +218,11 @@ async def list_orders(conn: AsyncConnection, status: str | None, channel: str | 
         {"s": status, "c": channel, "n": limit, "off": offset},
     )
     return [dict(r) for r in rows.mappings()]
+
+
+async def orders_by_channel_and_status(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Report (SPEC 3.8): how many orders each channel has in each status."""
+    rows = await conn.execute(
+        text("SELECT channel, status, count(*) AS orders FROM orders GROUP BY channel, status ORDER BY channel, status")
+    )
+    return [dict(r) for r in rows.mappings()]
