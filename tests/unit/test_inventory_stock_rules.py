@@ -28,7 +28,9 @@ def test_damage_and_theft_only_remove_stock_found_only_adds():
 
 def test_changes_raise_seq_by_one_each_and_report_the_absolute_on_hand():
     positions = {KEY: StockPosition(KEY, on_hand=5, seq=7)}
-    entries, refusals = apply_changes(positions, [StockChange(KEY, 3, "receipt"), StockChange(KEY, -8, "shipment")])
+    entries, refusals = apply_changes(
+        positions, [StockChange(KEY, 3, "receipt"), StockChange(KEY, -8, "shipment")]
+    )
     assert refusals == []
     assert [(e.on_hand_after, e.seq) for e in entries] == [(8, 8), (0, 9)]
     assert positions[KEY].on_hand == 0 and positions[KEY].seq == 9
@@ -36,7 +38,9 @@ def test_changes_raise_seq_by_one_each_and_report_the_absolute_on_hand():
 
 def test_a_change_below_zero_is_refused_naming_the_change():
     positions = {KEY: StockPosition(KEY, on_hand=2, seq=1)}
-    _, refusals = apply_changes(positions, [StockChange(KEY, 1, "receipt"), StockChange(KEY, -4, "adjustment")])
+    _, refusals = apply_changes(
+        positions, [StockChange(KEY, 1, "receipt"), StockChange(KEY, -4, "adjustment")]
+    )
     assert [r.index for r in refusals] == [1]
     assert "only 3 on hand" in refusals[0].problem
 
@@ -50,7 +54,11 @@ def test_transfer_moves_out_then_in_keeping_the_lot():
     t = Transfer("SKU-1", "WH1", "A-01", "L1", "WH2", "B-02", 4)
     out, into = t.changes()
     assert (out.key, out.delta, out.reason) == (KEY, -4, "transfer_out")
-    assert (into.key, into.delta, into.reason) == (PositionKey("SKU-1", "WH2", "B-02", "L1"), 4, "transfer_in")
+    assert (into.key, into.delta, into.reason) == (
+        PositionKey("SKU-1", "WH2", "B-02", "L1"),
+        4,
+        "transfer_in",
+    )
 
 
 def test_transfer_to_the_same_position_or_of_nothing_is_refused():

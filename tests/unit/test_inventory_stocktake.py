@@ -31,15 +31,17 @@ def test_exported_sheet_with_counts_is_read_with_spreadsheet_row_numbers():
 
 
 def test_every_bad_row_is_reported_and_nothing_is_accepted():
-    rows, problems = read(sheet(
-        ["A", "X1", "", 5, 0, 3],        # fine
-        ["ZZZ", "X1", "", 0, 0, 1],      # unknown SKU
-        ["A", "NOPE", "", 0, 0, 1],      # unknown bin
-        ["B", "X2", "", 0, 0, -1],       # negative
-        ["B", "X1", "", 0, 0, "lots"],   # not a number
-        ["A", "X1", "", 5, 0, 3],        # duplicate of row 2
-        ["B", "X2", "L9", 0, 0, 2.5],    # not whole
-    ))
+    rows, problems = read(
+        sheet(
+            ["A", "X1", "", 5, 0, 3],  # fine
+            ["ZZZ", "X1", "", 0, 0, 1],  # unknown SKU
+            ["A", "NOPE", "", 0, 0, 1],  # unknown bin
+            ["B", "X2", "", 0, 0, -1],  # negative
+            ["B", "X1", "", 0, 0, "lots"],  # not a number
+            ["A", "X1", "", 5, 0, 3],  # duplicate of row 2
+            ["B", "X2", "L9", 0, 0, 2.5],  # not whole
+        )
+    )
     assert rows == []
     found = {(p.row, p.column) for p in problems}
     assert found == {(3, "sku"), (4, "bin"), (5, "counted"), (6, "counted"), (7, None), (8, "counted")}
@@ -104,8 +106,10 @@ def test_all_bins_with_release_shortfall_counts_below_reserved_and_flags_it():
 
 def test_specific_bins_changes_only_the_listed_rows_and_never_goes_below_reserved():
     lines = plan_count(
-        [CountedRow(2, "A", "X1", "L1", 2), CountedRow(3, "B", "X2", "L7", 5)], CURRENT,
-        mode="specific_bins", release_shortfall=False,
+        [CountedRow(2, "A", "X1", "L1", 2), CountedRow(3, "B", "X2", "L7", 5)],
+        CURRENT,
+        mode="specific_bins",
+        release_shortfall=False,
     )
     assert [(ln.sku, ln.bin, ln.lot, ln.new_on_hand, ln.delta) for ln in lines] == [
         ("A", "X1", "L1", 4, -6),  # protected at the 4 reserved
@@ -115,7 +119,9 @@ def test_specific_bins_changes_only_the_listed_rows_and_never_goes_below_reserve
 
 def test_protection_never_adds_stock_that_was_not_there():
     current = [CurrentStock("A", "X1", "", on_hand=2, reserved=5)]  # a decrease not yet reallocated
-    [line] = plan_count([CountedRow(2, "A", "X1", "", 0)], current, mode="specific_bins", release_shortfall=False)
+    [line] = plan_count(
+        [CountedRow(2, "A", "X1", "", 0)], current, mode="specific_bins", release_shortfall=False
+    )
     assert line.new_on_hand == 2 and line.delta == 0
 
 
