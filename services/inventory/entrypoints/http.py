@@ -1,0 +1,438 @@
+"""HTTP API of inventory (port 8002). Handlers parse, call one use case, and answer.
+
+Bad input: 422 ``{"detail": [{"field", "problem"}, ...]}`` listing every problem; nothing changes.
+``X-Actor`` (optional) names who did it; it is written to the ledger and the events.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+import pycountry
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from starlette.datastructures import UploadFile
+
+from libs.contracts.events import LocationChanged
+from libs.contracts.orders import problems_of
+from libs.service_host import Runtime
+from services.inventory.adapters.sheets import (
+    XLSX_MEDIA_TYPE,
+    UnreadableSheet,
+    read_sheet,
+    write_csv,
+    write_xlsx,
+)
+from services.inventory.domain.stock import ADJUSTMENT_REASON_CODES, PositionKey, Problem, Transfer
+from services.inventory.domain.stocktake import EXPORT_COLUMNS, MODES
+from services.inventory.service_layer.locations import (
+    LocationNotFound,
+    get_location,
+    list_locations,
+    save_location,
+)
+from services.inventory.service_layer.stock import (
+    DuplicateReceipt,
+    ReceiptLine,
+    StockRefused,
+    adjust_stock,
+    entry_view,
+    ledger_rows,
+    receive_goods,
+    stock_of_sku,
+    transfer_stock,
+)
+from services.inventory.service_layer.stocktakes import (
+    SheetRejected,
+    StocktakeNotFound,
+    export_stock_list,
+    stocktake_preview,
+    submit_stocktake,
+    upload_count,
+)
+
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Lot = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+def _country(value: str) -> str:
+    value = value.upper()
+    if len(value) != 2 or pycountry.countries.get(alpha_2=value) is None:
+        raise ValueError(f"unknown ISO 3166 country code {value!r}")
+    return value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("must carry a time zone offset (e.g. 2026-11-22T10:00:00Z)")
+    return value
+
+
+class LocationIn(BaseModel):
+    """A location as operations describe it; POST replaces it whole."""
+
+    model_config = ConfigDict(extra="forbid")
+    location_id: Code
+    name: Code
+    kind: Literal["warehouse", "store", "3pl"] = "warehouse"
+    country: str
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    active: bool = True
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    ships_to: list[str] = Field(default_factory=list, description="ISO countries; empty: its own country")
+    channels: list[Code] | None = Field(
+        default=None, description="channels it may serve; null: every channel"
+    )
+    pickup: bool = Field(default=False, description="can serve buy-online-pick-up-in-store")
+
+    _country_ok = field_validator("country")(lambda cls, v: _country(v))
+
+    @field_validator("ships_to")
+    @classmethod
+    def _ships_to_ok(cls, values: list[str]) -> list[str]:
+        return sorted({_country(v) for v in values})
+
+
+class ReceiptLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: Code
+    bin: Code
+    lot: Lot = ""
+    qty: int = Field(gt=0, le=10_000_000, strict=True)
+    received_at: datetime | None = Field(default=None, description="default: now")
+    expires_at: datetime | None = None
+
+    _dates_ok = field_validator("received_at", "expires_at")(lambda cls, v: _aware(v))
+
+
+class ReceiptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    location_id: Code
+    reference: Code = Field(description="the GRN number; booked once per location")
+    lines: list[ReceiptLineIn] = Field(min_length=1, max_length=5000)
+
+
+class AdjustmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: Code
+    location_id: Code
+    bin: Code
+    lot: Lot = ""
+    delta: int = Field(strict=True, ge=-10_000_000, le=10_000_000)
+    reason_code: str = Field(description=" | ".join(ADJUSTMENT_REASON_CODES))
+    reference: str | None = Field(default=None, max_length=200)
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: Code
+    from_location_id: Code
+    from_bin: Code
+    lot: Lot = ""
+    to_location_id: Code
+    to_bin: Code
+    qty: int = Field(gt=0, le=10_000_000, strict=True)
+    reference: str | None = Field(default=None, max_length=200)
+
+
+def _problems(problems: list[Any], status: int = 422) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"field": p.field, "problem": p.problem} for p in problems]}, status_code=status
+    )
+
+
+def _not_found(what: str) -> JSONResponse:
+    return JSONResponse({"detail": f"no {what}"}, status_code=404)
+
+
+async def _parse(request: Request, model: type[BaseModel]) -> tuple[Any, JSONResponse | None]:
+    try:
+        document = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        return None, _problems([Problem("(body)", f"not valid JSON: {exc}")])
+    if not isinstance(document, dict):
+        return None, _problems([Problem("(body)", "must be a JSON object")])
+    try:
+        return model.model_validate(document), None
+    except ValidationError as exc:
+        return None, _problems(problems_of(exc))
+
+
+def _event(loc: LocationIn) -> LocationChanged:
+    return LocationChanged(**loc.model_dump())
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["inventory"])
+    engine = runtime.engine
+
+    # --- locations ---------------------------------------------------------------------------
+
+    @router.post("/locations", summary="Create or replace a location (publishes LocationChanged)")
+    async def post_location(request: Request) -> Any:
+        body, error = await _parse(request, LocationIn)
+        if error:
+            return error
+        async with engine.begin() as conn:
+            created = await save_location(conn, _event(body))
+            view = await get_location(conn, body.location_id)
+        runtime.relay.notify()
+        return JSONResponse(orjson.loads(orjson.dumps(view)), status_code=201 if created else 200)
+
+    @router.patch(
+        "/locations/{location_id}",
+        summary='Change some fields of a location, e.g. {"active": false} to deactivate it '
+        "(publishes LocationChanged)",
+    )
+    async def patch_location(location_id: str, request: Request) -> Any:
+        try:
+            changes = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return _problems([Problem("(body)", f"not valid JSON: {exc}")])
+        if not isinstance(changes, dict):
+            return _problems([Problem("(body)", "must be a JSON object")])
+        if "location_id" in changes and changes["location_id"] != location_id:
+            return _problems([Problem("location_id", "cannot be changed")])
+        async with engine.begin() as conn:
+            try:
+                current = await get_location(conn, location_id, lock=True)
+            except LocationNotFound:
+                return _not_found(f"location {location_id}")
+            merged = {k: current[k] for k in LocationIn.model_fields} | changes
+            try:
+                body = LocationIn.model_validate(merged)
+            except ValidationError as exc:
+                return _problems(problems_of(exc))
+            await save_location(conn, _event(body))
+            view = await get_location(conn, location_id)
+        runtime.relay.notify()
+        return view
+
+    @router.get("/locations", summary="Every location (filter: active=true|false)")
+    async def get_locations(active: bool | None = None) -> Any:
+        async with engine.connect() as conn:
+            return await list_locations(conn, active)
+
+    @router.get("/locations/{location_id}", summary="One location")
+    async def get_one_location(location_id: str) -> Any:
+        async with engine.connect() as conn:
+            try:
+                return await get_location(conn, location_id)
+            except LocationNotFound:
+                return _not_found(f"location {location_id}")
+
+    # --- stock changes -------------------------------------------------------------------------
+
+    @router.post("/receipts", status_code=201, summary="Goods receipt (GRN): add stock per line at bin/lot")
+    async def post_receipt(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
+        body, error = await _parse(request, ReceiptIn)
+        if error:
+            return error
+        lines = [
+            ReceiptLine(ln.sku, ln.bin, ln.lot, ln.qty, ln.received_at, ln.expires_at) for ln in body.lines
+        ]
+        try:
+            async with engine.begin() as conn:
+                entries = await receive_goods(conn, body.location_id, body.reference, lines, x_actor)
+        except StockRefused as exc:
+            return _problems(exc.problems)
+        except DuplicateReceipt as exc:
+            return JSONResponse({"detail": [{"field": "reference", "problem": str(exc)}]}, status_code=409)
+        runtime.relay.notify()
+        return {
+            "location_id": body.location_id,
+            "reference": body.reference,
+            "changes": [entry_view(e) for e in entries],
+        }
+
+    @router.post("/adjustments", status_code=201, summary="Adjust one position (+/-) with a reason code")
+    async def post_adjustment(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
+        body, error = await _parse(request, AdjustmentIn)
+        if error:
+            return error
+        key = PositionKey(body.sku, body.location_id, body.bin, body.lot)
+        try:
+            async with engine.begin() as conn:
+                entry = await adjust_stock(conn, key, body.delta, body.reason_code, body.reference, x_actor)
+        except StockRefused as exc:
+            return _problems(exc.problems)
+        runtime.relay.notify()
+        return {"change": entry_view(entry)}
+
+    @router.post(
+        "/transfers", status_code=201, summary="Move stock between bins/locations in one transaction"
+    )
+    async def post_transfer(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
+        body, error = await _parse(request, TransferIn)
+        if error:
+            return error
+        transfer = Transfer(
+            body.sku,
+            body.from_location_id,
+            body.from_bin,
+            body.lot,
+            body.to_location_id,
+            body.to_bin,
+            body.qty,
+            body.reference,
+            x_actor,
+        )
+        try:
+            async with engine.begin() as conn:
+                entries = await transfer_stock(conn, transfer)
+        except StockRefused as exc:
+            return _problems(exc.problems)
+        runtime.relay.notify()
+        return {"changes": [entry_view(e) for e in entries]}
+
+    # --- queries -------------------------------------------------------------------------------
+
+    @router.get(
+        "/stock/{sku}", summary="Positions of a SKU with on_hand, reserved (allocation's) and available"
+    )
+    async def get_stock(sku: str) -> Any:
+        async with engine.connect() as conn:
+            positions = await stock_of_sku(conn, sku)
+        if not positions:
+            return _not_found(f"stock of SKU {sku}")
+        return {
+            "sku": sku,
+            "on_hand": sum(p["on_hand"] for p in positions),
+            "reserved": sum(p["reserved"] for p in positions),
+            "available": sum(p["available"] for p in positions),
+            "positions": positions,
+        }
+
+    @router.get("/ledger", summary="Ledger rows, newest first (page with before_id)")
+    async def get_ledger(
+        sku: str | None = None,
+        location_id: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before_id: int | None = None,
+    ) -> Any:
+        async with engine.connect() as conn:
+            return await ledger_rows(conn, sku, location_id, limit, before_id)
+
+    # --- stock take ----------------------------------------------------------------------------
+
+    @router.get("/stocktakes/export", summary="A location's stock list to count (csv or xlsx), counted empty")
+    async def export_stocktake(location_id: str, format: Literal["csv", "xlsx"] = "csv") -> Response:
+        async with engine.connect() as conn:
+            try:
+                rows = await export_stock_list(conn, location_id)
+            except LocationNotFound:
+                return _not_found(f"location {location_id}")
+        name = f"stocktake-{location_id}.{format}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if format == "xlsx":
+            return Response(
+                write_xlsx(EXPORT_COLUMNS, rows, title=location_id),
+                media_type=XLSX_MEDIA_TYPE,
+                headers=headers,
+            )
+        return Response(
+            write_csv(EXPORT_COLUMNS, rows), media_type="text/csv; charset=utf-8", headers=headers
+        )
+
+    @router.post(
+        "/stocktakes",
+        status_code=201,
+        summary="Upload a counted sheet (multipart: file, location_id, mode=all_bins|specific_bins, "
+        "release_shortfall); returns its preview",
+    )
+    async def post_stocktake(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
+        try:
+            form = await request.form(max_part_size=MAX_UPLOAD_BYTES)
+        except Exception as exc:  # noqa: BLE001 - any malformed multipart body is the client's
+            return _problems([Problem("(body)", f"expected multipart/form-data: {exc}")])
+        problems = []
+        upload = form.get("file")
+        location_id = str(form.get("location_id") or "").strip()
+        mode = str(form.get("mode") or "").strip()
+        release = str(form.get("release_shortfall") or "false").strip().lower()
+        if not isinstance(upload, UploadFile):
+            problems.append(
+                Problem("file", "attach the counted sheet (CSV or XLSX) as the form field 'file'")
+            )
+        if not location_id:
+            problems.append(Problem("location_id", "missing"))
+        if mode not in MODES:
+            problems.append(Problem("mode", f"must be one of {', '.join(MODES)}"))
+        if release not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            problems.append(Problem("release_shortfall", "must be true or false"))
+        release_shortfall = release in ("true", "1", "yes", "on")
+        if release_shortfall and mode == "specific_bins":
+            problems.append(
+                Problem("release_shortfall", "only in all_bins mode: specific bins never release")
+            )
+        if problems:
+            return _problems(problems)
+        assert isinstance(upload, UploadFile)
+        content = await upload.read(MAX_UPLOAD_BYTES + 1)
+        if len(content) > MAX_UPLOAD_BYTES:
+            return _problems([Problem("file", f"larger than {MAX_UPLOAD_BYTES} bytes")])
+        try:
+            sheet = read_sheet(content, upload.filename)
+        except UnreadableSheet as exc:
+            return _problems([Problem("file", str(exc))])
+        try:
+            async with engine.begin() as conn:
+                preview = await upload_count(
+                    conn,
+                    location_id,
+                    mode,
+                    release_shortfall,
+                    sheet,  # type: ignore[arg-type]
+                    upload.filename,
+                    x_actor,
+                )
+        except LocationNotFound:
+            return _problems([Problem("location_id", f"unknown location {location_id!r}")])
+        except SheetRejected as exc:
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "field": f"row {p.row}" + (f".{p.column}" if p.column else ""),
+                            "row": p.row,
+                            "column": p.column,
+                            "problem": p.problem,
+                        }
+                        for p in exc.problems
+                    ]
+                },
+                status_code=422,
+            )
+        return JSONResponse(orjson.loads(orjson.dumps(preview)), status_code=201)
+
+    @router.get(
+        "/stocktakes/{stocktake_id}", summary="Preview of an uploaded count (or its result once submitted)"
+    )
+    async def get_stocktake(stocktake_id: str) -> Any:
+        async with engine.connect() as conn:
+            try:
+                return await stocktake_preview(conn, stocktake_id)
+            except StocktakeNotFound:
+                return _not_found(f"stock take {stocktake_id}")
+
+    @router.post(
+        "/stocktakes/{stocktake_id}/submit",
+        summary="Apply the count as one transaction (reason 'count'); a second submit changes nothing",
+    )
+    async def post_submit(stocktake_id: str, x_actor: Annotated[str | None, Header()] = None) -> Any:
+        try:
+            async with engine.begin() as conn:
+                result = await submit_stocktake(conn, stocktake_id, x_actor)
+        except StocktakeNotFound:
+            return _not_found(f"stock take {stocktake_id}")
+        except StockRefused as exc:
+            return _problems(exc.problems, status=409)
+        runtime.relay.notify()
+        return result
+
+    return router
