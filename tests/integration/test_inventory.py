@@ -268,6 +268,30 @@ async def test_shipment_is_applied_once_even_if_delivered_twice(engine, location
     ]
 
 
+async def test_shipment_beyond_recorded_stock_is_booked_with_a_correction_first(engine, location):
+    s = sku()
+    await receive(engine, location, (s, "A-01", "", 1))
+    shipped = OrderShipped(
+        order_id="ord-9",
+        shipment_id="shp-9",
+        carrier="DHL",
+        tracking_number="T9",
+        lines=[
+            ShipmentLine(allocation_id=5, line_id="1", sku=s, location_id=location, bin="A-01", lot="", qty=3)
+        ],
+    )
+    async with engine.begin() as conn:
+        await apply_fulfillment_events(conn, [delivered(shipped)])
+    assert (await position(engine, s, location, "A-01")).on_hand == 0
+    assert await ledger_sum(engine, s) == 0
+    events = await stock_events(engine, s)
+    assert [(e["reason"], e["delta"], e["on_hand"], e["seq"]) for e in events] == [
+        ("receipt", 1, 1, 1),
+        ("adjustment", 2, 3, 2),
+        ("shipment", -3, 0, 3),
+    ]
+
+
 async def test_returns_go_back_to_stock_or_into_quarantine(engine, location):
     s = sku()
     await receive(engine, location, (s, "A-01", "", 2))
@@ -487,6 +511,18 @@ async def test_http_stock_take_round_trip_with_xlsx_export_and_csv_upload(client
     take = r.json()
     assert [(ln["row"], ln["current"], ln["counted"], ln["delta"]) for ln in take["lines"]] == [(2, 5, 7, 2)]
     assert (await client.get(f"/v1/stocktakes/{take['stocktake_id']}")).json()["status"] == "previewed"
+
+    # The exported workbook, counted and uploaded back as XLSX, is read the same way.
+    ws["F2"] = 6
+    counted = io.BytesIO()
+    ws.parent.save(counted)
+    r = await client.post(
+        "/v1/stocktakes",
+        data={"location_id": location, "mode": "all_bins", "release_shortfall": "false"},
+        files={"file": ("count.xlsx", counted.getvalue(), "application/octet-stream")},
+    )
+    assert r.status_code == 201, r.text
+    assert [(ln["row"], ln["counted"], ln["delta"]) for ln in r.json()["lines"]] == [(2, 6, 1)]
     r = await client.post(f"/v1/stocktakes/{take['stocktake_id']}/submit")
     assert r.status_code == 200 and r.json()["already_submitted"] is False
     stock = (await client.get(f"/v1/stock/{s}")).json()

@@ -69,3 +69,18 @@ def test_transfer_to_the_same_position_or_of_nothing_is_refused():
 def test_quarantined_stock_is_never_available():
     assert StockPosition(KEY, on_hand=5, reserved=2).available == 3
     assert StockPosition(KEY, on_hand=5, sellable=False).available == 0
+
+
+def test_a_shipment_beyond_the_records_is_booked_after_a_correction():
+    positions = {KEY: StockPosition(KEY, on_hand=2, seq=4)}
+    shipment = StockChange(
+        KEY, -5, "shipment", "shp-1", order_id="o-1", allocation_id=9, cover_shortfall=True
+    )
+    entries, refusals = apply_changes(positions, [shipment])
+    assert refusals == []
+    assert [(e.change.reason, e.change.delta, e.on_hand_after, e.seq, e.index) for e in entries] == [
+        ("adjustment", 3, 5, 5, 0),
+        ("shipment", -5, 0, 6, 0),
+    ]
+    assert entries[0].change.reason_code == "correction"
+    assert sum(e.change.delta for e in entries) == -2 and positions[KEY].on_hand == 0

@@ -16,6 +16,7 @@ _DECREASE_ONLY = {"damage", "theft"}
 _INCREASE_ONLY = {"found"}
 
 QUARANTINE_BIN = "QUARANTINE"
+SYSTEM_ACTOR = "inventory"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -57,6 +58,9 @@ class StockChange:
     release_shortfall: bool = False
     received_at: datetime | None = None  # for a receipt: when the goods arrived
     expires_at: datetime | None = None
+    # Goods that physically left (a shipment) are booked even when the records show too little:
+    # a correction adjustment first books the missing units, so the ledger still adds up.
+    cover_shortfall: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ class LedgerEntry:
     change: StockChange
     on_hand_after: int
     seq: int
+    index: int = 0  # the requested change it comes from
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,8 @@ def apply_changes(
 
     Returns the ledger entries, or the refusals if any change would take a position below zero
     or names a position that does not exist; with refusals the caller must write nothing.
+    A change with ``cover_shortfall`` is never refused for want of stock: a correction entry
+    books the missing units first (the caller must have created its position).
     """
     entries: list[LedgerEntry] = []
     refusals: list[Refusal] = []
@@ -97,6 +104,19 @@ def apply_changes(
             refusals.append(Refusal(i, "no stock at this position"))
             continue
         after = position.on_hand + change.delta
+        if after < 0 and change.cover_shortfall:
+            correction = StockChange(
+                change.key,
+                -after,
+                "adjustment",
+                change.reference,
+                SYSTEM_ACTOR,
+                reason_code="correction",
+                order_id=change.order_id,
+            )
+            position.on_hand, position.seq = position.on_hand - after, position.seq + 1
+            entries.append(LedgerEntry(correction, position.on_hand, position.seq, i))
+            after = 0
         if after < 0:
             refusals.append(
                 Refusal(
@@ -111,7 +131,7 @@ def apply_changes(
             position.expires_at = change.expires_at
         if position.received_at is None and change.received_at is not None:
             position.received_at = change.received_at
-        entries.append(LedgerEntry(change, after, position.seq))
+        entries.append(LedgerEntry(change, after, position.seq, i))
     return entries, refusals
 
 

@@ -55,7 +55,7 @@ def _subscribe(runtime: Runtime, group_id: str, topic: str, use_case: UseCase, d
             async with runtime.engine.begin() as conn:
                 changed = await use_case(conn, [(d.message.envelope, d.message.event) for d in deliveries])
         except StockRefused as exc:
-            # e.g. a shipment from a position without that much stock: retrying cannot help.
+            # e.g. a return to a location inventory does not know: retrying cannot help.
             raise PermanentMessageError(str(exc)) from exc
         if changed:
             runtime.relay.notify()

@@ -14,7 +14,7 @@ from libs.contracts.envelope import Envelope
 from libs.contracts.events import AvailabilityChanged, Event, OrderShipped, ReturnReceived
 from libs.messaging import claim_new_events
 from services.inventory.domain.stock import QUARANTINE_BIN, PositionKey, StockChange
-from services.inventory.service_layer.stock import Trace, book_changes
+from services.inventory.service_layer.stock import Trace, book_changes, lock_positions
 
 
 def changes_of(event: Event) -> list[StockChange]:
@@ -28,6 +28,7 @@ def changes_of(event: Event) -> list[StockChange]:
                 reference=event.shipment_id,
                 order_id=event.order_id,
                 allocation_id=ln.allocation_id,
+                cover_shortfall=True,
             )
             for ln in event.lines
         ]
@@ -92,6 +93,8 @@ async def mirror_reservations(conn: AsyncConnection, events: Sequence[tuple[Enve
     if not latest:
         return 0
     keys = sorted(latest)
+    # Lock in key order first, as every stock change does, so the two never deadlock.
+    await lock_positions(conn, [PositionKey(*k) for k in keys])
     result = await conn.execute(
         text(
             "UPDATE positions p SET reserved = u.r, reserved_as_of = u.at"

@@ -104,7 +104,7 @@ async def book_changes(
     # Positions that receive stock may be new: create them empty so they can be locked.
     first_arrival: dict[PositionKey, StockChange] = {}
     for c in changes:
-        if c.delta > 0:
+        if c.delta > 0 or c.cover_shortfall:
             first_arrival.setdefault(c.key, c)
     if first_arrival:
         new = sorted(first_arrival)
@@ -240,8 +240,8 @@ async def _write(
         },
     )
     messages = []
-    for entry, trace in zip(entries, traces, strict=True):
-        c, position = entry.change, positions[entry.change.key]
+    for entry in entries:
+        c, position, trace = entry.change, positions[entry.change.key], traces[entry.index]
         event = StockAdjusted(
             sku=c.key.sku,
             location_id=c.key.location_id,
