@@ -186,7 +186,7 @@ async def _build_service(name: str) -> tuple[Any, list[Any], Any] | None:
     relay = OutboxRelay(engine, producer, schema=service.schema)  # never started
     runtime = Runtime(service.name, service.schema, engine, producer, broker, relay, kafka)
     routers = service.wire(runtime)
-    return service, routers, (broker, engine, kafka)
+    return service, routers, (broker, engine, producer, kafka)
 
 
 def _describe_publishers(name: str, broker: Any) -> None:
@@ -250,6 +250,11 @@ def _enrich(doc: dict[str, Any], name: str, broker: Any, partitions: int) -> dic
                 }
             }
     _prune_schemas(doc)
+    # subscribers live in a WeakSet: sort so regenerated documents diff cleanly
+    for section in (doc, components):
+        for key in ("channels", "operations", "messages", "schemas"):
+            if key in section:
+                section[key] = dict(sorted(section[key].items()))
     return doc
 
 
@@ -286,7 +291,7 @@ async def _build_documents(only: tuple[str, ...] = SERVICES) -> Documents:
         built = await _build_service(name)
         if built is None:
             continue
-        service, routers, (broker, engine, kafka) = built
+        service, routers, (broker, engine, producer, kafka) = built
         title = f"OMS {name.replace('_', '-')}"
         try:
             _describe_publishers(name, broker)
@@ -308,6 +313,7 @@ async def _build_documents(only: tuple[str, ...] = SERVICES) -> Documents:
                 app.include_router(router)
             documents[name] = (asyncapi_doc, app.openapi())
         finally:
+            await producer.stop()  # never started: only marks it closed
             await engine.dispose()
     return documents
 
