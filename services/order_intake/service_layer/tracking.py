@@ -37,6 +37,7 @@ async def apply_downstream_events(conn: AsyncConnection, deliveries: Sequence[De
         env, event = d.message.envelope, d.message.event
         if env.event_id not in fresh:
             continue
+        fresh.discard(env.event_id)  # the same event twice in one batch counts once
         order_id = getattr(event, "order_id", None)
         if order_id is None:
             continue
