@@ -1,0 +1,666 @@
+"""``oms bench SCENARIO``: the project's benchmark (SPEC section 7), run on one machine with the
+broker, PostgreSQL, the four services and a separate load-generator process together.
+
+Scenarios: ``steady``, ``flash-sale``, ``backorder-refill``, ``stock-shrink`` (see
+docs/benchmark.md). Each run:
+
+1. starts the system (embedded broker and PostgreSQL unless OMS_KAFKA_BOOTSTRAP /
+   OMS_DATABASE_URL are set) or uses a running ``System`` handed in;
+2. measures the transport ceiling: the same load through two bare relay processes on the same
+   broker (same hops, same message sizes, no database);
+3. seeds locations and stock through the inventory HTTP API and waits until allocation has
+   consumed it (consumer lag 0);
+4. drives the scenario's phases through the real ingress (oms.channel-orders.v1) from the load
+   generator process, measuring each order's first allocation result on oms.allocations.v1;
+5. checks correctness (a fast wrong run is a failure: exit code 1) and writes JSON, Markdown,
+   a PNG chart and a HISTORY.md line into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from libs.contracts import Topic
+from libs.messaging.kafka import ensure_topics
+from libs.messaging.settings import KafkaSettings
+from services.cli.bench_measure import (
+    LINE_STATES,
+    FirstResult,
+    ProcessMeter,
+    ResultCollector,
+    phase_stats,
+    wait_lag_zero,
+)
+from services.cli.bench_report import judge, machine_facts, write_all
+from services.cli.bench_workload import Workload
+from services.cli.launcher import SERVICES, System
+
+SCENARIOS = ("steady", "flash-sale", "backorder-refill", "stock-shrink")
+ALLOCATION_INVENTORY_GROUP = f"oms-allocation.{Topic.INVENTORY}"
+LOCATIONS = 5
+RELAY_SEQ_BASE = 900_000_000
+
+
+class BenchFailure(RuntimeError):
+    """The run could not be completed (the system did not answer in time, a call failed)."""
+
+
+@dataclass
+class Phase:
+    name: str
+    workload: Workload
+    seqs: range
+    rate: float | None
+    measure: bool = True  # warm-up phases are checked but not reported
+
+
+@dataclass
+class Bench:
+    """One benchmark run. ``system``: a running System to use (its services stay up)."""
+
+    scenario: str
+    smoke: bool = False
+    orders: int | None = None
+    rate: float | None = None
+    out: Path = Path("bench-results")
+    workdir: Path | None = None
+    system: System | None = None
+    ports: dict[str, int] = field(default_factory=lambda: dict(SERVICES))
+    kafka_port: int = 19092
+    pg_port: int = 15432
+    relay: bool = True
+    say: Callable[[str], None] = print
+
+    run_id: str = field(default_factory=lambda: "b" + uuid.uuid4().hex[:6])
+    problems: list[str] = field(default_factory=list)
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    on_hand: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # seeded, then adjusted
+    bench_skus: set[str] = field(default_factory=set)
+
+    # --- the run ------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}; one of: {', '.join(SCENARIOS)}")
+        started = datetime.now(UTC)
+        own_system = self.system is None
+        workdir = self.workdir or Path(tempfile.mkdtemp(prefix="oms-bench-"))
+        if own_system:
+            self.system = System(workdir=workdir, ports=self.ports, log_to=None)
+        system = self.system
+        assert system is not None
+        try:
+            if own_system:
+                self.say(f"starting infrastructure (logs in {workdir})")
+                system.start_infra(kafka_port=self.kafka_port, pg_port=self.pg_port, fresh=True)
+            asyncio.run(self._run(system, workdir, own_system))
+        except BenchFailure as exc:
+            self.problems.append(f"run aborted: {exc}")
+        finally:
+            if own_system:
+                system.stop()
+        return self._result(started, system)
+
+    async def _run(self, system: System, workdir: Path, own_system: bool) -> None:
+        self.bootstrap = system.kafka_bootstrap
+        self.broker_kind = f"embedded Tansu {self.bootstrap}" if system.embedded_kafka else self.bootstrap
+        self.workdir_ = workdir
+        self.http = httpx.AsyncClient(timeout=60.0)
+        try:
+            if self.relay:
+                await self._relay_phases()
+            if own_system:
+                self.say("starting the four services")
+                await asyncio.to_thread(system.start_all, 180)
+            await self._scenario(system)
+        finally:
+            await self.http.aclose()
+
+    # --- scenario plans -----------------------------------------------------------------------
+    def _plan(self) -> list[Phase]:
+        s, r = self.smoke, self.run_id
+        if self.scenario == "steady":
+            skus = [f"{r}-S{i:05d}" for i in range(50 if s else 10_000)]
+            wl = Workload("mix", r, skus, zipf_s=0.8, max_lines=5, max_qty=2)
+            n1, n2 = (150, self.orders or 150) if s else (15_000, self.orders or 50_000)
+            rate1 = self.rate or (200.0 if s else 1000.0)
+            return [Phase("warm-up", self._warm_workload(), range(0, 5 if s else 50), 50.0, measure=False),
+                    Phase(f"rate-{rate1:g}", wl, range(10_000_000, 10_000_000 + n1), rate1),
+                    Phase("full-speed", wl, range(20_000_000, 20_000_000 + n2), None)]
+        if self.scenario == "flash-sale":
+            n = self.orders or (300 if s else 50_000)
+            wl = Workload("single", r, [f"{r}-FLASH"], qty=1)
+            return [Phase("warm-up", self._warm_workload(), range(0, 5 if s else 50), 50.0, measure=False),
+                    Phase("flash-sale", wl, range(10_000_000, 10_000_000 + n), self.rate)]
+        if self.scenario == "backorder-refill":
+            n = self.orders or (300 if s else 20_000)
+            wl = Workload("single", r, [f"{r}-REFILL"], qty=1)
+            return [Phase("warm-up", self._warm_workload(), range(0, 5 if s else 50), 50.0, measure=False),
+                    Phase("backorder-queue", wl, range(10_000_000, 10_000_000 + n), self.rate)]
+        skus = [f"{r}-K{i:04d}" for i in range(20 if s else 200)]
+        wl = Workload("mix", r, skus, zipf_s=0.5, max_lines=3, max_qty=2)
+        n = self.orders or (200 if s else 3_000)
+        return [Phase("warm-up", self._warm_workload(), range(0, 5 if s else 50), 50.0, measure=False),
+                Phase("allocate", wl, range(10_000_000, 10_000_000 + n), self.rate)]
+
+    def _warm_workload(self) -> Workload:
+        return Workload("single", self.run_id, [f"{self.run_id}-WARM"], qty=1)
+
+    def _stock_plan(self, phases: list[Phase]) -> dict[str, int]:
+        """Units per SKU to receive before the load (spread over the locations)."""
+        plan: dict[str, int] = {f"{self.run_id}-WARM": 1_000}
+        if self.scenario == "flash-sale":
+            plan[f"{self.run_id}-FLASH"] = 100 if self.smoke else 10_000
+        elif self.scenario == "backorder-refill":
+            pass  # the queue SKU starts with nothing
+        else:
+            wl = phases[-1].workload
+            total_orders = sum(len(p.seqs) for p in phases if p.workload is wl)
+            avg_units = (wl.max_lines + 1) / 2 * (wl.max_qty + 1) / 2
+            cover = 1.3 if self.scenario == "steady" else 1.6
+            for sku, share in zip(wl.skus, wl.popularity(), strict=True):
+                plan[sku] = math.ceil(share * total_orders * avg_units * cover) + 2 * LOCATIONS
+        return plan
+
+    # --- transport ceiling ------------------------------------------------------------------------
+    async def _relay_phases(self) -> None:
+        phases = [p for p in self._plan()]
+        src, mid, dst = (f"bench.{self.run_id}.{n}" for n in ("channel-orders", "orders", "allocations"))
+        await ensure_topics(KafkaSettings(bootstrap=self.bootstrap), [src, mid, dst])
+        self.say("transport ceiling: bare relay, 2 hops, same broker")
+        procs = []
+        for hop, a, b in (("intake", src, mid), ("allocation", mid, dst)):
+            procs.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.cli.bench_relay", "--bootstrap", self.bootstrap, "--hop", hop,
+                "--source", a, "--target", b, "--group", f"bench.{self.run_id}.relay-{hop}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            ))
+        collector = ResultCollector(self.bootstrap, dst)
+        try:
+            for proc in procs:
+                line = await asyncio.wait_for(proc.stdout.readline(), 60)  # type: ignore[union-attr]
+                if b"ready" not in line:
+                    raise BenchFailure(f"relay did not start: {line!r}")
+            await collector.start()
+            meter = self._meter({"relay-intake": (procs[0].pid, False), "relay-allocation": (procs[1].pid, False)})
+            for i, phase in enumerate(phases):
+                seqs = range(RELAY_SEQ_BASE + i * 10_000_000, RELAY_SEQ_BASE + i * 10_000_000 + len(phase.seqs))
+                t0 = time.monotonic()
+                if phase.measure:
+                    meter.begin()
+                gen = await self._loadgen(src, phase.workload, seqs, phase.rate)
+                if not await collector.wait_for(seqs, idle_timeout=20):
+                    raise BenchFailure(f"relay lost orders in {phase.name}")
+                if phase.measure:
+                    stats = phase_stats([collector.first[s] for s in seqs])
+                    self.phases.setdefault(phase.name, {})["relay"] = stats
+                    self.phases[phase.name]["relay_processes"] = meter.end(time.monotonic() - t0)
+                    self.phases[phase.name]["relay_loadgen"] = gen
+                    self.say(f"  relay {phase.name}: {stats['orders_per_s']:,.0f} orders/s, "
+                             f"p99 {stats['latency_ms']['p99']:.0f} ms")
+        finally:
+            await collector.stop()
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.terminate()
+            for proc in procs:
+                try:
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+    # --- load generator -------------------------------------------------------------------------
+    async def _loadgen(self, topic: str, workload: Workload, seqs: range, rate: float | None) -> dict[str, Any]:
+        wl_file = self.workdir_ / f"workload-{uuid.uuid4().hex[:8]}.json"
+        wl_file.write_bytes(orjson.dumps(workload.to_json()))
+        summary = wl_file.with_suffix(".summary.json")
+        args = [sys.executable, "-m", "services.cli.bench_loadgen", "--bootstrap", self.bootstrap,
+                "--topic", topic, "--workload", str(wl_file), "--seq-start", str(seqs.start),
+                "--orders", str(len(seqs)), "--summary", str(summary)]
+        if rate:
+            args += ["--rate", str(rate)]
+        proc = await asyncio.create_subprocess_exec(*args)
+        if await proc.wait() != 0:
+            raise BenchFailure(f"load generator exited with {proc.returncode}")
+        return orjson.loads(summary.read_bytes())
+
+    # --- seeding ----------------------------------------------------------------------------------
+    async def _call(self, method: str, service: str, path: str, **kw: Any) -> Any:
+        assert self.system is not None
+        resp = await self.http.request(method, self.system.url(service) + path, **kw)
+        if resp.status_code >= 400:
+            raise BenchFailure(f"{method} {service}{path} -> {resp.status_code}: {resp.text[:500]}")
+        return resp.json() if resp.content else None
+
+    def _locations(self) -> list[str]:
+        return [f"{self.run_id}-WH{i + 1}" for i in range(LOCATIONS)]
+
+    async def _seed(self, stock: dict[str, int]) -> None:
+        t0 = time.monotonic()
+        for i, loc in enumerate(self._locations()):
+            await self._call("POST", "inventory", "/v1/locations", json={
+                "location_id": loc, "name": f"Bench warehouse {i + 1}", "kind": "warehouse", "country": "DE",
+                "lat": 48.0 + i, "lon": 8.0 + i, "ships_to": ["DE"], "priority": LOCATIONS - i, "active": True})
+        per_location: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for sku, units in stock.items():
+            self.bench_skus.add(sku)
+            locs = self._locations() if units >= LOCATIONS * 2 else self._locations()[:1]
+            share, rest = divmod(units, len(locs))
+            for j, loc in enumerate(locs):
+                qty = share + (1 if j < rest else 0)
+                if qty > 0:
+                    per_location[loc].append({"sku": sku, "bin": "A-01", "lot": "", "qty": qty})
+                    self.on_hand[(sku, loc, "A-01", "")] = qty
+        lines_total, requests = 0, 0
+        sem = asyncio.Semaphore(2)
+
+        async def receipt(loc: str, n: int, chunk: list[dict[str, Any]]) -> None:
+            async with sem:
+                await self._call("POST", "inventory", "/v1/receipts",
+                                 json={"location_id": loc, "reference": f"{self.run_id}-GRN-{n}", "lines": chunk})
+
+        jobs = []
+        for loc, lines in per_location.items():
+            for k in range(0, len(lines), 2_000):
+                chunk = lines[k:k + 2_000]
+                jobs.append(receipt(loc, requests, chunk))
+                requests += 1
+                lines_total += len(chunk)
+        await asyncio.gather(*jobs)
+        self.say(f"seeded {LOCATIONS} locations, {lines_total:,} positions in {requests} receipts; "
+                 "waiting for allocation to consume them")
+        waited = await wait_lag_zero(self.bootstrap, ALLOCATION_INVENTORY_GROUP, Topic.INVENTORY, say=self.say)
+        self.extra["seeding"] = {"positions": lines_total, "receipts": requests,
+                                 "seconds": round(time.monotonic() - t0, 1),
+                                 "allocation_catch_up_s": round(waited, 1)}
+
+    # --- the measured part ------------------------------------------------------------------------
+    async def _scenario(self, system: System) -> None:
+        phases = self._plan()
+        await self._seed(self._stock_plan(phases))
+        collector = ResultCollector(self.bootstrap, Topic.ALLOCATIONS)
+        await collector.start()
+        self.collector = collector
+        roots = {sp.label: (sp.process.pid, True) for sp in system.processes}
+        if system.embedded_kafka and system.embedded_kafka.process:
+            roots["broker"] = (system.embedded_kafka.process.pid, False)
+        if system.embedded_pg and system.embedded_pg.process:
+            roots["postgresql"] = (system.embedded_pg.process.pid, True)
+        meter = self._meter(roots)
+        try:
+            t_load = None
+            for phase in phases:
+                if phase.measure and t_load is None:
+                    meter.begin()
+                    t_load = time.monotonic()
+                self.say(f"phase {phase.name}: {len(phase.seqs):,} orders "
+                         + (f"at {phase.rate:g}/s" if phase.rate else "at full speed"))
+                gen = await self._loadgen(Topic.CHANNEL_ORDERS, phase.workload, phase.seqs, phase.rate)
+                complete = await collector.wait_for(phase.seqs, idle_timeout=60 if not self.smoke else 45)
+                got = [collector.first[s] for s in phase.seqs if s in collector.first]
+                if not complete:
+                    self.problems.append(f"{phase.name}: {len(phase.seqs) - len(got)} of {len(phase.seqs)} orders "
+                                         "got no allocation result")
+                self._check_first_results(phase, got)
+                if phase.measure:
+                    stats = phase_stats(got)
+                    entry = self.phases.setdefault(phase.name, {})
+                    entry.update(services=stats, offered=phase.rate or "max", loadgen=gen)
+                    self._ratio(entry)
+                    if stats.get("orders"):
+                        self.say(f"  {stats['orders_per_s']:,.0f} orders/s, {stats['lines_per_s']:,.0f} lines/s, "
+                                 f"p50 {stats['latency_ms']['p50']:.0f} / p99 {stats['latency_ms']['p99']:.0f} ms")
+                if phase.name == "warm-up":
+                    await collector.quiet(0.5)
+            if self.scenario == "backorder-refill":
+                await self._refill(phases[-1])
+            elif self.scenario == "stock-shrink":
+                await self._shrink(phases[-1])
+            self.resources = meter.end(time.monotonic() - (t_load or time.monotonic()))
+            await self._settle()
+            await self._check_settled(phases)
+        finally:
+            await collector.stop()
+
+    def _meter(self, roots: dict[str, tuple[int, bool]]) -> ProcessMeter:
+        return ProcessMeter(roots)
+
+    def _ratio(self, entry: dict[str, Any]) -> None:
+        st, relay = entry.get("services") or {}, entry.get("relay") or {}
+        if st.get("orders") and relay.get("orders"):
+            entry["ratio"] = {
+                "orders_per_s": round(st["orders_per_s"] / relay["orders_per_s"], 3),
+                "p99": round(st["latency_ms"]["p99"] / max(relay["latency_ms"]["p99"], 0.001), 1),
+            }
+
+    async def _refill(self, queue: Phase) -> None:
+        """One receipt of exactly the queued quantity; time from it to the last fill result."""
+        c = self.collector
+        await c.quiet(1.0)
+        orders = {c.first[s].order_id: c.first[s] for s in queue.seqs if s in c.first}
+        units = sum(q for r in orders.values() for _, q, _, _ in r.lines)
+        sku, loc = queue.workload.skus[0], self._locations()[0]
+        self.say(f"refill: one receipt of {units:,} units of {sku} for {len(orders):,} backordered orders")
+        t_receipt = time.time_ns()
+        await self._call("POST", "inventory", "/v1/receipts", json={
+            "location_id": loc, "reference": f"{self.run_id}-REFILL",
+            "lines": [{"sku": sku, "bin": "A-01", "lot": "", "qty": units}]})
+        self.on_hand[(sku, loc, "A-01", "")] = self.on_hand.get((sku, loc, "A-01", ""), 0) + units
+
+        def filled(order_id: str) -> bool:
+            snap = c.latest.get(order_id)
+            return bool(snap) and all(ln.get("allocated", 0) == ln["qty"] for ln in snap.lines)
+
+        deadline, last_progress, last_n = time.monotonic() + 900, time.monotonic(), -1
+        while time.monotonic() < deadline:
+            n = sum(1 for o in orders if filled(o))
+            if n == len(orders):
+                break
+            if n != last_n:
+                last_n, last_progress = n, time.monotonic()
+            elif time.monotonic() - last_progress > 60:
+                break
+            await asyncio.sleep(0.2)
+        done = [o for o in orders if filled(o)]
+        if len(done) != len(orders):
+            self.problems.append(f"refill: {len(orders) - len(done)} of {len(orders)} backordered orders "
+                                 "were not filled by a receipt of exactly their quantity")
+        fill_times = [t for t, oid, _ in c.arrivals if t >= t_receipt and oid in orders]
+        last = max(fill_times) if fill_times else t_receipt
+        seconds = max((last - t_receipt) / 1e9, 1e-9)
+        lines = sum(len(orders[o].lines) for o in done)
+        fills_per_s = sorted(t for t in fill_times)
+        series: dict[int, int] = defaultdict(int)
+        for t in fills_per_s:
+            series[int((t - t_receipt) // 1_000_000_000)] += 1
+        self.phases["refill"] = {
+            "offered": "1 receipt",
+            "services": {"orders": len(done), "lines": lines, "seconds": round(seconds, 3),
+                         "orders_per_s": round(len(done) / seconds, 1), "lines_per_s": round(lines / seconds, 1),
+                         "per_second": [[s, series.get(s, 0), series.get(s, 0)] for s in range(int(seconds) + 1)]},
+        }
+        relay = self.phases.get(queue.name, {}).get("relay")
+        if relay:
+            self.phases["refill"]["ratio"] = {"orders_per_s": round(lines / seconds / relay["lines_per_s"], 3)}
+        self.say(f"  refill: {lines:,} lines in {seconds:.2f} s = {lines / seconds:,.0f} lines/s")
+
+    async def _shrink(self, alloc: Phase) -> None:
+        """Lower positions below their reservations; time until all affected orders were re-published."""
+        c = self.collector
+        await c.quiet(1.0)
+        by_position: dict[tuple[str, str, str, str], list[tuple[int, int, str]]] = defaultdict(list)
+        for order_id, snap in list(c.latest.items()):
+            for a in snap.allocations:
+                if a.get("status", "allocated") == "allocated":
+                    key = (a["sku"], a["location_id"], a["bin"], a.get("lot", ""))
+                    if key in self.on_hand:
+                        by_position[key].append((a["allocation_id"], a["qty"], order_id))
+        targets = sorted(k for k, allocs in by_position.items() if sum(q for _, q, _ in allocs) > 1)[::2]
+        expected: set[str] = set()
+        adjustments = []
+        for key in targets:
+            allocs = sorted(by_position[key], reverse=True)  # newest allocation first
+            reserved = sum(q for _, q, _ in allocs)
+            new_on_hand = reserved // 2
+            shortfall = reserved - new_on_hand
+            for _, qty, order_id in allocs:
+                if shortfall <= 0:
+                    break
+                expected.add(order_id)
+                shortfall -= qty
+            adjustments.append((key, new_on_hand - self.on_hand[key]))
+        versions_before = {o: s.version for o, s in c.latest.items()}
+        self.say(f"shrink: {len(adjustments)} positions lowered below their reservations; "
+                 f"{len(expected)} orders must be reallocated or backordered")
+        sem = asyncio.Semaphore(8)
+
+        async def adjust(key: tuple[str, str, str, str], delta: int) -> None:
+            sku, loc, bin_, lot = key
+            async with sem:
+                await self._call("POST", "inventory", "/v1/adjustments", json={
+                    "sku": sku, "location_id": loc, "bin": bin_, "lot": lot, "delta": delta,
+                    "reason_code": "damage", "reference": f"{self.run_id}-SHRINK"})
+            self.on_hand[key] += delta
+
+        t0 = time.time_ns()
+        await asyncio.gather(*(adjust(k, d) for k, d in adjustments))
+        t_posted = time.time_ns()
+
+        def updated(order_id: str) -> bool:
+            snap = c.latest.get(order_id)
+            return bool(snap) and snap.version > versions_before.get(order_id, 0)
+
+        deadline, last_progress, last_n = time.monotonic() + 600, time.monotonic(), -1
+        while time.monotonic() < deadline:
+            n = sum(1 for o in expected if updated(o))
+            if n == len(expected):
+                break
+            if n != last_n:
+                last_n, last_progress = n, time.monotonic()
+            elif time.monotonic() - last_progress > 60:
+                break
+            await asyncio.sleep(0.2)
+        await wait_lag_zero(self.bootstrap, ALLOCATION_INVENTORY_GROUP, Topic.INVENTORY, limit_s=300)
+        await c.quiet(1.0)
+        missing = [o for o in expected if not updated(o)]
+        if missing:
+            self.problems.append(f"shrink: {len(missing)} of {len(expected)} affected orders got no new "
+                                 f"allocation result (e.g. {missing[:3]})")
+        changed = {o for t, o, v in c.arrivals if t >= t0 and v > versions_before.get(o, 0)}
+        times = [t for t, o, v in c.arrivals if t >= t0 and v > versions_before.get(o, 0)]
+        last = max(times) if times else t_posted
+        seconds = max((last - t0) / 1e9, 1e-9)
+        self.phases["shrink"] = {
+            "offered": f"{len(adjustments)} adjustments",
+            "services": {"orders": len(changed), "lines": len(changed), "seconds": round(seconds, 3),
+                         "orders_per_s": round(len(changed) / seconds, 1),
+                         "lines_per_s": round(len(changed) / seconds, 1)},
+        }
+        self.extra["shrink"] = {"positions_lowered": len(adjustments), "orders_expected": len(expected),
+                                "orders_changed": len(changed),
+                                "adjustments_posted_s": round((t_posted - t0) / 1e9, 2),
+                                "all_results_s": round(seconds, 2)}
+        self.say(f"  shrink: {len(changed)} orders re-published in {seconds:.2f} s "
+                 f"(adjustments posted in {(t_posted - t0) / 1e9:.2f} s)")
+
+    # --- correctness -----------------------------------------------------------------------------
+    def _check_first_results(self, phase: Phase, got: list[FirstResult]) -> None:
+        bad = 0
+        for r in got:
+            want = sorted(phase.workload.lines(r.seq))
+            have = sorted((sku, qty) for sku, qty, _, _ in r.lines)
+            split_ok = all(a + b == q for _, q, a, b in r.lines)
+            if want != have or not split_ok:
+                bad += 1
+                if bad <= 5:
+                    self.problems.append(f"{phase.name}: order seq {r.seq} ({r.order_id}) first result "
+                                         f"lines {r.lines} vs ordered {want}: allocated + backordered != qty")
+        if bad > 5:
+            self.problems.append(f"{phase.name}: {bad} first results in all broke allocated + backordered = qty")
+        if self.scenario == "flash-sale" and phase.name == "flash-sale":
+            stock = 100 if self.smoke else 10_000
+            allocated = sum(a for r in got for _, _, a, _ in r.lines)
+            backordered = sum(b for r in got for _, _, _, b in r.lines)
+            expected_alloc = min(stock, len(phase.seqs))
+            self.extra["flash-sale"] = {"stock": stock, "orders": len(got), "allocated": allocated,
+                                        "backordered": backordered}
+            if allocated != expected_alloc or backordered != len(phase.seqs) - expected_alloc:
+                self.problems.append(f"flash sale: {allocated} allocated and {backordered} backordered from "
+                                     f"{stock} units for {len(phase.seqs)} orders (expected exactly "
+                                     f"{expected_alloc} and {len(phase.seqs) - expected_alloc})")
+        if self.scenario == "backorder-refill" and phase.name == "backorder-queue":
+            allocated = sum(a for r in got for _, _, a, _ in r.lines)
+            if allocated:
+                self.problems.append(f"backorder queue: {allocated} units allocated from a SKU with no stock")
+
+    async def _settle(self) -> None:
+        """Until allocation has consumed everything and no result arrived for a second."""
+        for group, topic in ((f"oms-allocation.{Topic.ORDERS}", Topic.ORDERS),
+                             (ALLOCATION_INVENTORY_GROUP, Topic.INVENTORY)):
+            try:
+                await wait_lag_zero(self.bootstrap, group, topic, limit_s=120)
+            except TimeoutError as exc:
+                self.problems.append(f"not settled: {exc}")
+        await self.collector.quiet(1.0)
+
+    async def _check_settled(self, phases: list[Phase]) -> None:
+        c = self.collector
+        # 1. Conservation per order line on the newest snapshot of every benchmark order.
+        bench_orders = {c.first[s].order_id for p in phases for s in p.seqs if s in c.first}
+        broken = 0
+        reserved: dict[tuple[str, str, str, str], int] = defaultdict(int)
+        for order_id in bench_orders:
+            snap = c.latest[order_id]
+            for ln in snap.lines:
+                if sum(ln.get(k, 0) for k in LINE_STATES) != ln["qty"]:
+                    broken += 1
+                    if broken <= 5:
+                        self.problems.append(f"order {order_id} line {ln['line_id']}: states "
+                                             f"{ {k: ln.get(k, 0) for k in LINE_STATES} } do not add up to "
+                                             f"qty {ln['qty']}")
+            for a in snap.allocations:
+                if a.get("status", "allocated") in ("allocated", "packed"):
+                    reserved[(a["sku"], a["location_id"], a["bin"], a.get("lot", ""))] += a["qty"]
+        # 2. No position oversold, from the snapshots against the stock the benchmark put there.
+        oversold = [(k, r, self.on_hand.get(k, 0)) for k, r in reserved.items() if r > self.on_hand.get(k, 0)]
+        for k, r, oh in oversold[:5]:
+            self.problems.append(f"oversold (from allocation snapshots): {k} reserved {r} > on_hand {oh}")
+        if len(oversold) > 5:
+            self.problems.append(f"{len(oversold)} positions oversold in all")
+        # 3. The allocation service's own stock report (a sample of SKUs, all for small runs).
+        skus = sorted(self.bench_skus)
+        hot = sorted({k[0] for k in reserved}, key=lambda s: -sum(r for k, r in reserved.items() if k[0] == s))
+        sample = skus if len(skus) <= 60 else sorted(set(hot[:40]) | set(skus[:: max(1, len(skus) // 20)]))
+        report_rows = 0
+        for sku in sample:
+            row = await self._stock_report(sku)
+            if row is None:
+                continue
+            report_rows += 1
+            for pos in row.get("positions") or [row]:
+                on_hand, res = int(pos.get("on_hand", 0)), int(pos.get("reserved", 0))
+                if res > on_hand:
+                    self.problems.append(f"oversold (allocation stock report): {sku} {pos.get('location_id', '')} "
+                                         f"reserved {res} > on_hand {on_hand}")
+            if self.scenario == "flash-sale" and sku.endswith("-FLASH"):
+                stock = 100 if self.smoke else 10_000
+                total_reserved = int(row.get("reserved", sum(int(p.get("reserved", 0))
+                                                             for p in row.get("positions", []))))
+                self.extra.setdefault("flash-sale", {})["reserved_in_report"] = total_reserved
+                if total_reserved != stock:
+                    self.problems.append(f"flash sale: stock report shows {total_reserved} reserved, "
+                                         f"expected exactly {stock}")
+        self.extra["checks"] = {"orders_checked": len(bench_orders), "positions_with_reservations": len(reserved),
+                                "stock_report_skus": report_rows, "oversold_positions": len(oversold)}
+
+    async def _stock_report(self, sku: str) -> dict[str, Any] | None:
+        assert self.system is not None
+        try:
+            resp = await self.http.get(self.system.url("allocation") + "/v1/reports/stock", params={"sku": sku})
+        except httpx.HTTPError as exc:
+            self.problems.append(f"stock report for {sku}: {exc}")
+            return None
+        if resp.status_code != 200:
+            self.problems.append(f"stock report for {sku}: HTTP {resp.status_code} {resp.text[:200]}")
+            return None
+        body = resp.json()
+        rows = body if isinstance(body, list) else body.get("skus") or body.get("rows") or [body]
+        return next((r for r in rows if r.get("sku") == sku), None)
+
+    # --- result -----------------------------------------------------------------------------------
+    def _result(self, started: datetime, system: System) -> dict[str, Any]:
+        resources = getattr(self, "resources", {})
+        measures: dict[str, float] = {}
+        if not self.smoke and not self.problems:
+            fs = self.phases.get("full-speed", {}).get("services", {})
+            if fs.get("orders"):
+                measures["sustained_orders_per_s"] = fs["orders_per_s"]
+            r1 = self.phases.get("rate-1000", {}).get("services", {})
+            if r1.get("orders"):
+                measures["p99_ms_at_1000"] = r1["latency_ms"]["p99"]
+            fl = self.phases.get("flash-sale", {}).get("services", {})
+            if fl.get("orders"):
+                measures["flash_sale_orders_per_s"] = fl["orders_per_s"]
+            rf = self.phases.get("refill", {}).get("services", {})
+            if rf.get("lines"):
+                measures["refill_lines_per_s"] = rf["lines_per_s"]
+            svc = [r["peak_rss_mb"] for n, r in resources.items() if n.split("#")[0] in SERVICES]
+            if svc:
+                measures["max_service_rss_mb"] = max(svc)
+        correct = not self.problems
+        result: dict[str, Any] = {
+            "scenario": self.scenario,
+            "run_id": self.run_id,
+            "started_at": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "started_at_compact": started.strftime("%Y%m%dT%H%M%SZ"),
+            "smoke": self.smoke,
+            "correct": correct,
+            "problems": self.problems,
+            "targets": judge(measures),
+            "phases": self.phases,
+            "extra": self.extra,
+            "resources": resources,
+            "machine": machine_facts(),
+            "broker": getattr(self, "broker_kind", "?"),
+        }
+        result["headline"] = _headline(result)
+        result["files"] = write_all(result, self.out)
+        return result
+
+
+def _headline(result: dict[str, Any]) -> str:
+    parts = []
+    for name, ph in result["phases"].items():
+        st = ph.get("services") or {}
+        if not st.get("orders"):
+            continue
+        ratio = ph.get("ratio", {}).get("orders_per_s")
+        unit = "lines/s" if name == "refill" else "orders/s"
+        value = st["lines_per_s"] if name == "refill" else st["orders_per_s"]
+        text = f"{name} {value:,.0f} {unit}"
+        if "latency_ms" in st:
+            text += f" p99 {st['latency_ms']['p99']:,.0f} ms"
+        if ratio:
+            text += f" ({ratio:.2f}x relay)"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def run_scenario(scenario: str, **kw: Any) -> dict[str, Any]:
+    """Python API (tests, notebooks): run one scenario, return the result dict (``correct``,
+    ``problems``, ``files``, every number)."""
+    return Bench(scenario, **kw).run()
+
+
+def main(args: argparse.Namespace) -> int:
+    scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    if any(s not in SCENARIOS for s in scenarios):
+        print(f"unknown scenario {args.scenario!r}; one of: {', '.join(SCENARIOS)}, all", file=sys.stderr)
+        return 2
+    failed = False
+    for scenario in scenarios:
+        result = run_scenario(scenario, smoke=args.smoke, orders=args.orders, rate=args.rate, out=Path(args.out))
+        print(f"\n{scenario}: {'correct' if result['correct'] else 'FAILURE'} — {result['headline']}")
+        for problem in result["problems"]:
+            print(f"  problem: {problem}")
+        for row in result["targets"]:
+            print(f"  {row['label']}: {row['value']:,} (target {row['target']}) {'pass' if row['pass'] else 'FAIL'}")
+        print("  written: " + ", ".join(result["files"].values()))
+        failed |= not result["correct"]
+    return 1 if failed else 0

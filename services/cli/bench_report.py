@@ -1,0 +1,170 @@
+"""Benchmark output: JSON with every number, a Markdown summary, a PNG chart, and one line per run
+appended to ``HISTORY.md`` in the output folder."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+# SPEC section 7. (measure key, label, comparison, target)
+TARGETS: dict[str, tuple[str, str, float, str]] = {
+    "sustained_orders_per_s": ("sustained orders/s (full speed)", ">=", 2000, "orders/s"),
+    "p99_ms_at_1000": ("p99 latency at 1,000 orders/s offered", "<=", 250, "ms"),
+    "flash_sale_orders_per_s": ("flash sale orders/s", ">=", 1500, "orders/s"),
+    "refill_lines_per_s": ("backorder refill lines/s", ">=", 5000, "lines/s"),
+    "max_service_rss_mb": ("peak resident memory per service", "<=", 200, "MB"),
+}
+
+
+def machine_facts() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def judge(measures: dict[str, float]) -> list[dict[str, Any]]:
+    """Each SPEC target that this run measured, with its value and pass/fail."""
+    rows = []
+    for key, (label, op, target, unit) in TARGETS.items():
+        if key not in measures or measures[key] is None:
+            continue
+        value = measures[key]
+        ok = value >= target if op == ">=" else value <= target
+        rows.append({"measure": key, "label": label, "value": value, "target": f"{op} {target:g} {unit}",
+                     "pass": ok})
+    return rows
+
+
+def write_all(result: dict[str, Any], out: Path, *, chart: bool = True) -> dict[str, str]:
+    """Write <stamp>-<scenario>.{json,md,png} and append to HISTORY.md; return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / f"{result['started_at_compact']}-{result['scenario']}"
+    files = {"json": str(base.with_suffix(".json")), "md": str(base.with_suffix(".md"))}
+    Path(files["json"]).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    if chart:
+        png = base.with_suffix(".png")
+        try:
+            draw_chart(result, png)
+            files["png"] = str(png)
+        except ImportError:
+            result.setdefault("notes", []).append("no chart: pip install -e '.[bench]' (matplotlib)")
+    Path(files["md"]).write_text(markdown(result, Path(files.get("png", "")).name or None))
+    append_history(out / "HISTORY.md", result)
+    return files
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def markdown(result: dict[str, Any], png_name: str | None) -> str:
+    lines = [f"# Benchmark `{result['scenario']}` {result['started_at']}", ""]
+    verdict = "PASS (correct)" if result["correct"] else "FAILURE (incorrect results)"
+    lines += [f"**Correctness: {verdict}**" + (" — smoke run, timings not meaningful" if result["smoke"] else ""),
+              ""]
+    for problem in result.get("problems", [])[:30]:
+        lines.append(f"- {problem}")
+    if result.get("problems"):
+        lines.append("")
+    if result.get("targets"):
+        lines += ["## Targets (SPEC 7)", "", "| measure | value | target | |", "| --- | ---: | --- | --- |"]
+        for row in result["targets"]:
+            lines.append(f"| {row['label']} | {_fmt(row['value'])} | {row['target']} | "
+                         f"{'pass' if row['pass'] else 'FAIL'} |")
+        lines.append("")
+    lines += ["## Phases", "",
+              "| phase | orders | lines | offered/s | orders/s | lines/s | p50 ms | p95 ms | p99 ms "
+              "| relay orders/s | relay p99 ms | ratio orders/s | ratio p99 |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, ph in result["phases"].items():
+        st, relay = ph.get("services", {}), ph.get("relay", {}) or {}
+        lat, rlat = st.get("latency_ms", {}), relay.get("latency_ms", {})
+        ratio = ph.get("ratio", {})
+        lines.append(
+            f"| {name} | {_fmt(st.get('orders', 0))} | {_fmt(st.get('lines', 0))} | {_fmt(ph.get('offered', 'max'))} "
+            f"| {_fmt(st.get('orders_per_s', '-'))} | {_fmt(st.get('lines_per_s', '-'))} | {_fmt(lat.get('p50', '-'))} "
+            f"| {_fmt(lat.get('p95', '-'))} | {_fmt(lat.get('p99', '-'))} | {_fmt(relay.get('orders_per_s', '-'))} "
+            f"| {_fmt(rlat.get('p99', '-'))} | {_fmt(ratio.get('orders_per_s', '-'))} | {_fmt(ratio.get('p99', '-'))} |"
+        )
+    lines.append("")
+    for name, extra in result.get("extra", {}).items():
+        lines.append(f"- **{name}**: " + ", ".join(f"{k} {_fmt(v)}" for k, v in extra.items()))
+    if result.get("extra"):
+        lines.append("")
+    if result.get("resources"):
+        lines += ["## Processes (load phases)", "", "| process | CPU s | CPU cores | peak RSS MB |",
+                  "| --- | ---: | ---: | ---: |"]
+        for name, r in result["resources"].items():
+            lines.append(f"| {name} | {_fmt(r['cpu_s'])} | {_fmt(r['cpu_cores'])} | {_fmt(r['peak_rss_mb'])} |")
+        lines += ["", "PostgreSQL is the sum over its processes (shared buffers counted in each).", ""]
+    m = result["machine"]
+    lines += [f"Machine: {m['cores']} cores, load average {m['load_average']}, {m['memory_gb']} GB, "
+              f"Python {m['python']}. Broker: {result.get('broker', '?')}.", ""]
+    if png_name:
+        lines += [f"![latency and throughput]({png_name})", ""]
+    return "\n".join(lines)
+
+
+def append_history(path: Path, result: dict[str, Any]) -> None:
+    if not path.exists():
+        path.write_text(
+            "# Benchmark history\n\nOne line per run of `oms bench` (newest last). Numbers: orders/s or "
+            "lines/s of the main phase, p99 ms, ratio to the bare relay; see the run's .md for details.\n\n"
+            "| date (UTC) | scenario | correct | headline | targets |\n| --- | --- | --- | --- | --- |\n"
+        )
+    targets = ", ".join(f"{t['measure']} {_fmt(t['value'])} {'pass' if t['pass'] else 'FAIL'}"
+                        for t in result.get("targets", []))
+    row = (f"| {result['started_at']} | {result['scenario']}{' (smoke)' if result['smoke'] else ''} | "
+           f"{'yes' if result['correct'] else 'NO'} | {result.get('headline', '')} | {targets or '-'} |\n")
+    with path.open("a") as fh:
+        fh.write(row)
+
+
+def draw_chart(result: dict[str, Any], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_lat, ax_tp) = plt.subplots(1, 2, figsize=(13, 4.8))
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for i, (name, ph) in enumerate(result["phases"].items()):
+        c = colors[i % len(colors)]
+        for source, style, alpha in (("services", "-", 0.55), ("relay", "--", 0.35)):
+            st = ph.get(source) or {}
+            lat = st.get("latencies_ms") or []
+            if lat:
+                top = max(lat[min(len(lat) - 1, int(len(lat) * 0.995))], 1.0)
+                ax_lat.hist([x for x in lat if x <= top], bins=60, alpha=alpha, color=c,
+                            histtype="stepfilled" if source == "services" else "step", linestyle=style,
+                            label=f"{name} {source} (p99 {st['latency_ms']['p99']:.0f} ms)")
+            series = st.get("per_second") or []
+            if series:
+                ax_tp.plot([s[0] for s in series], [s[1] for s in series], style, color=c,
+                           label=f"{name} {source} ({st['orders_per_s']:.0f}/s)")
+    ax_lat.set_title("latency: publish to first allocation result")
+    ax_lat.set_xlabel("ms (up to p99.5)")
+    ax_lat.set_ylabel("orders")
+    ax_lat.legend(fontsize=7)
+    ax_tp.set_title("results per second")
+    ax_tp.set_xlabel("seconds since the phase's first publish")
+    ax_tp.set_ylabel("orders/s")
+    ax_tp.legend(fontsize=7)
+    verdict = "correct" if result["correct"] else "INCORRECT"
+    fig.suptitle(f"oms bench {result['scenario']} — {result['started_at']} — {verdict}")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
