@@ -1,0 +1,180 @@
+"""The allocation service's model: locations, stock positions, orders, lines, allocations.
+
+Pure data with the few rules that belong to one object; the rules that span objects live in
+``book.py`` (the in-memory slice of SKUs and orders a transaction works on).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+LIVE = ("allocated", "packed")
+
+
+@dataclass
+class Location:
+    location_id: str
+    name: str
+    country: str
+    kind: str = "warehouse"
+    lat: float | None = None
+    lon: float | None = None
+    active: bool = True
+    priority: int = 0
+    ships_to: tuple[str, ...] = ()
+    channels: tuple[str, ...] | None = None
+    pickup: bool = False
+
+    def ships_to_country(self, country: str) -> bool:
+        """Empty ``ships_to`` means the location ships within its own country only."""
+        return country in self.ships_to if self.ships_to else country == self.country
+
+    def serves_channel(self, channel: str) -> bool:
+        return self.channels is None or channel in self.channels
+
+
+@dataclass(eq=False)
+class StockPosition:
+    """(sku, location, bin, lot) with the on-hand mirror from inventory and what we reserve there."""
+
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    on_hand: int = 0
+    reserved: int = 0
+    seq: int = 0
+    sellable: bool = True
+    received_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.sku, self.location_id, self.bin, self.lot)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.on_hand - self.reserved)
+
+
+def pick_key(p: StockPosition) -> tuple[object, ...]:
+    """Sort key for taking stock inside one location: FEFO, then FIFO, then bin, then lot."""
+    exp = p.expires_at.timestamp() if p.expires_at else math.inf
+    rec = p.received_at.timestamp() if p.received_at else math.inf
+    return (exp, rec, p.bin, p.lot)
+
+
+@dataclass(eq=False)
+class Allocation:
+    """Units of one order line held at one stock position."""
+
+    allocation_id: int | None  # None until stored; ids grow with time (recency)
+    order_id: str
+    line_id: str
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    qty: int
+    status: str = "allocated"  # allocated | packed | shipped | released
+    shipment_id: str | None = None
+    rule: str = ""
+    created_at: datetime | None = None
+    local_seq: int = 0  # creation order inside one book, for allocations not stored yet
+    manual: bool = False  # made by a hand transfer (exempt from the queue order)
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE
+
+    @property
+    def position_key(self) -> tuple[str, str, str, str]:
+        return (self.sku, self.location_id, self.bin, self.lot)
+
+    def recency(self) -> tuple[int, int]:
+        """Larger is newer: stored ids first, then the ones made in this book."""
+        return (1, self.local_seq) if self.allocation_id is None else (0, self.allocation_id)
+
+
+@dataclass(eq=False)
+class OrderLine:
+    order: Order
+    line_id: str
+    sku: str
+    qty: int
+    backordered: int = 0
+    cancelled: int = 0
+    on_hold: bool = False
+    backorder_reason: str | None = None
+    allocations: list[Allocation] = field(default_factory=list)
+
+    @property
+    def order_id(self) -> str:
+        return self.order.order_id
+
+    def _sum(self, status: str) -> int:
+        return sum(a.qty for a in self.allocations if a.status == status)
+
+    @property
+    def allocated(self) -> int:
+        return self._sum("allocated")
+
+    @property
+    def packed(self) -> int:
+        return self._sum("packed")
+
+    @property
+    def shipped(self) -> int:
+        return self._sum("shipped")
+
+    @property
+    def in_queue(self) -> bool:
+        """An open backorder the fair queue may fill."""
+        return self.backordered > 0 and not self.on_hold
+
+    def queue_key(self) -> tuple[object, ...]:
+        """The fair queue: priority desc, placed_at asc, order_id, line_id."""
+        return (-self.order.priority, self.order.placed_at, self.order.order_id, self.line_id)
+
+    def conserved(self) -> bool:
+        return self.allocated + self.backordered + self.packed + self.shipped + self.cancelled == self.qty
+
+
+@dataclass(eq=False)
+class Order:
+    order_id: str
+    channel: str
+    placed_at: datetime
+    priority: int = 0
+    ship_complete: bool = False
+    pickup_location_id: str | None = None
+    country: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    version: int = 0
+    lines: dict[str, OrderLine] = field(default_factory=dict)
+
+    def live_allocations(self) -> list[Allocation]:
+        return [a for line in self.lines.values() for a in line.allocations if a.live]
+
+
+@dataclass(frozen=True)
+class Backorder:
+    """An open backorder as operations see it: what waits and why."""
+
+    order_id: str
+    line_id: str
+    sku: str
+    qty: int
+    on_hold: bool
+    reason: str | None
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    r = 6371.0
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * r * math.asin(math.sqrt(a))

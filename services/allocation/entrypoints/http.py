@@ -1,0 +1,161 @@
+"""HTTP API of allocation (port 8003): views with explanations, manual operations, policy, reports."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from libs.contracts.orders import Problem, problems_of
+from libs.service_host import Runtime
+from services.allocation.domain.book import CommandRefused, UnknownOrder
+from services.allocation.service_layer import allocating, views
+
+
+class DeallocateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line_ids: list[str] = Field(min_length=1, description="lines whose unpacked allocations go back to stock (held)")
+
+
+class ReleaseHoldRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line_ids: list[str] | None = Field(default=None, description="omit to release every held line")
+
+
+class ReallocateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    location_id: str = Field(min_length=1, description="preferred location; the rest follows the policy")
+
+
+class TransferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_order_id: str = Field(min_length=1)
+    to_order_id: str = Field(min_length=1)
+    sku: str = Field(min_length=1)
+    qty: int = Field(gt=0, strict=True)
+    location_id: str | None = Field(default=None, description="only units allocated at this location")
+
+
+def _problems(problems: list[Any], status: int = 422) -> JSONResponse:
+    return JSONResponse({"detail": [{"field": p.field, "problem": p.problem} for p in problems]}, status_code=status)
+
+
+async def _body(request: Request, model: type[BaseModel], *, optional: bool = False) -> Any:
+    raw = await request.body()
+    if not raw.strip() and optional:
+        return model()
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _problems([Problem(field="(body)", problem=f"not valid JSON: {exc}")])
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        return _problems(problems_of(exc))
+
+
+def build_router(runtime: Runtime) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["allocation"])
+    engine = runtime.engine
+
+    async def view(order_id: str) -> Any:
+        async with engine.connect() as conn:
+            return jsonable_encoder(await views.allocation_view(conn, order_id))
+
+    async def run(order_id: str, fn: Any) -> Any:
+        try:
+            async with engine.begin() as conn:
+                await fn(conn)
+        except UnknownOrder as exc:
+            raise HTTPException(404, f"no order {exc.args[0]}") from None
+        except CommandRefused as exc:
+            return _problems(exc.problems)
+        runtime.relay.notify()
+        return await view(order_id)
+
+    @router.get("/allocations/{order_id}", summary="An order's lines, allocations (with why) and backorders (with why)")
+    async def get_allocation(order_id: str) -> Any:
+        try:
+            return await view(order_id)
+        except views.NotFound:
+            raise HTTPException(404, f"no order {order_id}") from None
+
+    @router.get("/backorders", summary="Open backorders in fair-queue order (held lines flagged)")
+    async def get_backorders(
+        sku: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Any:
+        async with engine.connect() as conn:
+            return jsonable_encoder(await views.backorder_queue(conn, sku, limit, offset))
+
+    @router.post("/orders/{order_id}/deallocate", summary="Remove lines' allocations by hand; the lines go on hold")
+    async def post_deallocate(order_id: str, request: Request) -> Any:
+        body = await _body(request, DeallocateRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        return await run(order_id, lambda conn: allocating.deallocate(conn, order_id, body.line_ids))
+
+    @router.post("/orders/{order_id}/release-hold", summary="Put held lines back in the queue at their original place")
+    async def post_release_hold(order_id: str, request: Request) -> Any:
+        body = await _body(request, ReleaseHoldRequest, optional=True)
+        if isinstance(body, JSONResponse):
+            return body
+        return await run(order_id, lambda conn: allocating.release_hold(conn, order_id, body.line_ids))
+
+    @router.post("/orders/{order_id}/reallocate", summary="Re-allocate the order's unpacked units preferring a location")
+    async def post_reallocate(order_id: str, request: Request) -> Any:
+        body = await _body(request, ReallocateRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        return await run(order_id, lambda conn: allocating.reallocate(conn, order_id, body.location_id))
+
+    @router.post("/transfers", summary="Move allocated units of a SKU from one order to another's backorder")
+    async def post_transfer(request: Request) -> Any:
+        body = await _body(request, TransferRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        result = await run(body.to_order_id, lambda conn: allocating.transfer(
+            conn, body.from_order_id, body.to_order_id, body.sku, body.qty, body.location_id))
+        if isinstance(result, JSONResponse):
+            return result
+        return {"from": await view(body.from_order_id), "to": result}
+
+    @router.get("/policy", summary="The allocation policy in force for a channel (default '*')")
+    async def get_policy(channel: str | None = None) -> Any:
+        async with engine.connect() as conn:
+            return await views.get_policy(conn, channel)
+
+    @router.put("/policy", summary="Replace a channel's policy (validated as a whole; every problem listed)")
+    async def put_policy(request: Request) -> Any:
+        try:
+            doc = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return _problems([Problem(field="(body)", problem=f"not valid JSON: {exc}")])
+        try:
+            async with engine.begin() as conn:
+                stored = await allocating.put_policy(conn, doc)
+        except allocating.PolicyRefused as exc:
+            return _problems(exc.problems)
+        runtime.relay.notify()
+        return stored
+
+    @router.get("/reports/stock", summary="Per SKU: on hand, reserved, backordered demand, available")
+    async def get_stock_report(
+        sku: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Any:
+        async with engine.connect() as conn:
+            return await views.stock_report(conn, sku, limit, offset)
+
+    @router.get("/reports/backorders-by-age", summary="Backordered and unallocated orders by age")
+    async def get_backorders_by_age() -> Any:
+        async with engine.connect() as conn:
+            return jsonable_encoder(await views.backorders_by_age(conn))
+
+    return router

@@ -1,0 +1,236 @@
+"""Use cases of allocation: consume a batch of events, or run one manual command, in the caller's
+transaction. Each loads a locked slice, applies the pure book, writes the changes and the
+allocation results (transactional outbox) together."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.contracts import Topic
+from libs.contracts.envelope import Envelope
+from libs.contracts.events import (
+    Event,
+    LocationChanged,
+    OrderCancelled,
+    OrderModified,
+    OrderPlaced,
+    PackRequested,
+    StockAdjusted,
+)
+from libs.messaging import OutboxMessage, claim_new_events, write_outbox
+from services.allocation.adapters.repository import Need, Slice, assign_allocation_ids, write_changes
+from services.allocation.adapters.tables import SCHEMA
+from services.allocation.domain.book import AllocationBook, OrderResult, SliceTooSmall
+from services.allocation.domain.model import Location, Order, OrderLine
+from services.allocation.domain.policy import PolicyProblem, parse_policy
+
+SOURCE = "allocation"
+MAX_RERUNS = 16
+
+STALE_STOCK_EVENTS = Counter(
+    "oms_allocation_stale_stock_events_total",
+    "StockAdjusted events ignored because their per-position seq was not newer than the last applied",
+)
+RESULTS = Counter("oms_allocation_results_total", "Allocation results published", ["event_type"])
+SLICE_RERUNS = Counter("oms_allocation_slice_reruns_total", "Batches replayed on a larger slice")
+ROUND_TRIPS = Histogram(
+    "oms_allocation_sql_round_trips", "SQL statements per allocation transaction",
+    buckets=(5, 10, 15, 20, 30, 50, 100, 200),
+)
+
+Command = tuple[uuid.UUID | None, str, Callable[[AllocationBook], None]]  # cause, correlation, apply
+
+
+async def run_commands(conn: AsyncConnection, need: Need, commands: list[Command],
+                       *, now: datetime | None = None) -> AllocationBook:
+    """Apply ``commands`` to a locked slice (grown on demand) and write the outcome."""
+    now = now or datetime.now(UTC)
+    sl = Slice()
+    await sl.extend(conn, need)
+    for _ in range(MAX_RERUNS):
+        book = sl.build(now)
+        marks: list[tuple[int, uuid.UUID | None, str | None]] = []
+        try:
+            for cause, correlation, apply in commands:
+                marks.append((len(book.results), cause, correlation))
+                apply(book)
+            marks.append((len(book.results), None, None))
+            book.finish()
+        except SliceTooSmall as exc:
+            SLICE_RERUNS.inc()
+            await sl.extend(conn, Need.from_missing(exc))
+            continue
+        await assign_allocation_ids(conn, book)
+        statements = await write_changes(conn, book)
+        messages = _result_messages(book.results, marks)
+        await write_outbox(conn, SCHEMA, messages)
+        ROUND_TRIPS.observe(sl.round_trips + statements + (2 if messages else 0) + 1)
+        if book.stale_stock_events:
+            STALE_STOCK_EVENTS.inc(book.stale_stock_events)
+        return book
+    raise RuntimeError("allocation slice kept growing; giving up on this batch")
+
+
+def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUID | None, str | None]]) -> list[OutboxMessage]:
+    out = []
+    mark_i = 0
+    cause, correlation = None, None
+    now = datetime.now(UTC)
+    for i, r in enumerate(results):
+        while mark_i < len(marks) and marks[mark_i][0] <= i:
+            _, cause, correlation = marks[mark_i]
+            mark_i += 1
+        data: dict[str, Any] = {
+            "order_id": r.order_id,
+            "version": r.version,
+            "change": r.change,
+            "detail": r.detail,
+            "shipment_id": r.shipment_id,
+            "lines": [
+                {"line_id": ln[0], "sku": ln[1], "qty": ln[2], "allocated": ln[3], "backordered": ln[4],
+                 "packed": ln[5], "shipped": ln[6], "cancelled": ln[7], "on_hold": ln[8], "backorder_reason": ln[9]}
+                for ln in r.lines
+            ],
+            "allocations": [
+                {"allocation_id": a.allocation_id, "line_id": a.line_id, "sku": a.sku, "location_id": a.location_id,
+                 "bin": a.bin, "lot": a.lot, "qty": qty, "status": status, "shipment_id": shipment_id,
+                 "reason": a.rule}
+                for a, status, qty, shipment_id in r.allocations
+            ],
+        }
+        # Built directly (not through the pydantic event): this is the hot path; the shape is
+        # checked by the contract tests that decode what we publish.
+        envelope = Envelope.model_construct(
+            event_id=uuid.uuid4(), event_type=r.event_type, schema_version=1, occurred_at=now, source=SOURCE,
+            correlation_id=correlation or r.order_id, causation_id=cause, data=data,
+        )
+        out.append(OutboxMessage(Topic.ALLOCATIONS, r.order_id, envelope))
+        RESULTS.labels(r.event_type).inc()
+    return out
+
+
+# ---------------------------------------------------------------------- consumed events
+def _order_from(ev: OrderPlaced) -> Callable[[AllocationBook], None]:
+    def apply(book: AllocationBook) -> None:
+        order = Order(
+            order_id=ev.order_id, channel=ev.channel, placed_at=ev.placed_at, priority=ev.priority,
+            ship_complete=ev.ship_complete, pickup_location_id=ev.pickup_location_id, country=ev.ship_to.country,
+            lat=ev.ship_to.lat, lon=ev.ship_to.lon,
+        )
+        for ln in ev.lines:
+            order.lines[ln.line_id] = OrderLine(order, ln.line_id, ln.sku, ln.qty)
+        book.place_order(order)
+    return apply
+
+
+def _stock_from(ev: StockAdjusted) -> Callable[[AllocationBook], None]:
+    def apply(book: AllocationBook) -> None:
+        book.adjust_stock(
+            sku=ev.sku, location_id=ev.location_id, bin=ev.bin, lot=ev.lot, on_hand=ev.on_hand, delta=ev.delta,
+            seq=ev.seq, reason=ev.reason, sellable=ev.sellable, received_at=ev.received_at,
+            expires_at=ev.expires_at, allocation_id=ev.allocation_id, order_id=ev.order_id,
+        )
+    return apply
+
+
+def _location_from(ev: LocationChanged) -> Callable[[AllocationBook], None]:
+    def apply(book: AllocationBook) -> None:
+        book.change_location(Location(
+            location_id=ev.location_id, name=ev.name, kind=ev.kind, country=ev.country, lat=ev.lat, lon=ev.lon,
+            active=ev.active, priority=ev.priority, ships_to=tuple(ev.ships_to),
+            channels=None if ev.channels is None else tuple(ev.channels), pickup=ev.pickup,
+        ))
+    return apply
+
+
+async def apply_events(conn: AsyncConnection, messages: Sequence[tuple[Envelope, Event]]) -> AllocationBook | None:
+    """One consumed batch (any of our input topics) in one transaction; replays are skipped."""
+    fresh = await claim_new_events(conn, [env.event_id for env, _ in messages])
+    need = Need()
+    commands: list[Command] = []
+    for env, ev in messages:
+        if env.event_id not in fresh:
+            continue
+        fresh.discard(env.event_id)  # the same event twice in one batch: once
+        corr = env.correlation_id
+        if isinstance(ev, OrderPlaced):
+            need.skus |= {ln.sku for ln in ev.lines}
+            need.orders.add(ev.order_id)
+            commands.append((env.event_id, corr, _order_from(ev)))
+        elif isinstance(ev, StockAdjusted):
+            need.skus.add(ev.sku)
+            if ev.reason == "shipment":
+                if ev.order_id:
+                    need.orders.add(ev.order_id)
+            else:
+                need.queues.add(ev.sku)
+            commands.append((env.event_id, corr, _stock_from(ev)))
+        elif isinstance(ev, LocationChanged):
+            commands.append((env.event_id, corr, _location_from(ev)))
+        elif isinstance(ev, PackRequested):
+            need.orders.add(ev.order_id)
+            commands.append((env.event_id, corr,
+                             lambda b, e=ev: b.request_pack(e.order_id, e.shipment_id, e.line_ids)))
+        elif isinstance(ev, OrderCancelled):
+            need.orders_with_skus.add(ev.order_id)
+            commands.append((env.event_id, corr, lambda b, e=ev: b.cancel(e.order_id, e.line_ids, e.reason)))
+        elif isinstance(ev, OrderModified):
+            need.orders_with_skus.add(ev.order_id)
+            need.skus |= {c.sku for c in ev.lines}
+            need.queues |= {c.sku for c in ev.lines}
+            commands.append((env.event_id, corr, lambda b, e=ev: b.modify(
+                e.order_id, [(c.line_id, c.sku, c.qty) for c in e.lines], e.priority)))
+    if not commands:
+        return None
+    return await run_commands(conn, need, commands)
+
+
+# ---------------------------------------------------------------------- manual commands (HTTP)
+async def deallocate(conn: AsyncConnection, order_id: str, line_ids: list[str]) -> AllocationBook:
+    return await run_commands(conn, Need(orders_with_skus={order_id}),
+                              [(None, order_id, lambda b: b.deallocate(order_id, line_ids))])
+
+
+async def release_hold(conn: AsyncConnection, order_id: str, line_ids: list[str] | None) -> AllocationBook:
+    return await run_commands(conn, Need(orders_with_skus={order_id}),
+                              [(None, order_id, lambda b: b.release_hold(order_id, line_ids))])
+
+
+async def transfer(conn: AsyncConnection, from_order_id: str, to_order_id: str, sku: str, qty: int,
+                   location_id: str | None) -> AllocationBook:
+    need = Need(orders_with_skus={from_order_id, to_order_id}, skus={sku}, queues={sku})
+    return await run_commands(conn, need, [(None, from_order_id, lambda b: b.transfer(
+        from_order_id, to_order_id, sku, qty, location_id))])
+
+
+async def reallocate(conn: AsyncConnection, order_id: str, location_id: str) -> AllocationBook:
+    return await run_commands(conn, Need(orders_with_skus={order_id}),
+                              [(None, order_id, lambda b: b.reallocate(order_id, location_id))])
+
+
+class PolicyRefused(ValueError):
+    def __init__(self, problems: list[PolicyProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.problem}" for p in problems))
+        self.problems = problems
+
+
+async def put_policy(conn: AsyncConnection, document: Any) -> dict[str, Any]:
+    """Validate and store a channel's policy; refill every queue (it may free stock)."""
+    known = [r[0] for r in await conn.execute(text("SELECT location_id FROM locations"))]
+    channel = document.get("channel", "*") if isinstance(document, dict) else "*"
+    current = (await conn.execute(
+        text("SELECT version FROM policies WHERE channel = :c FOR UPDATE"), {"c": channel})).scalar()
+    policy, problems = parse_policy(document, known, version=(current or 0) + 1)
+    if policy is None:
+        raise PolicyRefused(problems)
+    await run_commands(conn, Need(all_queues=True), [(None, f"policy:{policy.channel}", lambda b: b.set_policy(policy))])
+    # Buffers and safety stock change what every SKU shows to the storefronts.
+    await conn.execute(text("UPDATE skus SET availability_dirty = true WHERE NOT availability_dirty"))
+    return policy.to_json()

@@ -1,0 +1,96 @@
+"""AvailabilityChanged, coalesced: transactions only mark SKUs dirty; this publisher, every
+~200 ms, takes the dirty SKUs nobody holds (``SKIP LOCKED``), computes available-to-promise and
+writes one event per SKU to the outbox, clearing the flags in the same transaction. A burst of
+changes to one SKU inside a window is one event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from libs.contracts import Topic
+from libs.contracts.envelope import Envelope
+from libs.messaging import OutboxMessage, write_outbox
+from services.allocation.adapters.tables import SCHEMA
+from services.allocation.domain.policy import DEFAULT_CHANNEL, Policy, policy_from_json
+
+log = logging.getLogger(__name__)
+SOURCE = "allocation"
+
+
+def availability_of(sku: str, positions: list[Any], active: dict[str, bool], policies: dict[str, Policy],
+                    now: datetime) -> dict[str, Any]:
+    """AvailabilityChanged payload for one SKU (plain JSON)."""
+    default = policies.get(DEFAULT_CHANNEL) or Policy()
+    free_at: dict[str, int] = {}
+    for p in positions:
+        loc_ok = active.get(p.location_id, False)
+        free = max(0, p.on_hand - p.reserved) if (p.sellable and loc_ok) else 0
+        free_at[p.location_id] = free_at.get(p.location_id, 0) + free
+    per_location = {loc: max(0, free - default.safety(sku, loc)) for loc, free in free_at.items()}
+    channels = {}
+    for ch, pol in policies.items():
+        channels[ch] = sum(max(0, free - pol.safety(sku, loc) - pol.buffer) for loc, free in free_at.items())
+    channels.setdefault(DEFAULT_CHANNEL, sum(per_location.values()))
+    return {
+        "sku": sku,
+        "total": sum(per_location.values()),
+        "locations": [{"location_id": loc, "available": n} for loc, n in sorted(per_location.items())],
+        "channels": channels,
+        "positions": [
+            {"location_id": p.location_id, "bin": p.bin, "lot": p.lot, "on_hand": p.on_hand, "reserved": p.reserved}
+            for p in positions
+        ],
+        "as_of": now.isoformat(),
+    }
+
+
+async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
+    """One window: publish AvailabilityChanged for up to ``limit`` dirty SKUs; return how many."""
+    skus = [r[0] for r in await conn.execute(
+        text("SELECT sku FROM skus WHERE availability_dirty ORDER BY sku LIMIT :n FOR UPDATE SKIP LOCKED"), {"n": limit})]
+    if not skus:
+        return 0
+    positions: dict[str, list[Any]] = {s: [] for s in skus}
+    for r in await conn.execute(text(
+            "SELECT sku, location_id, bin, lot, on_hand, reserved, sellable FROM positions WHERE sku = ANY(:s)"
+            " ORDER BY sku, location_id, bin, lot"), {"s": skus}):
+        positions[r.sku].append(r)
+    active = {r[0]: r[1] for r in await conn.execute(text("SELECT location_id, active FROM locations"))}
+    policies = {r.channel: policy_from_json(r.document)
+                for r in await conn.execute(text("SELECT channel, document FROM policies"))}
+    now = datetime.now(UTC)
+    messages = []
+    for sku in skus:
+        data = availability_of(sku, positions[sku], active, policies, now)
+        envelope = Envelope.model_construct(
+            event_id=uuid.uuid4(), event_type="AvailabilityChanged", schema_version=1, occurred_at=now,
+            source=SOURCE, correlation_id=f"sku:{sku}", causation_id=None, data=data,
+        )
+        messages.append(OutboxMessage(Topic.AVAILABILITY, sku, envelope))
+    await write_outbox(conn, SCHEMA, messages)
+    await conn.execute(text("UPDATE skus SET availability_dirty = false WHERE sku = ANY(:s)"), {"s": skus})
+    return len(skus)
+
+
+async def run_publisher(engine: AsyncEngine, notify: Any, interval: float = 0.2) -> None:
+    """Background loop of the service: never dies on a database hiccup."""
+    while True:
+        try:
+            async with engine.begin() as conn:
+                n = await publish_dirty(conn)
+            if n:
+                notify()
+            if n >= 2000:
+                continue  # a backlog: no pause until it is drained
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - log and keep publishing
+            log.exception("availability publisher failed; retrying")
+        await asyncio.sleep(interval)
