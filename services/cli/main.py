@@ -5,6 +5,7 @@
     oms run SERVICE        one service in the foreground (what a container runs)
     oms demo               the SPEC section 8 walkthrough; starts the system if none answers
     oms bench SCENARIO     the benchmark (see README)
+    oms asyncapi           regenerate docs/asyncapi and docs/openapi
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    from services.cli.asyncapi import generate
+
+    generate(Path(args.out))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oms", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--smoke", action="store_true", help="tiny run, correctness only")
     bench.add_argument("--out", default="bench-results")
     bench.set_defaults(fn=cmd_bench)
+    spec = sub.add_parser("asyncapi", help="write the AsyncAPI and OpenAPI documents of every service")
+    spec.add_argument("--out", default="docs/asyncapi")
+    spec.set_defaults(fn=cmd_asyncapi)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 
