@@ -168,6 +168,7 @@ class AllocationBook:
         self.pending_fill: set[str] = set()
         self._touched: dict[str, _Touch] = {}
         self._local_seq = 0
+        self._manual_order: str | None = None  # allocations for it are choices made by hand
 
     # ----------------------------------------------------------------- loading helpers
     def _add_position(self, p: StockPosition) -> None:
@@ -431,6 +432,7 @@ class AllocationBook:
 
     def _new_allocation(self, line: OrderLine, p: StockPosition, qty: int, rule: str, *, manual: bool = False) -> Allocation:
         self._local_seq += 1
+        manual = manual or line.order_id == self._manual_order
         a = Allocation(
             allocation_id=None, order_id=line.order_id, line_id=line.line_id, sku=line.sku,
             location_id=p.location_id, bin=p.bin, lot=p.lot, qty=qty, status="allocated", rule=rule,
@@ -488,7 +490,8 @@ class AllocationBook:
         """Allocate what the lines have backordered, honouring ship_complete (all or nothing)."""
         self._settle({ln.sku for ln in (order.lines.values() if order.ship_complete else lines)})
         if order.ship_complete:
-            self._try_complete(order, prefer=prefer)
+            if not self._try_complete(order, prefer=prefer):
+                self._release_ship_complete_partial(order)
             return
         needs = {ln: ln.backordered for ln in lines if ln.in_queue}
         if not needs:
@@ -617,6 +620,7 @@ class AllocationBook:
             p = StockPosition(sku, location_id, bin, lot, on_hand=0, reserved=0, seq=0, sellable=sellable,
                               received_at=received_at, expires_at=expires_at)
             self._add_position(p)
+            self.position_allocations_loaded.add(p.key)  # a new position has no allocations anywhere
         was_usable = self._usable(p)
         before = p.on_hand
         p.on_hand, p.seq, p.sellable = on_hand, seq, sellable
@@ -882,6 +886,7 @@ class AllocationBook:
             self._mark_line(line)
             t = self._touch(order, "deallocated", f"{lid}: {released} released, line on hold")
             t.released = t.released or released > 0
+        self._release_ship_complete_partial(order)
         self._emit()
 
     def release_hold(self, order_id: str, line_ids: list[str] | None) -> None:
@@ -928,6 +933,9 @@ class AllocationBook:
         want = sum(ln.backordered for ln in targets)
         if want < qty:
             problems.append(Problem("qty", f"order {to_order_id} has only {want} {sku} backordered"))
+        elif dst.ship_complete and sum(ln.backordered for ln in dst.lines.values()) != qty:
+            problems.append(Problem("to_order_id", f"order {to_order_id} is ship_complete: a transfer must cover"
+                                                   " all of its backorder at once"))
         if problems:
             raise CommandRefused(problems)
         left = qty
@@ -957,6 +965,7 @@ class AllocationBook:
                 self._touch(dst, "moved in", f"{dst_line.line_id}: {n} {sku} moved from {from_order_id}").allocated = True
                 t -= n
                 left -= n
+        self._release_ship_complete_partial(src)
         self._emit()
 
     def reallocate(self, order_id: str, location_id: str) -> None:
@@ -984,7 +993,11 @@ class AllocationBook:
             self._mark_line(line)
         self.pending_fill -= released_skus - was_pending  # the order itself gets first go at its own stock
         self._touch(order, "reallocated", f"preferring {location_id}", kind="OrderReallocated")
-        self._allocate_open(order, [ln for ln in order.lines.values() if ln.in_queue], prefer=location_id)
+        self._manual_order = order_id
+        try:
+            self._allocate_open(order, [ln for ln in order.lines.values() if ln.in_queue], prefer=location_id)
+        finally:
+            self._manual_order = None
         for line in order.lines.values():
             if line.in_queue and line.backorder_reason is None:
                 line.backorder_reason = self._why_waiting(order, line, None)
