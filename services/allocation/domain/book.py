@@ -633,6 +633,7 @@ class AllocationBook:
             self._close_shipped(allocation_id, -delta if delta < 0 else before - on_hand, order_id)
         if p.reserved > p.on_hand:
             self._release_shrink(p)
+            self.run_pending_fills()  # re-allocate now, so the result reads as one reallocation
         if p.on_hand > before or (self._usable(p) and not was_usable):
             self.pending_fill.add(sku)
         self._emit()
@@ -707,6 +708,7 @@ class AllocationBook:
                 t = self._touch(order, "location deactivated", f"{line.line_id}: {q} released at {loc.location_id}")
                 t.released = True
                 self._release_ship_complete_partial(order)
+            self.run_pending_fills()
         if old is None or not old.active or old.ships_to != loc.ships_to or old.channels != loc.channels:
             if loc.active:
                 if loc.location_id not in self.location_allocations_loaded:

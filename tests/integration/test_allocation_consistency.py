@@ -1,0 +1,128 @@
+"""Allocation on real PostgreSQL: concurrency on a hot SKU, exactly-once effect, stale stock
+events, and the slice growing on demand (shrink, deactivation, long queues)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from allocation_support import env, fresh_engine, line_state, location, order, outbox, stock
+from sqlalchemy import text
+
+from libs.contracts.events import LocationChanged
+from services.allocation.adapters import repository
+from services.allocation.service_layer import allocating
+
+pytestmark = pytest.mark.integration
+
+
+async def feed(engine, *events):  # type: ignore[no-untyped-def]
+    async with engine.begin() as conn:
+        return await allocating.apply_events(conn, list(events))
+
+
+async def totals(engine, sku: str) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        on_hand, reserved = (await conn.execute(
+            text("SELECT coalesce(sum(on_hand), 0), coalesce(sum(reserved), 0) FROM positions WHERE sku = :s"),
+            {"s": sku})).one()
+        live = (await conn.execute(
+            text("SELECT coalesce(sum(qty), 0) FROM allocations WHERE sku = :s AND status IN ('allocated', 'packed')"),
+            {"s": sku})).scalar()
+    return int(on_hand), int(reserved), int(live)
+
+
+async def test_concurrent_batches_on_one_hot_sku_never_oversell(database_url: str) -> None:
+    engine = await fresh_engine(database_url)
+    try:
+        await feed(engine, location("WH1"), location("WH2"), stock("HOT", 37, 37, 1), stock("HOT", 20, 20, 1, location_id="WH2"))
+
+        async def burst(prefix: str) -> None:
+            for batch in range(6):
+                await feed(engine, *[order(f"{prefix}-{batch}-{i}", [("1", "HOT", 2), ("2", "COLD", 1)], minutes=batch)
+                                     for i in range(8)])
+
+        await asyncio.gather(burst("a"), burst("b"), burst("c"))
+        on_hand, reserved, live = await totals(engine, "HOT")
+        assert reserved == live == on_hand == 57  # 144 units wanted: every unit allocated, none twice
+        async with engine.connect() as conn:
+            allocated, backordered, qty = (await conn.execute(text(
+                "SELECT sum(allocated), sum(backordered), sum(qty) FROM order_lines WHERE sku = 'HOT'"))).one()
+        assert (allocated, allocated + backordered) == (57, qty)
+    finally:
+        await engine.dispose()
+
+
+async def test_batch_delivered_twice_changes_nothing_and_publishes_nothing_new(database_url: str) -> None:
+    engine = await fresh_engine(database_url)
+    try:
+        batch = [location("WH1"), stock("R1", 5, 5, 1), order("r-1", [("1", "R1", 3)]), order("r-2", [("1", "R1", 4)])]
+        await feed(engine, *batch)
+        before = await outbox(engine)
+        state = (await line_state(engine, "r-1"), await line_state(engine, "r-2"), await totals(engine, "R1"))
+        assert await feed(engine, *batch) is None
+        assert await outbox(engine) == before
+        assert (await line_state(engine, "r-1"), await line_state(engine, "r-2"), await totals(engine, "R1")) == state
+    finally:
+        await engine.dispose()
+
+
+async def test_stale_stock_adjustment_is_ignored_and_counted(database_url: str) -> None:
+    engine = await fresh_engine(database_url)
+    try:
+        await feed(engine, location("WH1"), stock("ST", 10, 10, 1), stock("ST", 12, 2, 2))
+        stale_before = allocating.STALE_STOCK_EVENTS._value.get()
+        await feed(engine, stock("ST", 3, -7, 1, reason="adjustment"))  # an old seq arriving late
+        assert (await totals(engine, "ST"))[0] == 12
+        assert allocating.STALE_STOCK_EVENTS._value.get() == stale_before + 1
+    finally:
+        await engine.dispose()
+
+
+async def test_shrink_reallocates_elsewhere_from_the_database(database_url: str) -> None:
+    engine = await fresh_engine(database_url)
+    try:
+        await feed(engine, location("WH1", priority=5), location("WH2", priority=1),
+                   stock("SH", 10, 10, 1), stock("SH", 2, 2, 1, location_id="WH2"))
+        await feed(engine, order("sh-old", [("1", "SH", 6)], minutes=0))
+        await feed(engine, order("sh-new", [("1", "SH", 4)], minutes=1))
+        await feed(engine, stock("SH", 5, -5, 2, reason="adjustment"))  # WH1 now 5 < 10 reserved
+        old, new = (await line_state(engine, "sh-old"))["1"], (await line_state(engine, "sh-new"))["1"]
+        assert old["allocated"] == 6
+        # 5 released, newest first (4 of sh-new, then 1 of sh-old); the queue refills the older first from WH2.
+        assert (new["allocated"], new["backordered"]) == (1, 3)
+        assert await totals(engine, "SH") == (7, 7, 7)
+        kinds = [e["event_type"] for e in await outbox(engine) if e["key"] == "sh-new"]
+        assert kinds[-1] == "OrderReallocated"
+    finally:
+        await engine.dispose()
+
+
+async def test_deactivated_location_loads_and_moves_its_allocations(database_url: str) -> None:
+    engine = await fresh_engine(database_url)
+    try:
+        await feed(engine, location("WH1", priority=5), location("WH2", priority=1),
+                   stock("DA", 5, 5, 1), stock("DA", 5, 5, 1, location_id="WH2"))
+        await feed(engine, order("da-1", [("1", "DA", 3)]))
+        await feed(engine, env(LocationChanged(location_id="WH1", name="WH1", country="DE", priority=5, active=False)))
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT location_id, qty FROM allocations WHERE order_id = 'da-1' AND status = 'allocated'"))).all()
+        assert [tuple(r) for r in rows] == [("WH2", 3)]
+    finally:
+        await engine.dispose()
+
+
+async def test_long_queue_is_loaded_in_growing_slices(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repository, "QUEUE_FIRST_LOAD", 2)
+    engine = await fresh_engine(database_url)
+    try:
+        await feed(engine, location("WH1"))
+        await feed(engine, *[order(f"q-{i:02d}", [("1", "Q", 1)], minutes=i) for i in range(20)])
+        await feed(engine, stock("Q", 15, 15, 1))
+        async with engine.connect() as conn:
+            filled = [r[0] for r in await conn.execute(text(
+                "SELECT order_id FROM order_lines WHERE sku = 'Q' AND allocated = 1 ORDER BY order_id"))]
+        assert filled == [f"q-{i:02d}" for i in range(15)]
+    finally:
+        await engine.dispose()
