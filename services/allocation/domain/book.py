@@ -169,6 +169,7 @@ class AllocationBook:
         self._touched: dict[str, _Touch] = {}
         self._local_seq = 0
         self._manual_order: str | None = None  # allocations for it are choices made by hand
+        self._candidates_cache: dict[tuple[object, ...], list[tuple[Location, str]]] = {}
 
     # ----------------------------------------------------------------- loading helpers
     def _add_position(self, p: StockPosition) -> None:
@@ -284,7 +285,14 @@ class AllocationBook:
 
     # ----------------------------------------------------------------- candidates and planning
     def candidates(self, order: Order, policy: Policy, prefer: str | None = None) -> list[tuple[Location, str]]:
-        """Eligible locations, best first, each with why it ranks there."""
+        """Eligible locations, best first, each with why it ranks there (cached per destination)."""
+        key = (order.channel, order.country, order.lat, order.lon, order.pickup_location_id, id(policy), prefer)
+        found = self._candidates_cache.get(key)
+        if found is None:
+            found = self._candidates_cache[key] = self._rank_candidates(order, policy, prefer)
+        return found
+
+    def _rank_candidates(self, order: Order, policy: Policy, prefer: str | None) -> list[tuple[Location, str]]:
         if order.pickup_location_id:
             loc = self.locations.get(order.pickup_location_id)
             if loc is None or not loc.active or not loc.serves_channel(order.channel):
@@ -358,19 +366,20 @@ class AllocationBook:
                 if within_cap((loc,)) and covers((loc,)):
                     found, split_rule = (loc,), "fewest splits: one location fills all of it"
                     break
-            if found is None:
-                tried = 0
-                top = cands[:MAX_COMBINATION_CANDIDATES]
+            # Only locations that have something to give can be part of a combination, and no
+            # combination can cover what all candidates together cannot.
+            useful = [loc for loc in cands if any(avail[(loc.location_id, s)] for s in need_by_sku)]
+            if found is None and covers(tuple(useful)):
+                top = useful[:MAX_COMBINATION_CANDIDATES]
                 for k in range(2, MAX_COMBINATION_LOCATIONS + 1):
                     for combo in itertools.combinations(top, k):
-                        tried += 1
                         if within_cap(combo) and covers(combo):
                             found, split_rule = combo, f"fewest splits: {k} locations fill all of it"
                             break
                     if found:
                         break
-                if found is None:
-                    split_rule = "greedy by rank (no small combination of locations fills all of it)"
+            if found is None:
+                split_rule = "greedy by rank (no small combination of locations fills all of it)"
             if found is not None:
                 chosen = list(found)
         elif prefer is not None:
@@ -692,6 +701,7 @@ class AllocationBook:
         """LocationChanged: deactivation re-allocates its unpacked allocations; activation fills."""
         old = self.locations.get(loc.location_id)
         self.locations[loc.location_id] = loc
+        self._candidates_cache.clear()
         self.changed_locations[loc.location_id] = loc
         if old is not None and old.active and not loc.active:
             if loc.location_id not in self.location_allocations_loaded:
@@ -1011,6 +1021,7 @@ class AllocationBook:
         """A new policy may free stock (less safety stock or buffer): fill every loaded queue."""
         self.policies[policy.channel] = policy
         self.changed_policies[policy.channel] = policy
+        self._candidates_cache.clear()
         self.pending_fill |= set(self.queues)
         self.availability_changed |= self.skus
         self.run_pending_fills()
