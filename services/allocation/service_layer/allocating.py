@@ -150,8 +150,14 @@ def _location_from(ev: LocationChanged) -> Callable[[AllocationBook], None]:
     return apply
 
 
+HANDLED = (OrderPlaced, OrderCancelled, OrderModified, StockAdjusted, LocationChanged, PackRequested)
+
+
 async def apply_events(conn: AsyncConnection, messages: Sequence[tuple[Envelope, Event]]) -> AllocationBook | None:
     """One consumed batch (any of our input topics) in one transaction; replays are skipped."""
+    messages = [(env, ev) for env, ev in messages if isinstance(ev, HANDLED)]  # others: nothing to record
+    if not messages:
+        return None
     fresh = await claim_new_events(conn, [env.event_id for env, _ in messages])
     need = Need()
     commands: list[Command] = []

@@ -51,15 +51,9 @@ async def allocation_view(conn: AsyncConnection, order_id: str) -> dict[str, Any
                                 "on_hold", "backorder_reason")}
             for ln in lines
         ],
-        "allocations": [
-            {
-                "allocation_id": a["allocation_id"], "line_id": a["line_id"], "sku": a["sku"],
-                "location_id": a["location_id"], "bin": a["bin"], "lot": a["lot"], "qty": a["qty"],
-                "status": a["status"], "shipment_id": a["shipment_id"], "manual": a["manual"],
-                "created_at": a["created_at"], "explanation": a["rule"],
-            }
-            for a in allocations
-        ],
+        # Live units (allocated or packed); shipped and released ones are kept in "history".
+        "allocations": [_allocation(a) for a in allocations if a["status"] in ("allocated", "packed")],
+        "history": [_allocation(a) for a in allocations if a["status"] not in ("allocated", "packed")],
         "backorders": [
             {
                 "line_id": ln["line_id"], "sku": ln["sku"], "qty": ln["backordered"], "on_hold": ln["on_hold"],
@@ -67,6 +61,15 @@ async def allocation_view(conn: AsyncConnection, order_id: str) -> dict[str, Any
             }
             for ln in lines if ln["backordered"] > 0
         ],
+    }
+
+
+def _allocation(a: Any) -> dict[str, Any]:
+    return {
+        "allocation_id": a["allocation_id"], "line_id": a["line_id"], "sku": a["sku"],
+        "location_id": a["location_id"], "bin": a["bin"], "lot": a["lot"], "qty": a["qty"],
+        "status": a["status"], "shipment_id": a["shipment_id"], "manual": a["manual"],
+        "created_at": a["created_at"], "explanation": a["rule"],
     }
 
 
