@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import secrets
 import sys
 import tempfile
 import time
@@ -87,6 +88,9 @@ class Bench:
     say: Callable[[str], None] = print
 
     run_id: str = field(default_factory=lambda: "b" + uuid.uuid4().hex[:6])
+    # Sequence numbers are unique across runs (the correlation id is bench:<seq>:<ns>), so a late
+    # result of an earlier run on the same broker can never pass for one of this run.
+    seq_base: int = field(default_factory=lambda: (1 + secrets.randbelow(9_000_000)) * 1_000_000_000)
     problems: list[str] = field(default_factory=list)
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -139,24 +143,27 @@ class Bench:
             wl = Workload("mix", r, skus, zipf_s=0.8, max_lines=5, max_qty=2)
             n1, n2 = (150, self.orders or 150) if s else (15_000, self.orders or 50_000)
             rate1 = self.rate or (200.0 if s else 1000.0)
-            return [Phase("warm-up", self._warm_workload(), range(0, 5 if s else 50), 50.0, measure=False),
-                    Phase(f"rate-{rate1:g}", wl, range(10_000_000, 10_000_000 + n1), rate1),
-                    Phase("full-speed", wl, range(20_000_000, 20_000_000 + n2), None)]
+            return [Phase("warm-up", self._warm_workload(), self._seqs(0, 5 if s else 50), 50.0, measure=False),
+                    Phase(f"rate-{rate1:g}", wl, self._seqs(10_000_000, n1), rate1),
+                    Phase("full-speed", wl, self._seqs(20_000_000, n2), None)]
         if self.scenario == "flash-sale":
             n = self.orders or (300 if s else 50_000)
             wl = Workload("single", r, [f"{r}-FLASH"], qty=1)
-            return [Phase("warm-up", self._warm_workload(), range(0, 5 if s else 50), 50.0, measure=False),
-                    Phase("flash-sale", wl, range(10_000_000, 10_000_000 + n), self.rate)]
+            return [Phase("warm-up", self._warm_workload(), self._seqs(0, 5 if s else 50), 50.0, measure=False),
+                    Phase("flash-sale", wl, self._seqs(10_000_000, n), self.rate)]
         if self.scenario == "backorder-refill":
             n = self.orders or (300 if s else 20_000)
             wl = Workload("single", r, [f"{r}-REFILL"], qty=1)
-            return [Phase("warm-up", self._warm_workload(), range(0, 5 if s else 50), 50.0, measure=False),
-                    Phase("backorder-queue", wl, range(10_000_000, 10_000_000 + n), self.rate)]
+            return [Phase("warm-up", self._warm_workload(), self._seqs(0, 5 if s else 50), 50.0, measure=False),
+                    Phase("backorder-queue", wl, self._seqs(10_000_000, n), self.rate)]
         skus = [f"{r}-K{i:04d}" for i in range(20 if s else 200)]
         wl = Workload("mix", r, skus, zipf_s=0.5, max_lines=3, max_qty=2)
         n = self.orders or (200 if s else 3_000)
-        return [Phase("warm-up", self._warm_workload(), range(0, 5 if s else 50), 50.0, measure=False),
-                Phase("allocate", wl, range(10_000_000, 10_000_000 + n), self.rate)]
+        return [Phase("warm-up", self._warm_workload(), self._seqs(0, 5 if s else 50), 50.0, measure=False),
+                Phase("allocate", wl, self._seqs(10_000_000, n), self.rate)]
+
+    def _seqs(self, offset: int, count: int) -> range:
+        return range(self.seq_base + offset, self.seq_base + offset + count)
 
     def _warm_workload(self) -> Workload:
         return Workload("single", self.run_id, [f"{self.run_id}-WARM"], qty=1)
@@ -199,7 +206,7 @@ class Bench:
             await collector.start()
             meter = self._meter({"relay-intake": (procs[0].pid, False), "relay-allocation": (procs[1].pid, False)})
             for i, phase in enumerate(phases):
-                seqs = range(RELAY_SEQ_BASE + i * 10_000_000, RELAY_SEQ_BASE + i * 10_000_000 + len(phase.seqs))
+                seqs = self._seqs(RELAY_SEQ_BASE + i * 10_000_000, len(phase.seqs))
                 t0 = time.monotonic()
                 if phase.measure:
                     meter.begin()
@@ -356,6 +363,7 @@ class Bench:
         orders = {c.first[s].order_id: c.first[s] for s in queue.seqs if s in c.first}
         units = sum(q for r in orders.values() for _, q, _, _ in r.lines)
         sku, loc = queue.workload.skus[0], self._locations()[0]
+        self.bench_skus.add(sku)
         self.say(f"refill: one receipt of {units:,} units of {sku} for {len(orders):,} backordered orders")
         t_receipt = time.time_ns()
         await self._call("POST", "inventory", "/v1/receipts", json={
@@ -543,45 +551,47 @@ class Bench:
             self.problems.append(f"oversold (from allocation snapshots): {k} reserved {r} > on_hand {oh}")
         if len(oversold) > 5:
             self.problems.append(f"{len(oversold)} positions oversold in all")
-        # 3. The allocation service's own stock report (a sample of SKUs, all for small runs).
-        skus = sorted(self.bench_skus)
-        hot = sorted({k[0] for k in reserved}, key=lambda s: -sum(r for k, r in reserved.items() if k[0] == s))
-        sample = skus if len(skus) <= 60 else sorted(set(hot[:40]) | set(skus[:: max(1, len(skus) // 20)]))
-        report_rows = 0
-        for sku in sample:
-            row = await self._stock_report(sku)
-            if row is None:
-                continue
-            report_rows += 1
-            for pos in row.get("positions") or [row]:
-                on_hand, res = int(pos.get("on_hand", 0)), int(pos.get("reserved", 0))
-                if res > on_hand:
-                    self.problems.append(f"oversold (allocation stock report): {sku} {pos.get('location_id', '')} "
-                                         f"reserved {res} > on_hand {on_hand}")
-            if self.scenario == "flash-sale" and sku.endswith("-FLASH"):
+        # 3. The allocation service's own stock report (per SKU totals), every SKU of this run.
+        rows = await self._stock_report()
+        for row in rows:
+            on_hand, res = int(row.get("on_hand", 0)), int(row.get("reserved", 0))
+            if res > on_hand:
+                self.problems.append(f"oversold (allocation stock report): {row['sku']} reserved {res} > "
+                                     f"on_hand {on_hand}")
+            if self.scenario == "flash-sale" and row["sku"].endswith("-FLASH"):
                 stock = 100 if self.smoke else 10_000
-                total_reserved = int(row.get("reserved", sum(int(p.get("reserved", 0))
-                                                             for p in row.get("positions", []))))
-                self.extra.setdefault("flash-sale", {})["reserved_in_report"] = total_reserved
-                if total_reserved != stock:
-                    self.problems.append(f"flash sale: stock report shows {total_reserved} reserved, "
-                                         f"expected exactly {stock}")
+                self.extra.setdefault("flash-sale", {})["reserved_in_report"] = res
+                if res != stock:
+                    self.problems.append(f"flash sale: stock report shows {res} reserved, expected exactly {stock}")
+        missing = self.bench_skus - {r["sku"] for r in rows}
+        if missing:
+            self.problems.append(f"stock report lacks {len(missing)} SKUs of this run (e.g. {sorted(missing)[:3]})")
+        foreign = sum(1 for _, order_id, _ in c.arrivals if order_id not in bench_orders)
         self.extra["checks"] = {"orders_checked": len(bench_orders), "positions_with_reservations": len(reserved),
-                                "stock_report_skus": report_rows, "oversold_positions": len(oversold)}
+                                "stock_report_skus": len(rows), "oversold_positions": len(oversold),
+                                "results_seen": c.results_seen, "results_for_other_orders": foreign}
 
-    async def _stock_report(self, sku: str) -> dict[str, Any] | None:
+    async def _stock_report(self) -> list[dict[str, Any]]:
+        """Every row of allocation's stock report for this run's SKUs (paged)."""
         assert self.system is not None
-        try:
-            resp = await self.http.get(self.system.url("allocation") + "/v1/reports/stock", params={"sku": sku})
-        except httpx.HTTPError as exc:
-            self.problems.append(f"stock report for {sku}: {exc}")
-            return None
-        if resp.status_code != 200:
-            self.problems.append(f"stock report for {sku}: HTTP {resp.status_code} {resp.text[:200]}")
-            return None
-        body = resp.json()
-        rows = body if isinstance(body, list) else body.get("skus") or body.get("rows") or [body]
-        return next((r for r in rows if r.get("sku") == sku), None)
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            try:
+                resp = await self.http.get(self.system.url("allocation") + "/v1/reports/stock",
+                                           params={"limit": 10_000, "offset": offset})
+            except httpx.HTTPError as exc:
+                self.problems.append(f"stock report: {exc}")
+                return out
+            if resp.status_code != 200:
+                self.problems.append(f"stock report: HTTP {resp.status_code} {resp.text[:200]}")
+                return out
+            body = resp.json()
+            page = body if isinstance(body, list) else body.get("skus") or body.get("rows") or []
+            out += [r for r in page if r.get("sku") in self.bench_skus]
+            if len(page) < 10_000:
+                return out
+            offset += len(page)
 
     # --- result -----------------------------------------------------------------------------------
     def _result(self, started: datetime, system: System) -> dict[str, Any]:
