@@ -320,6 +320,7 @@ class Bench:
                          + (f"at {phase.rate:g}/s" if phase.rate else "at full speed"))
                 gen = await self._loadgen(Topic.CHANNEL_ORDERS, phase.workload, phase.seqs, phase.rate)
                 complete = await collector.wait_for(phase.seqs, idle_timeout=60 if not self.smoke else 45)
+                self._services_alive(system)
                 got = [collector.first[s] for s in phase.seqs if s in collector.first]
                 if not complete:
                     self.problems.append(f"{phase.name}: {len(phase.seqs) - len(got)} of {len(phase.seqs)} orders "
@@ -344,6 +345,12 @@ class Bench:
             await self._check_settled(phases)
         finally:
             await collector.stop()
+
+    def _services_alive(self, system: System) -> None:
+        dead = [f"{sp.label} (exit code {sp.process.returncode})" for sp in system.processes
+                if sp.process.poll() is not None]
+        if dead:
+            raise BenchFailure("service process ended during the run: " + ", ".join(dead))
 
     def _meter(self, roots: dict[str, tuple[int, bool]]) -> ProcessMeter:
         return ProcessMeter(roots)

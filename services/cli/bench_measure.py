@@ -203,8 +203,24 @@ def phase_stats(results: list[FirstResult]) -> dict[str, Any]:
             "mean": round(sum(lat) / len(lat), 1),
         },
         "per_second": series,  # [second, orders, lines]
-        "latencies_ms": [round(x, 2) for x in lat],
+        "latency_histogram": latency_histogram(lat),
     }
+
+
+def latency_histogram(sorted_ms: list[float], bins: int = 60) -> dict[str, Any]:
+    """Counts per bucket up to the 99.5th percentile (the rest counted as ``above``): small enough
+    to keep in the JSON of every run, enough to draw the distribution."""
+    top = max(percentile(sorted_ms, 99.5), 1.0)
+    width = max(0.5, math.ceil(top / bins * 2) / 2)
+    counts = [0] * (int(top // width) + 1)
+    above = 0
+    for x in sorted_ms:
+        i = int(x // width)
+        if i < len(counts):
+            counts[i] += 1
+        else:
+            above += 1
+    return {"bucket_ms": width, "counts": counts, "above": above}
 
 
 # --- consumer lag ---------------------------------------------------------------------------------

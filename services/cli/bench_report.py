@@ -63,6 +63,8 @@ def write_all(result: dict[str, Any], out: Path, *, chart: bool = True) -> dict[
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, float) and abs(v) < 10:
+        return f"{v:.2f}"
     if isinstance(v, float):
         return f"{v:,.1f}"
     if isinstance(v, int):
@@ -145,15 +147,16 @@ def draw_chart(result: dict[str, Any], png: Path) -> None:
         c = colors[i % len(colors)]
         for source, style, alpha in (("services", "-", 0.55), ("relay", "--", 0.35)):
             st = ph.get(source) or {}
-            lat = st.get("latencies_ms") or []
-            if lat:
-                top = max(lat[min(len(lat) - 1, int(len(lat) * 0.995))], 1.0)
-                ax_lat.hist([x for x in lat if x <= top], bins=60, alpha=alpha, color=c,
-                            histtype="stepfilled" if source == "services" else "step", linestyle=style,
-                            label=f"{name} {source} (p99 {st['latency_ms']['p99']:.0f} ms)")
+            hist = st.get("latency_histogram")
+            if hist and hist["counts"]:
+                w = hist["bucket_ms"]
+                edges = [i * w for i in range(len(hist["counts"]) + 1)]
+                ax_lat.stairs(hist["counts"], edges, fill=source == "services", alpha=alpha, color=c,
+                              linestyle=style, label=f"{name} {source} (p99 {st['latency_ms']['p99']:.0f} ms)")
             series = st.get("per_second") or []
             if series:
                 ax_tp.plot([s[0] for s in series], [s[1] for s in series], style, color=c,
+                           marker="o" if len(series) < 8 else None,
                            label=f"{name} {source} ({st['orders_per_s']:.0f}/s)")
     ax_lat.set_title("latency: publish to first allocation result")
     ax_lat.set_xlabel("ms (up to p99.5)")
