@@ -77,13 +77,14 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(system:
 
     def settled() -> bool:
         stock = _stock(http, system, sku)
-        return stock.get("reserved") == STOCK and stock.get("backordered") == ORDERS - STOCK
+        return stock.get("reserved") == STOCK and stock.get("backordered_demand") == ORDERS - STOCK
 
-    _wait(settled, "every order allocated or backordered exactly once", timeout=180)
+    _wait(settled, "every order allocated or backordered exactly once", timeout=180,
+          last=lambda: _stock(http, system, sku))
     stock = _stock(http, system, sku)
     assert stock["on_hand"] == STOCK
     assert stock["reserved"] == STOCK  # nothing oversold, nothing double-allocated
-    assert stock["backordered"] == ORDERS - STOCK  # every other order waits, none twice
+    assert stock["backordered_demand"] == ORDERS - STOCK  # every other order waits, none twice
 
     def intake_orders() -> list[dict]:
         return http.get(system.url("order_intake") + "/v1/orders", params={"channel": channel, "limit": 1000}).json()
@@ -92,7 +93,8 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(system:
         orders = intake_orders()
         return len(orders) == ORDERS and all(o["status"] in ("allocated", "backordered") for o in orders)
 
-    _wait(views_converged, "every order's view shows its allocation", timeout=120)
+    _wait(views_converged, "every order's view shows its allocation", timeout=120,
+          last=lambda: {s: sum(1 for o in intake_orders() if o["status"] == s) for s in {o["status"] for o in intake_orders()}})
     orders = intake_orders()
     assert len(orders) == ORDERS  # every order accepted once, resends did not create new ones
     assert len({o["external_id"] for o in orders}) == ORDERS
@@ -109,7 +111,7 @@ def _stock(http: httpx.Client, system: System, sku: str) -> dict:
     return next((r for r in rows if r.get("sku") == sku), {})
 
 
-def _wait(condition, what: str, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
+def _wait(condition, what: str, timeout: float = 90, last=None) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -118,4 +120,4 @@ def _wait(condition, what: str, timeout: float = 90) -> None:  # type: ignore[no
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
-    raise AssertionError(f"timed out waiting: {what}")
+    raise AssertionError(f"timed out waiting: {what}" + (f"; last seen {last()}" if last else ""))
