@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import secrets
 import sys
 import tempfile
@@ -102,6 +103,7 @@ class Bench:
         if self.scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {self.scenario!r}; one of: {', '.join(SCENARIOS)}")
         started = datetime.now(UTC)
+        self.load_at_start = [round(x, 2) for x in os.getloadavg()]
         own_system = self.system is None
         workdir = self.workdir or Path(tempfile.mkdtemp(prefix="oms-bench-"))
         if own_system:
@@ -633,7 +635,7 @@ class Bench:
             "phases": self.phases,
             "extra": self.extra,
             "resources": resources,
-            "machine": machine_facts(),
+            "machine": {**machine_facts(), "load_average_at_start": getattr(self, "load_at_start", None)},
             "broker": getattr(self, "broker_kind", "?"),
         }
         result["headline"] = _headline(result)

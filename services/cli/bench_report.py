@@ -113,8 +113,13 @@ def markdown(result: dict[str, Any], png_name: str | None) -> str:
             lines.append(f"| {name} | {_fmt(r['cpu_s'])} | {_fmt(r['cpu_cores'])} | {_fmt(r['peak_rss_mb'])} |")
         lines += ["", "PostgreSQL is the sum over its processes (shared buffers counted in each).", ""]
     m = result["machine"]
-    lines += [f"Machine: {m['cores']} cores, load average {m['load_average']}, {m['memory_gb']} GB, "
-              f"Python {m['python']}. Broker: {result.get('broker', '?')}.", ""]
+    lines += [f"Machine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; load average "
+              f"{m.get('load_average_at_start')} at the start, {m['load_average']} at the end (1, 5, 15 min). "
+              f"Broker: {result.get('broker', '?')}.", ""]
+    start_load = (m.get("load_average_at_start") or [0])[0]
+    if start_load > 1.0:
+        lines += [f"Note: the machine was already busy at the start (load {start_load}): other work competed "
+                  "for the cores, so the numbers are lower than on an idle machine.", ""]
     if png_name:
         lines += [f"![latency and throughput]({png_name})", ""]
     return "\n".join(lines)
