@@ -53,7 +53,6 @@ from services.cli.bench_workload import Workload
 from services.cli.launcher import SERVICES, System
 
 SCENARIOS = ("steady", "flash-sale", "backorder-refill", "stock-shrink")
-ALLOCATION_INVENTORY_GROUP = f"oms-allocation.{Topic.INVENTORY}"
 LOCATIONS = 5
 RELAY_SEQ_BASE = 900_000_000
 
@@ -163,6 +162,12 @@ class Bench:
         n = self.orders or (200 if s else 3_000)
         return [Phase("warm-up", self._warm_workload(), self._seqs(0, 5 if s else 50), 50.0, measure=False),
                 Phase("allocate", wl, self._seqs(10_000_000, n), self.rate)]
+
+    def _group(self, service: str, topic: str) -> str:
+        """The consumer group a service uses for ``topic`` (services append OMS_KAFKA_GROUP_SUFFIX)."""
+        assert self.system is not None
+        suffix = self.system.extra_env.get("OMS_KAFKA_GROUP_SUFFIX", os.environ.get("OMS_KAFKA_GROUP_SUFFIX", ""))
+        return f"oms-{service}{suffix}.{topic}"
 
     def _seqs(self, offset: int, count: int) -> range:
         return range(self.seq_base + offset, self.seq_base + offset + count)
@@ -294,7 +299,8 @@ class Bench:
         await asyncio.gather(*jobs)
         self.say(f"seeded {LOCATIONS} locations, {lines_total:,} positions in {requests} receipts; "
                  "waiting for allocation to consume them")
-        waited = await wait_lag_zero(self.bootstrap, ALLOCATION_INVENTORY_GROUP, Topic.INVENTORY, say=self.say)
+        waited = await wait_lag_zero(self.bootstrap, self._group("allocation", Topic.INVENTORY), Topic.INVENTORY,
+                                     say=self.say)
         self.extra["seeding"] = {"positions": lines_total, "receipts": requests,
                                  "seconds": round(time.monotonic() - t0, 1),
                                  "allocation_catch_up_s": round(waited, 1)}
@@ -473,7 +479,7 @@ class Bench:
             elif time.monotonic() - last_progress > 60:
                 break
             await asyncio.sleep(0.2)
-        await wait_lag_zero(self.bootstrap, ALLOCATION_INVENTORY_GROUP, Topic.INVENTORY, limit_s=300)
+        await wait_lag_zero(self.bootstrap, self._group("allocation", Topic.INVENTORY), Topic.INVENTORY, limit_s=300)
         await c.quiet(1.0)
         missing = [o for o in expected if not updated(o)]
         if missing:
@@ -528,8 +534,8 @@ class Bench:
 
     async def _settle(self) -> None:
         """Until allocation has consumed everything and no result arrived for a second."""
-        for group, topic in ((f"oms-allocation.{Topic.ORDERS}", Topic.ORDERS),
-                             (ALLOCATION_INVENTORY_GROUP, Topic.INVENTORY)):
+        for group, topic in ((self._group("allocation", Topic.ORDERS), Topic.ORDERS),
+                             (self._group("allocation", Topic.INVENTORY), Topic.INVENTORY)):
             try:
                 await wait_lag_zero(self.bootstrap, group, topic, limit_s=120)
             except TimeoutError as exc:

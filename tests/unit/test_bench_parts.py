@@ -1,0 +1,78 @@
+"""The benchmark's pure parts: deterministic workload, correlation ids, statistics, targets, and the
+relay's message shapes (the e2e smoke test runs the whole benchmark)."""
+
+from __future__ import annotations
+
+import orjson
+
+from services.cli.bench_measure import FirstResult, latency_histogram, percentile, phase_stats
+from services.cli.bench_relay import allocation_hop, intake_hop
+from services.cli.bench_report import judge
+from services.cli.bench_workload import Workload, correlation_id, parse_correlation_id
+
+
+def _mix() -> Workload:
+    return Workload("mix", "r1", [f"S{i}" for i in range(1000)], zipf_s=0.8)
+
+
+def test_the_same_seq_gives_the_same_lines_in_any_process() -> None:
+    assert [_mix().lines(s) for s in range(50)] == [Workload.from_json(_mix().to_json()).lines(s) for s in range(50)]
+
+
+def test_mixed_orders_have_one_to_five_distinct_skus_averaging_about_three() -> None:
+    orders = [_mix().lines(s) for s in range(3000)]
+    assert all(1 <= len(o) <= 5 and len({sku for sku, _ in o}) == len(o) for o in orders)
+    assert 2.8 < sum(len(o) for o in orders) / len(orders) < 3.2
+
+
+def test_popularity_is_skewed_towards_the_first_skus() -> None:
+    counts: dict[str, int] = {}
+    for s in range(3000):
+        for sku, _ in _mix().lines(s):
+            counts[sku] = counts.get(sku, 0) + 1
+    assert counts.get("S0", 0) > 10 * counts.get("S500", 0)
+    assert abs(sum(_mix().popularity()) - 1.0) < 1e-9
+
+
+def test_channel_orders_are_valid_for_order_intake() -> None:
+    from libs.contracts.orders import validate_channel_order
+
+    order, problems = validate_channel_order(_mix().order(7, "2026-11-22T10:00:00+00:00"))
+    assert problems == [] and order is not None
+    assert order.key == "bench:r1-7"
+
+
+def test_correlation_id_round_trips_and_other_ids_are_ignored() -> None:
+    assert parse_correlation_id(correlation_id(42, 123_456)) == (42, 123_456)
+    assert parse_correlation_id("b3c1-uuid") is None
+    assert parse_correlation_id("bench:x:y") is None
+
+
+def test_phase_stats_count_orders_lines_and_percentiles() -> None:
+    results = [FirstResult(i, 0, (i + 1) * 1_000_000, f"o{i}", [("S", 1, 1, 0)] * 2, []) for i in range(100)]
+    stats = phase_stats(results)
+    assert (stats["orders"], stats["lines"]) == (100, 200)
+    assert stats["latency_ms"]["p50"] == 50.0 and stats["latency_ms"]["p99"] == 99.0
+    assert percentile([], 50) != percentile([], 50)  # NaN for nothing measured
+    hist = latency_histogram(sorted(float(x) for x in range(1, 1001)))
+    assert sum(hist["counts"]) + hist["above"] == 1000
+
+
+def test_targets_pass_or_fail_by_their_direction() -> None:
+    rows = {r["measure"]: r["pass"] for r in judge({"sustained_orders_per_s": 2500, "p99_ms_at_1000": 300})}
+    assert rows == {"sustained_orders_per_s": True, "p99_ms_at_1000": False}
+
+
+def test_relay_hops_keep_the_correlation_id_and_the_snapshot_shape() -> None:
+    doc = _mix().order(3, "2026-11-22T10:00:00+00:00")
+    key, placed, _ = intake_hop(orjson.dumps(doc), [("correlation_id", b"bench:3:99")])
+    _, result, event_type = allocation_hop(placed, [])
+    env = orjson.loads(result)
+    assert event_type == "OrderAllocated" and env["correlation_id"] == "bench:3:99"
+    assert env["data"]["order_id"] == key.decode()
+    assert all(ln["allocated"] == ln["qty"] for ln in env["data"]["lines"])
+    # The relay's messages are real contract events, so their sizes match the services' own.
+    from libs.contracts.envelope import decode_event
+
+    assert type(decode_event(placed)[1]).__name__ == "OrderPlaced"
+    assert type(decode_event(result)[1]).__name__ == "OrderAllocated"
