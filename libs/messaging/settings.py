@@ -22,6 +22,9 @@ class KafkaSettings(BaseSettings):
     # Consumer batches: bigger batches mean fewer transactions; the wait bounds latency.
     max_batch: int = 500
     batch_wait_ms: int = 5
+    # Appended to every consumer group name. A new suffix is a new group, which starts at the
+    # earliest offset: the way to replay a service's input topics from offset 0.
+    group_suffix: str = Field(default="", description="OMS_KAFKA_GROUP_SUFFIX")
     # Handling retries before a message goes to <topic>.dlq.
     max_attempts: int = 4
     retry_backoff_ms: int = 100

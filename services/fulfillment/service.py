@@ -13,7 +13,7 @@ GROUP_ID = "oms-fulfillment"
 
 
 def wire(runtime: Runtime) -> list[Any]:
-    subscribers.register(runtime, GROUP_ID)
+    subscribers.register(runtime, GROUP_ID + runtime.kafka.group_suffix)
     return [http.build_router(runtime)]
 
 

@@ -14,7 +14,7 @@ GROUP_ID = "oms-order-intake"
 
 
 def wire(runtime: Runtime) -> list[Any]:
-    subscribers.register(runtime, GROUP_ID)
+    subscribers.register(runtime, GROUP_ID + runtime.kafka.group_suffix)
     keys = http.ApiKeys(os.environ.get("OMS_CHANNEL_API_KEYS", "*:dev-key"))
     return [http.build_router(runtime, keys)]
 
