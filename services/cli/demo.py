@@ -20,13 +20,15 @@ class WalkthroughMismatch(AssertionError):
 
 class Walkthrough:
     def __init__(self, urls: dict[str, str], say: Callable[[str], None] = print, timeout: float = 30.0,
-                 api_key: str = "dev-key") -> None:
+                 api_key: str = "dev-key", unique_names: bool = True) -> None:
         self.urls = urls
         self.say = say
         self.timeout = timeout
         self.http = httpx.Client(timeout=15.0)
         self.headers = {"X-API-Key": api_key}
+        # On a system that already holds data, suffix names so the walkthrough starts from nothing.
         self.run_id = uuid.uuid4().hex[:6]
+        self.suffix = f"-{self.run_id}" if unique_names else ""
         self.results: dict[str, Any] = {}
 
     # --- helpers ----------------------------------------------------------------------------
@@ -80,6 +82,13 @@ class Walkthrough:
             hold = " (on hold)" if ln["on_hold"] else ""
             self.say(f"      {ln['sku']:<12} qty {ln['qty']:>3}: " + ", ".join(parts) + hold)
 
+    def _say_shipment(self, shipment: dict[str, Any]) -> None:
+        per_sku: dict[str, int] = {}
+        for ln in shipment.get("lines", []):
+            per_sku[ln["sku"]] = per_sku.get(ln["sku"], 0) + int(ln["qty"])
+        self.say(f"      shipment {shipment.get('shipment_id')} ({shipment.get('status')}): "
+                 + ", ".join(f"{sku} x{qty}" for sku, qty in per_sku.items()))
+
     def check(self, condition: bool, message: str) -> None:
         if not condition:
             raise WalkthroughMismatch(message)
@@ -87,7 +96,7 @@ class Walkthrough:
     # --- the walkthrough ----------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         s = self.run_id
-        brass, tap, loc = f"BRASS-SCREW-{s}", f"SELF-TAP-{s}", f"WH-{s}"
+        brass, tap, loc = f"BRASS-SCREW{self.suffix}", f"SELF-TAP{self.suffix}", f"WH{self.suffix or '-1'}"
         self.say(f"Setup: one location {loc}; {brass} 15 in lot A (received first) and 15 in lot B; {tap} 22")
         self._call("POST", "inventory", "/v1/locations", json={
             "location_id": loc, "name": "Walkthrough warehouse", "kind": "warehouse", "country": "DE",
@@ -113,9 +122,10 @@ class Walkthrough:
 
         self.say("2. Pack allocated order")
         packed = self._call("POST", "fulfillment", f"/v1/orders/{o1}/pack", json={})
+        self._say_shipment(packed)
         order = self.settled(o1, lambda o: self.line(o, brass)["packed"] == 25 and self.line(o, tap)["packed"] == 22,
                              "order 1 packed 25 and 22")
-        self.say(f"      shipment {packed.get('shipment_id')}: packed lines of 25 and 22; backorder of 3 remains")
+        self.say("      packed lines of 25 and 22; the backorder of 3 remains")
         self.show(order)
         self.check(self.line(order, tap)["backordered"] == 3, "backorder of 3 remains")
 
@@ -127,7 +137,7 @@ class Walkthrough:
         self.show(order)
 
         self.say("4. Pack again")
-        self._call("POST", "fulfillment", f"/v1/orders/{o1}/pack", json={})
+        self._say_shipment(self._call("POST", "fulfillment", f"/v1/orders/{o1}/pack", json={}))
         order = self.settled(o1, lambda o: self.line(o, tap)["packed"] == 25, "order 1 fully packed")
         self.show(order)
         self.check(order["status"] == "packed", f"order 1 status packed, got {order['status']}")

@@ -74,7 +74,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         system.start_all()
         print(f"started; service logs in {system.workdir}\n", flush=True)
     try:
-        Walkthrough({n: f"http://127.0.0.1:{p}" for n, p in SERVICES.items()}).run()
+        urls = {n: f"http://127.0.0.1:{p}" for n, p in SERVICES.items()}
+        Walkthrough(urls, unique_names=system is None).run()
         return 0
     except WalkthroughMismatch as exc:
         print(f"\nMISMATCH: {exc}", file=sys.stderr)

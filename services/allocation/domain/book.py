@@ -802,6 +802,7 @@ class AllocationBook:
         line.cancelled += total
         if line.backordered == 0:
             line.backorder_reason = None
+            line.on_hold = False  # nothing left waiting: a hold has nothing to hold back
         self._mark_line(line)
         return total
 
