@@ -678,9 +678,16 @@ def main(args: argparse.Namespace) -> int:
     if any(s not in SCENARIOS for s in scenarios):
         print(f"unknown scenario {args.scenario!r}; one of: {', '.join(SCENARIOS)}, all", file=sys.stderr)
         return 2
+    # Ports: the services' own variables (OMS_<SERVICE>_PORT) and OMS_BENCH_KAFKA_PORT /
+    # OMS_BENCH_PG_PORT for the embedded infrastructure, so a benchmark can run beside `oms up`.
+    env = os.environ
+    ports = {name: int(env.get(f"OMS_{name.upper()}_PORT", port)) for name, port in SERVICES.items()}
+    infra_ports = {"kafka_port": int(env.get("OMS_BENCH_KAFKA_PORT", 19092)),
+                   "pg_port": int(env.get("OMS_BENCH_PG_PORT", 15432))}
     failed = False
     for scenario in scenarios:
-        result = run_scenario(scenario, smoke=args.smoke, orders=args.orders, rate=args.rate, out=Path(args.out))
+        result = run_scenario(scenario, smoke=args.smoke, orders=args.orders, rate=args.rate, out=Path(args.out),
+                              ports=ports, **infra_ports)
         print(f"\n{scenario}: {'correct' if result['correct'] else 'FAILURE'} — {result['headline']}")
         for problem in result["problems"]:
             print(f"  problem: {problem}")
