@@ -107,11 +107,21 @@ def markdown(result: dict[str, Any], png_name: str | None) -> str:
     if result.get("extra"):
         lines.append("")
     if result.get("resources"):
-        lines += ["## Processes (load phases)", "", "| process | CPU s | CPU cores | peak RSS MB |",
-                  "| --- | ---: | ---: | ---: |"]
+        orders = sum((ph.get("services") or {}).get("orders", 0) for name, ph in result["phases"].items()
+                     if name not in ("refill", "shrink"))
+        lines += ["## Processes (load phases)", "", "| process | CPU s | CPU cores | CPU ms per order | peak RSS MB |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        total = 0.0
         for name, r in result["resources"].items():
-            lines.append(f"| {name} | {_fmt(r['cpu_s'])} | {_fmt(r['cpu_cores'])} | {_fmt(r['peak_rss_mb'])} |")
-        lines += ["", "PostgreSQL is the sum over its processes (shared buffers counted in each).", ""]
+            total += r["cpu_s"]
+            per = f"{1000 * r['cpu_s'] / orders:.2f}" if orders else "-"
+            lines.append(f"| {name} | {_fmt(r['cpu_s'])} | {_fmt(r['cpu_cores'])} | {per} | {_fmt(r['peak_rss_mb'])} |")
+        if orders:
+            lines.append(f"| **all** | {_fmt(total)} | | {1000 * total / orders:.2f} | |")
+        lines += ["", "CPU ms per order: CPU seconds over the load phases ÷ orders placed in them (refill and "
+                  "shrink work included where the scenario has it): the budget to beat is 1,000 ms × cores ÷ "
+                  "target orders/s. PostgreSQL is the sum over its processes (shared buffers counted in "
+                  "each).", ""]
     m = result["machine"]
     lines += [f"Machine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; load average "
               f"{m.get('load_average_at_start')} at the start, {m['load_average']} at the end (1, 5, 15 min). "
