@@ -49,7 +49,6 @@ def write_all(result: dict[str, Any], out: Path, *, chart: bool = True) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"{result['started_at_compact']}-{result['scenario']}"
     files = {"json": str(base.with_suffix(".json")), "md": str(base.with_suffix(".md"))}
-    Path(files["json"]).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     if chart:
         png = base.with_suffix(".png")
         try:
@@ -57,6 +56,7 @@ def write_all(result: dict[str, Any], out: Path, *, chart: bool = True) -> dict[
             files["png"] = str(png)
         except ImportError:
             result.setdefault("notes", []).append("no chart: pip install -e '.[bench]' (matplotlib)")
+    Path(files["json"]).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     Path(files["md"]).write_text(markdown(result, Path(files.get("png", "")).name or None))
     append_history(out / "HISTORY.md", result)
     return files
@@ -77,6 +77,8 @@ def markdown(result: dict[str, Any], png_name: str | None) -> str:
     verdict = "PASS (correct)" if result["correct"] else "FAILURE (incorrect results)"
     lines += [f"**Correctness: {verdict}**" + (" — smoke run, timings not meaningful" if result["smoke"] else ""),
               ""]
+    for note in result.get("notes", []):
+        lines.append(f"Note: {note}")
     for problem in result.get("problems", [])[:30]:
         lines.append(f"- {problem}")
     if result.get("problems"):
