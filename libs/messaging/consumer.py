@@ -45,6 +45,12 @@ BATCH_SECONDS = Histogram(
 RETRIES = Counter("oms_handler_retries_total", "Handler retries after an error", ["topic", "kind"])
 
 
+async def keep_raw_records(message: Any) -> None:
+    """FastStream decoder for batch subscribers that read ``msg.raw_message`` themselves:
+    FastStream would otherwise JSON-decode every value once more before the handler runs."""
+    return None
+
+
 class PermanentMessageError(Exception):
     """The message itself is wrong: retrying will not help; dead-letter it at once."""
 

@@ -22,6 +22,10 @@ class KafkaSettings(BaseSettings):
     # Consumer batches: bigger batches mean fewer transactions; the wait bounds latency.
     max_batch: int = 500
     batch_wait_ms: int = 5
+    # How long the broker may hold a fetch open when it has nothing. Apache Kafka answers as
+    # soon as data arrives; the embedded Tansu broker waits the whole time, so aiokafka's
+    # default of 500 ms would be added to every hop's latency there.
+    fetch_max_wait_ms: int = 20
     # Appended to every consumer group name. A new suffix is a new group, which starts at the
     # earliest offset: the way to replay a service's input topics from offset 0.
     group_suffix: str = Field(default="", description="OMS_KAFKA_GROUP_SUFFIX")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ def wire(runtime: Runtime) -> list[Any]:
 
 
 def background(runtime: Runtime) -> list[Callable[[], Any]]:
-    return [lambda: run_publisher(runtime.engine, runtime.relay.notify)]
+    # OMS_AVAILABILITY_INTERVAL_MS: the coalescing window of the availability feed. Longer means
+    # fewer AvailabilityChanged per busy SKU (and less work for every consumer of the feed).
+    interval = int(os.environ.get("OMS_AVAILABILITY_INTERVAL_MS", "1000")) / 1000
+    return [lambda: run_publisher(runtime.engine, runtime.relay.notify, interval=interval)]
 
 
 SERVICE = ServiceDefinition(

@@ -79,7 +79,7 @@ class Walkthrough:
     def show(self, order: dict[str, Any]) -> None:
         for ln in order["lines"]:
             parts = [f"{k} {ln[k]}" for k in ("allocated", "backordered", "packed", "shipped", "cancelled") if ln[k]]
-            hold = " (on hold)" if ln["on_hold"] else ""
+            hold = " (on hold)" if ln["on_hold"] and ln["backordered"] else ""
             self.say(f"      {ln['sku']:<12} qty {ln['qty']:>3}: " + ", ".join(parts) + hold)
 
     def _say_shipment(self, shipment: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
 from libs.contracts import Topic
-from libs.messaging.consumer import BatchConsumer, Delivery, EventMessage, decode_envelope
+from libs.messaging.consumer import BatchConsumer, Delivery, EventMessage, decode_envelope, keep_raw_records
 from libs.service_host import Runtime
 from services.allocation.service_layer.allocating import apply_events
 
@@ -52,6 +52,8 @@ def _subscribe(runtime: Runtime, group_id: str, topic: str, description: str, pr
         batch_timeout_ms=kafka.batch_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+        decoder=keep_raw_records,  # BatchConsumer decodes the raw records itself
         description=description,
     )
     async def on_batch(msg: KafkaMessage) -> None:

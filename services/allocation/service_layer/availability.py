@@ -1,5 +1,5 @@
 """AvailabilityChanged, coalesced: transactions only mark SKUs dirty; this publisher, every
-~200 ms, takes the dirty SKUs nobody holds (``SKIP LOCKED``), computes available-to-promise and
+window (1 s by default, OMS_AVAILABILITY_INTERVAL_MS), takes the dirty SKUs nobody holds (``SKIP LOCKED``), computes available-to-promise and
 writes one event per SKU to the outbox, clearing the flags in the same transaction. A burst of
 changes to one SKU inside a window is one event."""
 
@@ -79,7 +79,7 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     return len(skus)
 
 
-async def run_publisher(engine: AsyncEngine, notify: Any, interval: float = 0.2) -> None:
+async def run_publisher(engine: AsyncEngine, notify: Any, interval: float = 1.0) -> None:
     """Background loop of the service: never dies on a database hiccup."""
     while True:
         try:

@@ -12,7 +12,7 @@ from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic
-from libs.messaging.consumer import BatchConsumer, Delivery, EventMessage, decode_envelope
+from libs.messaging.consumer import BatchConsumer, Delivery, EventMessage, decode_envelope, keep_raw_records
 from libs.service_host import Runtime
 from services.fulfillment.service_layer.mirroring import apply_allocation_results, apply_order_events
 
@@ -61,6 +61,8 @@ def _subscribe(runtime: Runtime, group_id: str, topic: str, use_case: UseCase, d
         batch_timeout_ms=kafka.batch_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+        decoder=keep_raw_records,  # BatchConsumer decodes the raw records itself
         description=description,
     )
     async def on_events(msg: KafkaMessage) -> None:

@@ -20,6 +20,7 @@ from libs.messaging.consumer import (
     EventMessage,
     PermanentMessageError,
     decode_envelope,
+    keep_raw_records,
 )
 from libs.service_host import Runtime
 from services.inventory.service_layer.events import apply_fulfillment_events, mirror_reservations
@@ -77,6 +78,8 @@ def _subscribe(runtime: Runtime, group_id: str, topic: str, use_case: UseCase, d
         batch_timeout_ms=kafka.batch_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+        decoder=keep_raw_records,  # BatchConsumer decodes the raw records itself
         description=description,
     )
     async def on_batch(msg: KafkaMessage) -> None:

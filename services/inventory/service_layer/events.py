@@ -102,6 +102,7 @@ async def mirror_reservations(conn: AsyncConnection, events: Sequence[tuple[Enve
             " CAST(:r AS int[]), CAST(:at AS timestamptz[])) AS u(s, l, b, lot, r, at)"
             " WHERE p.sku = u.s AND p.location_id = u.l AND p.bin = u.b AND p.lot = u.lot"
             " AND (p.reserved_as_of IS NULL OR p.reserved_as_of <= u.at)"
+            " AND p.reserved IS DISTINCT FROM u.r"  # most positions of a SKU did not change: no dead rows
         ),
         {
             "s": [k[0] for k in keys],

@@ -14,7 +14,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from libs.contracts import Topic
 from libs.messaging import claim_new_events
-from libs.messaging.consumer import BatchConsumer, Delivery, EventMessage, decode_envelope
+from libs.messaging.consumer import BatchConsumer, Delivery, EventMessage, decode_envelope, keep_raw_records
 from libs.service_host import Runtime
 from services.order_intake.service_layer.placing import Incoming, place_orders, record_ref
 from services.order_intake.service_layer.tracking import apply_downstream_events
@@ -66,6 +66,8 @@ def register(runtime: Runtime, group_id: str) -> None:
         batch_timeout_ms=kafka.batch_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+        decoder=keep_raw_records,  # BatchConsumer decodes the raw records itself
         description="Orders from channel connectors: validated, stored, announced as OrderPlaced, "
         "or answered on oms.channel-orders.rejected.v1.",
     )
@@ -99,6 +101,8 @@ def _subscribe_downstream(runtime: Runtime, group_id: str, topic: str, descripti
         batch_timeout_ms=kafka.batch_wait_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+        decoder=keep_raw_records,  # BatchConsumer decodes the raw records itself
         description=description,
     )
     async def on_downstream(msg: KafkaMessage) -> None:
