@@ -233,6 +233,59 @@ def test_transfer_moves_units_between_orders_and_refuses_too_much() -> None:
     assert (dst.lines["1"].allocated, dst.lines["1"].backordered) == (2, 1)
 
 
+def test_transfer_source_backorder_takes_stock_already_free_beside_it_unless_held() -> None:
+    b = book()
+    receive(b, "A", 6)
+    src = place(b, "src", ("A", 2), minutes=0)
+    dst = place(b, "dst", ("A", 1), minutes=1)
+    b.deallocate("dst", ["1"])  # dst waits on hold, so the 4 free units stay free
+    b.finish()
+    b.transfer("src", "dst", "A", 1)
+    # The moved unit goes to dst; src's new backorder is an ordinary queue entry and takes a free unit
+    # in the same step (a move is not a hold), so no backorder is left beside free stock.
+    assert (src.lines["1"].allocated, src.lines["1"].backordered) == (2, 0)
+    assert (dst.lines["1"].allocated, dst.lines["1"].backordered) == (1, 0)
+    published = [r for r in b.results if r.order_id == "src"][-1]  # one result: moved out and refilled
+    assert (published.event_type, published.lines[0][3:5]) == ("OrderReallocated", (2, 0))
+    b.finish()
+    assert b.positions[("A", "W1", "B1", "")].reserved == 3
+    # Moving units out of a line on hold leaves its backorder on hold: the queue does not refill it.
+    other = place(b, "other", ("A", 3), minutes=2)
+    b.deallocate("other", ["1"])
+    b.finish()
+    b.transfer("dst", "other", "A", 1)
+    b.finish()
+    assert (dst.lines["1"].allocated, dst.lines["1"].backordered, dst.lines["1"].on_hold) == (0, 1, True)
+    assert other.lines["1"].allocated == 1
+
+
+def test_line_waiting_on_the_location_cap_is_filled_once_its_order_leaves_a_location() -> None:
+    near, far = Location("NEAR", "near", "DE", priority=5), Location("FAR", "far", "DE", priority=1)
+    b = book(near, far, policies=(Policy(max_locations_per_order=1),))
+    receive(b, "A", 2, loc="NEAR")
+    receive(b, "B", 3, loc="FAR")
+    order = place(b, "o1", ("A", 2), ("B", 3))
+    assert (order.lines["2"].backordered, order.lines["2"].backorder_reason) == (3, "max_locations_per_order (1) reached")
+    b.deallocate("o1", ["1"])  # releases A at NEAR: the order no longer uses any location
+    b.finish()
+    assert (order.lines["2"].allocated, order.lines["2"].backordered) == (3, 0)
+    assert (order.lines["1"].backordered, order.lines["1"].on_hold) == (2, True)
+
+
+def test_fully_cancelled_held_line_leaves_hold_so_a_later_increase_is_allocated() -> None:
+    b = book()
+    receive(b, "A", 5)
+    order = place(b, "o1", ("A", 1))
+    b.deallocate("o1", ["1"])
+    b.cancel("o1", ["1"])
+    b.finish()
+    ln = order.lines["1"]
+    assert (ln.cancelled, ln.backordered, ln.on_hold) == (1, 0, False)  # SPEC 3.2: held until released or cancelled
+    b.modify("o1", [("1", "A", 3)])
+    b.finish()
+    assert (ln.allocated, ln.backordered, ln.cancelled) == (2, 0, 1)
+
+
 def test_reallocate_moves_the_order_to_the_preferred_location() -> None:
     b = book(Location("X", "x", "DE", priority=5), Location("Y", "y", "DE", priority=1))
     receive(b, "A", 5, loc="X")

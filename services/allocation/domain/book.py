@@ -470,7 +470,22 @@ class AllocationBook:
             a.qty -= qty
         self._mark_alloc(a)
         self.pending_fill.add(a.sku)
+        if a.status == "released":
+            self._location_may_be_free(a)
         return qty
+
+    def _location_may_be_free(self, a: Allocation) -> None:
+        """An allocation stopped being live (released or shipped). Under a cap on locations per order, an
+        order that no longer uses that location may now reach another one for its other waiting lines,
+        so their SKUs are owed a fill (every event that frees stock or eligibility lets the queue act)."""
+        order = self.orders.get(a.order_id)
+        if order is None or self.policy_for(order.channel).max_locations_per_order is None:
+            return
+        if any(x.location_id == a.location_id for x in order.live_allocations()):
+            return
+        for ln in order.lines.values():
+            if ln.in_queue:
+                self.pending_fill.add(ln.sku)
 
     def _why_waiting(self, order: Order, line: OrderLine, plan: _Plan | None, *, ship_complete_wait: bool = False) -> str:
         if line.on_hold:
@@ -670,6 +685,7 @@ class AllocationBook:
         else:
             qty = a.qty
             a.status = "shipped"
+            self._location_may_be_free(a)
         self._mark_alloc(a)
         if p is not None:
             p.reserved -= qty
@@ -961,7 +977,7 @@ class AllocationBook:
             was_pending = sku in self.pending_fill
             self._release(a, t)
             if not was_pending:
-                self.pending_fill.discard(sku)  # the units go straight to the other order
+                self.pending_fill.discard(sku)  # the moved units go straight to the other order
             src_line.backordered += t
             src_line.backorder_reason = f"{t} moved by hand to order {to_order_id}"
             self._mark_line(src_line)
@@ -979,6 +995,11 @@ class AllocationBook:
                 t -= n
                 left -= n
         self._release_ship_complete_partial(src)
+        # The source's lines are now open backorders at their own queue place (a move is not a hold):
+        # stock that was already free, and no older backorder could take, may be theirs.
+        if any(ln.in_queue for ln in src.lines.values() if ln.sku == sku):
+            self.pending_fill.add(sku)
+        self.run_pending_fills()
         self._emit()
 
     def reallocate(self, order_id: str, location_id: str) -> None:
