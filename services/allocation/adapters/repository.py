@@ -37,6 +37,9 @@ class Need:
     positions: set[PositionKey] = field(default_factory=set)
     locations: set[str] = field(default_factory=set)
     all_queues: bool = False  # every SKU with an open backorder (policy change)
+    # Units arriving per SKU in this batch: each fillable backorder line takes at least one, so
+    # the first queue load covers them all and a big receipt is not replayed at 2k, 8k, 32k.
+    queue_hint: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_missing(cls, exc: SliceTooSmall) -> Need:
@@ -56,6 +59,7 @@ class Slice:
         self.lines: dict[str, list[tuple[Any, ...]]] = {}
         self.allocations: dict[str, list[tuple[Any, ...]]] = {}
         self.queue_limits: dict[str, int] = {}
+        self.queue_hints: dict[str, int] = {}
         self.queues: dict[str, QueueSlice] = {}
         self.position_allocs: set[PositionKey] = set()
         self.location_allocs: set[str] = set()
@@ -66,6 +70,8 @@ class Slice:
     async def extend(self, conn: AsyncConnection, need: Need) -> None:
         if self.locations is None:
             await self._load_locations_and_policies(conn)
+        for sku, units in need.queue_hint.items():
+            self.queue_hints[sku] = self.queue_hints.get(sku, 0) + units
         skus = set(need.skus)
         queues = set(need.queues)
         orders = set(need.orders) | set(need.orders_with_skus)
@@ -144,7 +150,7 @@ class Slice:
         limits = []
         for s in skus:
             limit = self.queue_limits.get(s)
-            limit = QUEUE_FIRST_LOAD if limit is None else limit * 4
+            limit = max(QUEUE_FIRST_LOAD, self.queue_hints.get(s, 0) + 1) if limit is None else limit * 4
             self.queue_limits[s] = limit
             limits.append(limit)
         rows = await self._q(
