@@ -2,7 +2,7 @@
 # Fresh machine to test results: install with test extras, check the architecture rules, run pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh test
+bash scripts/bootstrap.sh test,bench
 echo "== architecture rules (import-linter)"
 .venv/bin/lint-imports
 echo "== tests"
