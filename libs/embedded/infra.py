@@ -103,7 +103,10 @@ class EmbeddedPostgres:
         )
 
         ensure_user_exists(self.SYSTEM_USER)
+        # The server runs as another user: it must be able to traverse to its data and to the
+        # binaries inside our virtualenv (a checkout under a private temp dir is mode 700).
         ensure_prefix_permissions(self.data_dir)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
         read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
         ensure_folder_permissions(POSTGRES_BIN_PATH, execute | read)
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
