@@ -27,3 +27,10 @@ def kafka_bootstrap(infra: Infra) -> str:
 @pytest.fixture(scope="session")
 def database_url(infra: Infra) -> str:
     return infra.database_url
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """End-to-end tests last: their running services (session-scoped) own the service schemas,
+    and an allocation relay that is up would publish and delete the outbox rows that the
+    integration tests inspect in the same database."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
