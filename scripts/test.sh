@@ -3,7 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test,bench
-echo "== architecture rules (import-linter)"
+echo "== architecture rules (import-linter), lint (ruff), types (mypy)"
 .venv/bin/lint-imports
+.venv/bin/ruff check libs services tests
+.venv/bin/mypy
 echo "== tests"
 exec .venv/bin/python -m pytest "$@"

@@ -99,7 +99,7 @@ def build_app(
             kafka.bootstrap,
             client_id=f"oms-{service.name}",
             acks="all",
-            enable_idempotence=kafka.idempotence,
+            enable_idempotence=bool(kafka.idempotence),
             logger=logging.getLogger(f"oms.{service.name}.broker"),
             log_level=logging.DEBUG,
         )

@@ -129,7 +129,7 @@ def _envelope_of(event: type[BaseModel]) -> type[BaseModel]:
         f"{name}Envelope",
         __base__=Envelope,
         __doc__=f"Envelope carrying {name} (`event_type` is also the Kafka header of that name).",
-        event_type=(Literal[name], ...),  # type: ignore[valid-type]
+        event_type=(Literal[name], ...),  # type: ignore[valid-type,arg-type]
         data=(event, ...),
     )
 

@@ -388,7 +388,7 @@ class Bench:
 
         def filled(order_id: str) -> bool:
             snap = c.latest.get(order_id)
-            return bool(snap) and all(ln.get("allocated", 0) == ln["qty"] for ln in snap.lines)
+            return snap is not None and all(ln.get("allocated", 0) == ln["qty"] for ln in snap.lines)
 
         deadline, last_progress, last_n = time.monotonic() + 900, time.monotonic(), -1
         while time.monotonic() < deadline:
@@ -467,7 +467,7 @@ class Bench:
 
         def updated(order_id: str) -> bool:
             snap = c.latest.get(order_id)
-            return bool(snap) and snap.version > versions_before.get(order_id, 0)
+            return snap is not None and snap.version > versions_before.get(order_id, 0)
 
         deadline, last_progress, last_n = time.monotonic() + 600, time.monotonic(), -1
         while time.monotonic() < deadline:

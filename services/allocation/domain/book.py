@@ -361,7 +361,7 @@ class AllocationBook:
         chosen: list[Location] = cands
         split_rule = "greedy by rank"
         if policy.fewest_splits and prefer is None:
-            found = None
+            found: tuple[Location, ...] | None = None
             for loc in cands:
                 if within_cap((loc,)) and covers((loc,)):
                     found, split_rule = (loc,), "fewest splits: one location fills all of it"

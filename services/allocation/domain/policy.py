@@ -139,7 +139,7 @@ def parse_policy(
         for extra in set(item) - {"sku", "location_id", "qty"}:
             problems.append(PolicyProblem(f"{where}.{extra}", "unknown field"))
             ok = False
-        if ok:
+        if ok and isinstance(qty, int):  # (ok already implies it; this tells the type checker)
             if (sku, loc) in seen:
                 problems.append(PolicyProblem(where, f"duplicate rule for sku {sku!r} at {loc!r}"))
             seen.add((sku, loc))

@@ -130,6 +130,18 @@ def _order_from(ev: OrderPlaced) -> Callable[[AllocationBook], None]:
     return apply
 
 
+def _pack_from(ev: PackRequested) -> Callable[[AllocationBook], None]:
+    return lambda b: b.request_pack(ev.order_id, ev.shipment_id, ev.line_ids)
+
+
+def _cancel_from(ev: OrderCancelled) -> Callable[[AllocationBook], None]:
+    return lambda b: b.cancel(ev.order_id, ev.line_ids, ev.reason)
+
+
+def _modify_from(ev: OrderModified) -> Callable[[AllocationBook], None]:
+    return lambda b: b.modify(ev.order_id, [(c.line_id, c.sku, c.qty) for c in ev.lines], ev.priority)
+
+
 def _stock_from(ev: StockAdjusted) -> Callable[[AllocationBook], None]:
     def apply(book: AllocationBook) -> None:
         book.adjust_stock(
@@ -184,17 +196,15 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[tuple[Envelope,
             commands.append((env.event_id, corr, _location_from(ev)))
         elif isinstance(ev, PackRequested):
             need.orders.add(ev.order_id)
-            commands.append((env.event_id, corr,
-                             lambda b, e=ev: b.request_pack(e.order_id, e.shipment_id, e.line_ids)))
+            commands.append((env.event_id, corr, _pack_from(ev)))
         elif isinstance(ev, OrderCancelled):
             need.orders_with_skus.add(ev.order_id)
-            commands.append((env.event_id, corr, lambda b, e=ev: b.cancel(e.order_id, e.line_ids, e.reason)))
+            commands.append((env.event_id, corr, _cancel_from(ev)))
         elif isinstance(ev, OrderModified):
             need.orders_with_skus.add(ev.order_id)
             need.skus |= {c.sku for c in ev.lines}
             need.queues |= {c.sku for c in ev.lines}
-            commands.append((env.event_id, corr, lambda b, e=ev: b.modify(
-                e.order_id, [(c.line_id, c.sku, c.qty) for c in e.lines], e.priority)))
+            commands.append((env.event_id, corr, _modify_from(ev)))
     if not commands:
         return None
     return await run_commands(conn, need, commands)

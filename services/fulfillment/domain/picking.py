@@ -83,10 +83,10 @@ def build_pick_lists(stock: list[AllocatedStock]) -> list[PickList]:
         row.targets.append(PickTarget(item.order_id, item.line_id, item.allocation_id, item.qty))
     lists = []
     for location_id in sorted(by_location):
-        rows = sorted(
+        ordered = sorted(
             by_location[location_id].values(), key=lambda r: (bin_order(r.bin), r.bin, r.sku, r.lot)
         )
-        for row in rows:
-            row.targets.sort(key=lambda t: (t.order_id, t.line_id, t.allocation_id))
-        lists.append(PickList(location_id, rows))
+        for pick in ordered:
+            pick.targets.sort(key=lambda t: (t.order_id, t.line_id, t.allocation_id))
+        lists.append(PickList(location_id, ordered))
     return lists

@@ -35,7 +35,7 @@ async def receive_return(
     ).all()
     if not lines:
         raise OrderNotFound(order_id)
-    shipped = dict(
+    shipped: dict[str, int] = dict(
         (
             await conn.execute(
                 text(
@@ -46,7 +46,7 @@ async def receive_return(
             )
         ).all()
     )
-    returned = dict(
+    returned: dict[str, int] = dict(
         (
             await conn.execute(
                 text("SELECT line_id, sum(qty) FROM return_lines WHERE order_id = :o GROUP BY line_id"),

@@ -385,7 +385,7 @@ def build_router(runtime: Runtime) -> APIRouter:
                 preview = await upload_count(
                     conn,
                     location_id,
-                    mode,
+                    mode,  # type: ignore[arg-type]  # checked against the two modes above
                     release_shortfall,
                     sheet,  # type: ignore[arg-type]
                     upload.filename,

@@ -40,7 +40,9 @@ class ApiKeys:
 
     def allows(self, channel: str, key: str | None) -> bool:
         expected = self._digests.get(channel) or self._digests.get("*")
-        return bool(key) and expected is not None and hmac.compare_digest(expected, hashlib.sha256(key.encode()).digest())
+        if not key or expected is None:
+            return False
+        return hmac.compare_digest(expected, hashlib.sha256(key.encode()).digest())
 
 
 class CancelRequest(BaseModel):
