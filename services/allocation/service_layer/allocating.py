@@ -5,7 +5,7 @@ allocation results (transactional outbox) together."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,17 +69,29 @@ async def run_commands(conn: AsyncConnection, need: Need, commands: list[Command
             continue
         await assign_allocation_ids(conn, book)
         statements = await write_changes(conn, book)
-        messages = _result_messages(book.results, marks)
-        await write_outbox(conn, SCHEMA, messages)
-        ROUND_TRIPS.observe(sl.round_trips + statements + (2 if messages else 0) + 1)
+        # In chunks: a refill of a long queue yields tens of thousands of results; building them
+        # all before one insert held every dict and encoded value at once.
+        chunks = 0
+        chunk: list[OutboxMessage] = []
+        for message in _result_messages(book.results, marks):
+            chunk.append(message)
+            if len(chunk) == OUTBOX_CHUNK:
+                await write_outbox(conn, SCHEMA, chunk)
+                chunks, chunk = chunks + 1, []
+        if chunk:
+            await write_outbox(conn, SCHEMA, chunk)
+            chunks += 1
+        ROUND_TRIPS.observe(sl.round_trips + statements + 2 * chunks + 1)
         if book.stale_stock_events:
             STALE_STOCK_EVENTS.inc(book.stale_stock_events)
         return book
     raise RuntimeError("allocation slice kept growing; giving up on this batch")
 
 
-def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUID | None, str | None]]) -> list[OutboxMessage]:
-    out = []
+OUTBOX_CHUNK = 2000
+
+
+def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUID | None, str | None]]) -> Iterator[OutboxMessage]:
     mark_i = 0
     cause, correlation = None, None
     now = datetime.now(UTC)
@@ -111,9 +123,8 @@ def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUI
             event_id=uuid.uuid4(), event_type=r.event_type, schema_version=1, occurred_at=now, source=SOURCE,
             correlation_id=correlation or r.order_id, causation_id=cause, data=data,
         )
-        out.append(OutboxMessage(Topic.ALLOCATIONS, r.order_id, envelope))
         RESULTS.labels(r.event_type).inc()
-    return out
+        yield OutboxMessage(Topic.ALLOCATIONS, r.order_id, envelope)
 
 
 # ---------------------------------------------------------------------- consumed events
