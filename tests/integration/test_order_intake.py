@@ -116,3 +116,18 @@ async def test_a_return_delivered_twice_in_one_batch_is_counted_once(engine) -> 
                                       {"o": placed.order_id})).scalar()
         await conn.rollback()
     assert returned == 1 and entries == 1
+
+
+async def test_the_same_order_twice_in_one_batch_is_one_order_and_both_get_its_id(engine) -> None:  # type: ignore[no-untyped-def]
+    ext, clash = uuid.uuid4().hex, uuid.uuid4().hex
+    async with engine.begin() as conn:
+        outcomes = await place_orders(conn, [
+            Incoming(order(ext), f"web:{ext}"), Incoming(order(ext), f"web:{ext}"),
+            Incoming(order(clash, qty=2), f"web:{clash}"), Incoming(order(clash, qty=5), f"web:{clash}"),
+        ], publish_rejections=True)
+        placed = [e for e in await outbox(conn, Topic.ORDERS) if e["data"].get("external_id") in (ext, clash)]
+        await conn.rollback()
+    assert [o.status for o in outcomes] == ["created", "existing", "created", "conflict"]
+    assert outcomes[1].order_id == outcomes[0].order_id is not None
+    assert outcomes[3].order_id == outcomes[2].order_id
+    assert len(placed) == 2

@@ -46,6 +46,7 @@ async def place_orders(
     """Validate, store and announce a batch of orders in the caller's transaction."""
     outcomes: list[Outcome | None] = [None] * len(incoming)
     valid: dict[tuple[str, str], tuple[int, ChannelOrder, str]] = {}
+    repeats: list[tuple[int, tuple[str, str], str]] = []  # the same key again in this batch
     for i, item in enumerate(incoming):
         order, problems = validate_channel_order(item.document)
         if order is None:
@@ -53,8 +54,8 @@ async def place_orders(
             continue
         key = (order.channel, order.external_id)
         digest = content_hash(order)
-        if key in valid:  # the same key twice in one batch: the first one wins
-            outcomes[i] = _resend_or_conflict(valid[key][2], digest, order_id=None, index=valid[key][0])
+        if key in valid:  # the same key twice in one batch: the first one wins, answered below
+            repeats.append((i, key, digest))
             continue
         valid[key] = (i, order, digest)
 
@@ -98,7 +99,7 @@ async def place_orders(
             )
             for r in found:
                 i, _order, digest = valid[(r.channel, r.external_id)]
-                outcomes[i] = _resend_or_conflict(r.content_hash, digest, order_id=r.order_id, index=None)
+                outcomes[i] = _resend_or_conflict(r.content_hash, digest, order_id=r.order_id)
 
     events: list[OutboxMessage] = []
     line_rows: list[tuple[str, str, str, int, str]] = []
@@ -138,6 +139,10 @@ async def place_orders(
         )
         await add_timeline(conn, [(oid, "OrderPlaced", SOURCE, summary) for oid, summary in timeline])
 
+    for i, key, digest in repeats:
+        first = valid[key][0]
+        outcomes[i] = _resend_or_conflict(valid[key][2], digest, order_id=outcomes[first].order_id)  # type: ignore[union-attr]
+
     if publish_rejections:
         for i, outcome in enumerate(outcomes):
             assert outcome is not None
@@ -155,10 +160,11 @@ async def place_orders(
                     new_envelope(event, source=SOURCE, correlation_id=item.correlation_id or item.key),
                 ))
     await write_outbox(conn, SCHEMA, events)
-    return [o for o in outcomes if o is not None]
+    assert all(o is not None for o in outcomes)
+    return outcomes  # type: ignore[return-value]
 
 
-def _resend_or_conflict(stored_hash: str, digest: str, *, order_id: str | None, index: int | None) -> Outcome:
+def _resend_or_conflict(stored_hash: str, digest: str, *, order_id: str | None) -> Outcome:
     if stored_hash == digest:
         return Outcome("existing", order_id=order_id)
     return Outcome(
