@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
 
 import orjson
 
 from libs.contracts.events import LineState
-from libs.contracts.orders import ChannelOrder
+from libs.contracts.orders import ChannelOrder, Problem
 
 
 def new_order_id() -> str:
@@ -47,18 +46,12 @@ def order_status(lines: list[LineState], *, known: bool) -> str:
     return "allocated"
 
 
-@dataclass(frozen=True)
-class ChangeProblem:
-    field: str
-    problem: str
-
-
-def check_cancel(line_ids: list[str] | None, existing: dict[str, int]) -> list[ChangeProblem]:
+def check_cancel(line_ids: list[str] | None, existing: dict[str, int]) -> list[Problem]:
     """Lines named in a cancellation must exist on the order."""
     if line_ids is None:
         return []
-    problems = [ChangeProblem(f"line_ids.{i}", f"unknown line {lid!r}") for i, lid in enumerate(line_ids)
+    problems = [Problem(field=f"line_ids.{i}", problem=f"unknown line {lid!r}") for i, lid in enumerate(line_ids)
                 if lid not in existing]
     if not line_ids:
-        problems.append(ChangeProblem("line_ids", "must name at least one line, or be omitted to cancel the order"))
+        problems.append(Problem(field="line_ids", problem="must name at least one line, or be omitted to cancel the order"))
     return problems

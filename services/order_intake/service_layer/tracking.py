@@ -20,10 +20,11 @@ from libs.contracts.events import (
     PackRequested,
     ReturnReceived,
 )
+from libs.contracts.orders import Problem
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
 from libs.messaging.consumer import Delivery, EventMessage
 from services.order_intake.adapters.tables import SCHEMA
-from services.order_intake.domain.orders import ChangeProblem, check_cancel, order_status
+from services.order_intake.domain.orders import check_cancel, order_status
 from services.order_intake.service_layer.placing import SOURCE, add_timeline
 
 
@@ -128,7 +129,7 @@ class OrderNotFound(LookupError):
 
 
 class ChangeRefused(ValueError):
-    def __init__(self, problems: list[ChangeProblem]) -> None:
+    def __init__(self, problems: list[Problem]) -> None:
         super().__init__("; ".join(f"{p.field}: {p.problem}" for p in problems))
         self.problems = problems
 
@@ -157,16 +158,16 @@ async def cancel_order(conn: AsyncConnection, order_id: str, line_ids: list[str]
 
 async def modify_order(conn: AsyncConnection, order_id: str, changes: list[LineChange], priority: int | None) -> None:
     lines = await _order_lines(conn, order_id, lock=True)
-    problems: list[ChangeProblem] = []
+    problems: list[Problem] = []
     for i, change in enumerate(changes):
         current = lines.get(change.line_id)
         if current is not None and current.sku != change.sku:
-            problems.append(ChangeProblem(f"lines.{i}.sku", f"line {change.line_id!r} is for {current.sku!r}; add a new line instead"))
+            problems.append(Problem(field=f"lines.{i}.sku", problem=f"line {change.line_id!r} is for {current.sku!r}; add a new line instead"))
         if current is not None and change.qty < current.shipped + current.packed:
-            problems.append(ChangeProblem(
-                f"lines.{i}.qty", f"cannot go below the {current.shipped + current.packed} already packed or shipped"))
+            problems.append(Problem(
+                field=f"lines.{i}.qty", problem=f"cannot go below the {current.shipped + current.packed} already packed or shipped"))
     if not changes and priority is None:
-        problems.append(ChangeProblem("lines", "nothing to change"))
+        problems.append(Problem(field="lines", problem="nothing to change"))
     if problems:
         raise ChangeRefused(problems)
     event = OrderModified(order_id=order_id, lines=changes, priority=priority)
