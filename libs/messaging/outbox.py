@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
 from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, MetaData, String, Table, func, text
@@ -73,8 +74,6 @@ async def write_outbox(conn: AsyncConnection, schema: str, messages: Sequence[Ou
     """Add ``messages`` to the outbox inside the caller's transaction, in the given order."""
     if not messages:
         return
-    import orjson
-
     await conn.execute(
         _INSERT,
         {

@@ -83,8 +83,6 @@ def build_app(
 ) -> FastAPI:
     host = host or HostSettings()
     kafka = kafka or KafkaSettings()
-    state: dict[str, Any] = {}
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(
@@ -107,7 +105,6 @@ def build_app(
         runtime = Runtime(service.name, service.schema, engine, producer, broker, relay, kafka)
         for router in service.wire(runtime):
             app.include_router(router)
-        state["runtime"] = runtime
         app.state.runtime = runtime
         relay.start()
         tasks = [asyncio.create_task(fn()) for fn in (service.background(runtime) if service.background else [])]
@@ -133,7 +130,7 @@ def build_app(
 
     @app.get("/health/ready", tags=["health"])
     async def ready() -> Response:
-        runtime: Runtime | None = state.get("runtime")
+        runtime: Runtime | None = getattr(app.state, "runtime", None)
         if runtime is None:
             return JSONResponse({"status": "starting"}, status_code=503)
         db_ok, kafka_ok = await asyncio.gather(ping(runtime.engine), broker_reachable(runtime.kafka))
