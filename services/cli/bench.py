@@ -48,7 +48,7 @@ from services.cli.bench_measure import (
     phase_stats,
     wait_lag_zero,
 )
-from services.cli.bench_report import judge, machine_facts, write_all
+from services.cli.bench_report import budget_rows, judge, machine_facts, write_all
 from services.cli.bench_workload import Workload
 from services.cli.launcher import SERVICES, System
 
@@ -197,12 +197,14 @@ class Bench:
         src, mid, dst = (f"bench.{self.run_id}.{n}" for n in ("channel-orders", "orders", "allocations"))
         await ensure_topics(KafkaSettings(bootstrap=self.bootstrap), [src, mid, dst])
         self.say("transport ceiling: bare relay, 2 hops, same broker")
+        assert self.system is not None
         procs = []
         for hop, a, b in (("intake", src, mid), ("allocation", mid, dst)):
             procs.append(await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "services.cli.bench_relay", "--bootstrap", self.bootstrap, "--hop", hop,
                 "--source", a, "--target", b, "--group", f"bench.{self.run_id}.relay-{hop}",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                env=self.system.env_for("relay", 0),  # the services' Kafka settings, read the same way
             ))
         collector = ResultCollector(self.bootstrap, dst)
         try:
@@ -664,6 +666,9 @@ def _headline(result: dict[str, Any]) -> str:
         if ratio:
             text += f" ({ratio:.2f}x relay)"
         parts.append(text)
+    totals = [r for r in budget_rows(result) if r["process"] == "**all measured**"]
+    if totals and totals[0]["ms_per_order"] is not None:
+        parts.append(f"CPU {totals[0]['ms_per_order']:.2f} ms/order (budget {totals[0]['budget_ms']:.2f})")
     return "; ".join(parts)
 
 
@@ -693,6 +698,14 @@ def main(args: argparse.Namespace) -> int:
             print(f"  problem: {problem}")
         for row in result["targets"]:
             print(f"  {row['label']}: {row['value']:,} (target {row['target']}) {'pass' if row['pass'] else 'FAIL'}")
+        rows = budget_rows(result)
+        if rows:
+            print("  CPU ms per order, measured against budget:")
+            for b in rows:
+                measured = "-" if b["ms_per_order"] is None else f"{b['ms_per_order']:.3f}"
+                budget = "-" if b["budget_ms"] is None else f"{b['budget_ms']:.2f}"
+                over = "" if b["over"] is None else (f"  over by {b['over']:.3f}" if b["over"] > 0 else "  within")
+                print(f"    {b['process']:<18} {measured:>7} / {budget:>5}{over}")
         print("  written: " + ", ".join(result["files"].values()))
         failed |= not result["correct"]
     return 1 if failed else 0

@@ -23,7 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
+
+from libs.messaging.kafka import create_producer
+from libs.messaging.settings import KafkaSettings
 
 
 def _envelope(event_type: str, source: str, correlation_id: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -69,19 +72,17 @@ def allocation_hop(value: bytes, headers: list[tuple[str, bytes]]) -> tuple[byte
 HOPS = {"intake": intake_hop, "allocation": allocation_hop}
 
 
-async def relay(
-    bootstrap: str, hop: str, source: str, target: str, group: str, max_seconds: float, fetch_max_wait_ms: int = 500,
-) -> None:
+async def relay(bootstrap: str, hop: str, source: str, target: str, group: str, max_seconds: float) -> None:
     transform = HOPS[hop]
+    # Exactly the services' client settings (KafkaSettings from the same environment, the same
+    # producer factory), so the ratio measures the services' work and not a setting.
+    kafka = KafkaSettings(bootstrap=bootstrap)
     consumer = AIOKafkaConsumer(
         source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-        auto_offset_reset="earliest", max_poll_records=500, client_id=f"oms-bench-relay-{hop}",
-        fetch_max_wait_ms=fetch_max_wait_ms,  # aiokafka's default 500 is what the services run with
+        auto_offset_reset="earliest", max_poll_records=kafka.max_batch, client_id=f"oms-bench-relay-{hop}",
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms,
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, client_id=f"oms-bench-relay-{hop}", acks="all", linger_ms=2,
-        max_batch_size=256 * 1024, enable_idempotence=False,
-    )
+    producer = create_producer(kafka, client_id=f"oms-bench-relay-{hop}")
     await producer.start()
     await consumer.start()
     stop = asyncio.Event()
@@ -92,7 +93,7 @@ async def relay(
     announced = False
     try:
         while not stop.is_set() and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=5, max_records=500)
+            batches = await consumer.getmany(timeout_ms=kafka.batch_wait_ms, max_records=kafka.max_batch)
             if not announced and consumer.assignment():
                 print("ready", flush=True)
                 announced = True
@@ -118,10 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True)
     parser.add_argument("--group", required=True)
     parser.add_argument("--max-seconds", type=float, default=1800.0)
-    parser.add_argument("--fetch-max-wait-ms", type=int, default=500)
     args = parser.parse_args(argv)
-    asyncio.run(relay(args.bootstrap, args.hop, args.source, args.target, args.group, args.max_seconds,
-                      args.fetch_max_wait_ms))
+    asyncio.run(relay(args.bootstrap, args.hop, args.source, args.target, args.group, args.max_seconds))
     return 0
 
 

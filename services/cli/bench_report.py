@@ -63,6 +63,8 @@ def write_all(result: dict[str, Any], out: Path, *, chart: bool = True) -> dict[
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float) and abs(v) < 10:
         return f"{v:.2f}"
     if isinstance(v, float):
@@ -109,21 +111,18 @@ def markdown(result: dict[str, Any], png_name: str | None) -> str:
     if result.get("extra"):
         lines.append("")
     if result.get("resources"):
-        orders = sum((ph.get("services") or {}).get("orders", 0) for name, ph in result["phases"].items()
-                     if name not in ("refill", "shrink"))
-        lines += ["## Processes (load phases)", "", "| process | CPU s | CPU cores | CPU ms per order | peak RSS MB |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
-        total = 0.0
-        for name, r in result["resources"].items():
-            total += r["cpu_s"]
-            per = f"{1000 * r['cpu_s'] / orders:.2f}" if orders else "-"
-            lines.append(f"| {name} | {_fmt(r['cpu_s'])} | {_fmt(r['cpu_cores'])} | {per} | {_fmt(r['peak_rss_mb'])} |")
-        if orders:
-            lines.append(f"| **all** | {_fmt(total)} | | {1000 * total / orders:.2f} | |")
+        lines += ["## Processes (load phases) against the CPU budget", "",
+                  "| process | CPU s | CPU cores | CPU ms per order | budget ms | over budget | peak RSS MB |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for row in budget_rows(result):
+            lines.append(
+                f"| {row['process']} | {_fmt(row['cpu_s'])} | {_fmt(row['cpu_cores'])} | {_fmt(row['ms_per_order'])} "
+                f"| {_fmt(row['budget_ms'])} | {_fmt(row['over'])} | {_fmt(row['peak_rss_mb'])} |"
+            )
         lines += ["", "CPU ms per order: CPU seconds over the load phases ÷ orders placed in them (refill and "
-                  "shrink work included where the scenario has it): the budget to beat is 1,000 ms × cores ÷ "
-                  "target orders/s. PostgreSQL is the sum over its processes (shared buffers counted in "
-                  "each).", ""]
+                  "shrink work included where the scenario has it). The budget (docs/benchmark.md) is what "
+                  "2,000 orders/s on 2 cores allows: 1.0 ms per order for everything. PostgreSQL is the sum "
+                  "over its processes (shared buffers counted in each).", ""]
     m = result["machine"]
     lines += [f"Machine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; load average "
               f"{m.get('load_average_at_start')} at the start, {m['load_average']} at the end (1, 5, 15 min). "
@@ -135,6 +134,50 @@ def markdown(result: dict[str, Any], png_name: str | None) -> str:
     if png_name:
         lines += [f"![latency and throughput]({png_name})", ""]
     return "\n".join(lines)
+
+
+# CPU budget per order (ms) at the target of SPEC 7: 2,000 orders/s on 2 cores = 1.0 ms of CPU per
+# order for everything on the machine. docs/benchmark.md explains each share; "rest" is what the
+# meter does not see per process: the load generator, the measuring consumer and the kernel.
+BUDGET_MS_PER_ORDER: dict[str, float] = {
+    "order_intake": 0.15,
+    "allocation": 0.25,
+    "fulfillment": 0.10,
+    "inventory": 0.02,
+    "postgresql": 0.18,
+    "broker": 0.20,
+    "rest": 0.10,
+}
+assert abs(sum(BUDGET_MS_PER_ORDER.values()) - 1.0) < 1e-9
+
+
+def budget_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Measured CPU ms per order of every process beside its budget (instances of one service
+    are added up), and the total; ``over`` is measured minus budget (negative: under)."""
+    orders = sum((ph.get("services") or {}).get("orders", 0) for name, ph in result["phases"].items()
+                 if name not in ("refill", "shrink"))
+    grouped: dict[str, dict[str, float]] = {}
+    for name, r in (result.get("resources") or {}).items():
+        g = grouped.setdefault(name.split("#")[0], {"cpu_s": 0.0, "cpu_cores": 0.0, "peak_rss_mb": 0.0})
+        g["cpu_s"] += r["cpu_s"]
+        g["cpu_cores"] += r.get("cpu_cores") or 0.0
+        g["peak_rss_mb"] = max(g["peak_rss_mb"], r.get("peak_rss_mb") or 0.0)
+    rows: list[dict[str, Any]] = []
+    for name, g in grouped.items():
+        per = round(1000 * g["cpu_s"] / orders, 3) if orders else None
+        budget = BUDGET_MS_PER_ORDER.get(name)
+        rows.append({"process": name, "cpu_s": round(g["cpu_s"], 2), "cpu_cores": round(g["cpu_cores"], 2),
+                     "ms_per_order": per, "budget_ms": budget,
+                     "over": round(per - budget, 3) if per is not None and budget is not None else None,
+                     "peak_rss_mb": round(g["peak_rss_mb"], 1)})
+    if orders and rows:
+        total = sum(r["cpu_s"] for r in rows)
+        per_all = round(1000 * total / orders, 3)
+        budget_all = sum(v for k, v in BUDGET_MS_PER_ORDER.items() if k != "rest")
+        rows.append({"process": "**all measured**", "cpu_s": round(total, 2), "cpu_cores": None,
+                     "ms_per_order": per_all, "budget_ms": round(budget_all, 2),
+                     "over": round(per_all - budget_all, 3), "peak_rss_mb": None})
+    return rows
 
 
 def append_history(path: Path, result: dict[str, Any]) -> None:
