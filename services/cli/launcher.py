@@ -90,6 +90,8 @@ class System:
             PYTHONUNBUFFERED="1",
         )
         env[f"OMS_{name.upper()}_PORT"] = str(port)
+        # inventory's stock takes ask allocation for reserved quantities over its public API
+        env.setdefault("OMS_ALLOCATION_URL", f"http://127.0.0.1:{self.ports['allocation']}")
         env.update(self.extra_env)
         return env
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,27 +13,32 @@ from types import SimpleNamespace
 import httpx
 import orjson
 import pytest
+from allocation_support import fresh_engine
+from allocation_support import location as alloc_location
+from allocation_support import order as alloc_order
+from allocation_support import stock as alloc_stock
 from fastapi import FastAPI
 from openpyxl import load_workbook
 from sqlalchemy import text
 
 from libs.contracts import decode_event, new_envelope
 from libs.contracts.events import (
-    AvailabilityChanged,
     Event,
     LocationChanged,
     OrderPacked,
     OrderShipped,
-    PositionReservation,
     ReturnLine,
     ReturnReceived,
     ShipmentLine,
 )
 from libs.database import create_engine, upgrade_schema
+from services.allocation.entrypoints.http import build_router as alloc_router
+from services.allocation.service_layer.allocating import apply_events as apply_allocation_events
+from services.inventory.adapters.allocation_api import AllocationReservations
 from services.inventory.domain.stock import PositionKey, Transfer
 from services.inventory.domain.stocktake import RawSheet
 from services.inventory.entrypoints.http import build_router
-from services.inventory.service_layer.events import apply_fulfillment_events, mirror_reservations
+from services.inventory.service_layer.events import apply_fulfillment_events
 from services.inventory.service_layer.locations import save_location
 from services.inventory.service_layer.stock import (
     DuplicateReceipt,
@@ -91,7 +95,7 @@ async def position(engine, sku_: str, location_id: str, bin_: str, lot: str = ""
         return (
             await conn.execute(
                 text(
-                    "SELECT on_hand, seq, reserved, sellable FROM positions"
+                    "SELECT on_hand, seq, sellable FROM positions"
                     " WHERE sku = :s AND location_id = :l AND bin = :b AND lot = :lot"
                 ),
                 {"s": sku_, "l": location_id, "b": bin_, "lot": lot},
@@ -332,46 +336,36 @@ async def test_returns_go_back_to_stock_or_into_quarantine(engine, location):
     ]
 
 
-async def test_availability_positions_update_the_reserved_mirror_newest_wins(engine, location):
-    s = sku()
-    await receive(engine, location, (s, "A-01", "", 5))
-    older = datetime(2030, 1, 1, tzinfo=UTC)
-    newer = datetime(2030, 1, 2, tzinfo=UTC)
-
-    def changed(reserved: int, at: datetime) -> AvailabilityChanged:
-        return AvailabilityChanged(
-            sku=s,
-            total=0,
-            locations=[],
-            as_of=at,
-            positions=[
-                PositionReservation(location_id=location, bin="A-01", lot="", on_hand=5, reserved=reserved)
-            ],
-        )
-
-    async with engine.begin() as conn:
-        await mirror_reservations(conn, [delivered(changed(3, newer))])
-    async with engine.begin() as conn:
-        await mirror_reservations(conn, [delivered(changed(1, older))])  # late: ignored
-    assert (await position(engine, s, location, "A-01")).reserved == 3
-
-
 # --- stock take ----------------------------------------------------------------------------------
 
 
-async def set_reserved(engine, sku_: str, location_id: str, bin_: str, reserved: int) -> None:  # type: ignore[no-untyped-def]
-    async with engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE positions SET reserved = :r WHERE sku = :s AND location_id = :l AND bin = :b"),
-            {"r": reserved, "s": sku_, "l": location_id, "b": bin_},
-        )
+@pytest.fixture
+async def allocation(database_url: str):  # type: ignore[no-untyped-def]
+    """The real allocation service's HTTP API on the same database, as inventory reaches it."""
+    engine = await fresh_engine(database_url)
+    app = FastAPI()
+    app.include_router(alloc_router(SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))))  # type: ignore[arg-type]
+    source = AllocationReservations("http://allocation", transport=httpx.ASGITransport(app=app))
+    source.engine = engine  # type: ignore[attr-defined]
+    yield source
+    await engine.dispose()
+
+
+async def reserve(allocation, sku_: str, location_id: str, bin_: str, on_hand: int, qty: int) -> None:  # type: ignore[no-untyped-def]
+    """Let allocation reserve ``qty`` of ``on_hand`` at the position: the way it really happens,
+    an order allocated against stock it heard of from inventory."""
+    async with allocation.engine.begin() as conn:
+        await apply_allocation_events(conn, [
+            alloc_location(location_id), alloc_stock(sku_, on_hand, on_hand, 1, location_id=location_id, bin=bin_),
+            alloc_order(f"o-{uuid.uuid4().hex[:8]}", [("1", sku_, qty)]),
+        ])
 
 
 def raw(*rows: list) -> RawSheet:
     return RawSheet(HEADER, 1, [(i + 2, r) for i, r in enumerate(rows)])
 
 
-async def test_bad_sheet_is_rejected_with_row_numbers_and_nothing_is_applied(engine, location):
+async def test_bad_sheet_is_rejected_with_row_numbers_and_nothing_is_applied(engine, location, allocation):
     s = sku()
     await receive(engine, location, (s, "A-01", "", 5))
     with pytest.raises(SheetRejected) as rejected:
@@ -389,6 +383,7 @@ async def test_bad_sheet_is_rejected_with_row_numbers_and_nothing_is_applied(eng
                 ),
                 "count.csv",
                 "dana",
+                allocation,
             )
     assert {(p.row, p.column) for p in rejected.value.problems} == {
         (3, "sku"),
@@ -406,13 +401,13 @@ async def test_bad_sheet_is_rejected_with_row_numbers_and_nothing_is_applied(eng
     assert stored == 0
 
 
-async def test_all_bins_zeroes_missing_bins_protects_reserved_and_submits_once(engine, location):
+async def test_all_bins_zeroes_missing_bins_protects_reserved_and_submits_once(engine, location, allocation):
     a, b = sku(), sku()
     await receive(engine, location, (a, "A-01", "", 10), (a, "A-02", "", 6), (b, "B-01", "", 4))
-    await set_reserved(engine, b, location, "B-01", 3)
+    await reserve(allocation, b, location, "B-01", 4, 3)
     async with engine.begin() as conn:
         preview = await upload_count(
-            conn, location, "all_bins", False, raw([a, "A-01", "", 10, 0, 9]), "count.csv", "dana"
+            conn, location, "all_bins", False, raw([a, "A-01", "", 10, 0, 9]), "count.csv", "dana", allocation
         )
     rows = {(ln["sku"], ln["bin"]): ln for ln in preview["lines"]}
     assert rows[a, "A-01"]["delta"] == -1
@@ -420,7 +415,7 @@ async def test_all_bins_zeroes_missing_bins_protects_reserved_and_submits_once(e
     assert rows[b, "B-01"]["new_on_hand"] == 3 and rows[b, "B-01"]["problems"]
     for _ in range(2):
         async with engine.begin() as conn:
-            result = await submit_stocktake(conn, preview["stocktake_id"], "erin")
+            result = await submit_stocktake(conn, preview["stocktake_id"], "erin", allocation)
     assert result["already_submitted"] is True
     assert (await position(engine, a, location, "A-01")).on_hand == 9
     assert (await position(engine, a, location, "A-02")).on_hand == 0
@@ -436,27 +431,27 @@ async def test_all_bins_zeroes_missing_bins_protects_reserved_and_submits_once(e
     ]
 
 
-async def test_all_bins_with_release_shortfall_goes_below_reserved_and_says_so(engine, location):
+async def test_all_bins_with_release_shortfall_goes_below_reserved_and_says_so(engine, location, allocation):
     b = sku()
     await receive(engine, location, (b, "B-01", "", 4))
-    await set_reserved(engine, b, location, "B-01", 3)
+    await reserve(allocation, b, location, "B-01", 4, 3)
     async with engine.begin() as conn:
         preview = await upload_count(
-            conn, location, "all_bins", True, raw([b, "B-01", "", 4, 3, 1]), None, None
+            conn, location, "all_bins", True, raw([b, "B-01", "", 4, 3, 1]), None, None, allocation
         )
-        await submit_stocktake(conn, preview["stocktake_id"], None)
+        await submit_stocktake(conn, preview["stocktake_id"], None, allocation)
     [count] = [e for e in await stock_events(engine, b) if e["reason"] == "count"]
     assert (count["delta"], count["on_hand"], count["release_shortfall"]) == (-3, 1, True)
 
 
-async def test_specific_bins_changes_only_the_listed_rows(engine, location):
+async def test_specific_bins_changes_only_the_listed_rows(engine, location, allocation):
     a = sku()
     await receive(engine, location, (a, "A-01", "", 10), (a, "A-02", "", 6))
     async with engine.begin() as conn:
         preview = await upload_count(
-            conn, location, "specific_bins", False, raw([a, "A-02", "", 6, 0, 8]), None, None
+            conn, location, "specific_bins", False, raw([a, "A-02", "", 6, 0, 8]), None, None, allocation
         )
-        await submit_stocktake(conn, preview["stocktake_id"], None)
+        await submit_stocktake(conn, preview["stocktake_id"], None, allocation)
     assert (await position(engine, a, location, "A-01")).on_hand == 10
     assert (await position(engine, a, location, "A-02")).on_hand == 8
 
@@ -465,10 +460,10 @@ async def test_specific_bins_changes_only_the_listed_rows(engine, location):
 
 
 @pytest.fixture
-async def client(engine):  # type: ignore[no-untyped-def]
+async def client(engine, allocation):  # type: ignore[no-untyped-def]
     runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
     app = FastAPI()
-    app.include_router(build_router(runtime))  # type: ignore[arg-type]
+    app.include_router(build_router(runtime, allocation))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inventory") as c:
         yield c
 
@@ -574,3 +569,35 @@ async def test_http_location_can_be_deactivated_with_patch(client, engine):
         ("LocationChanged", False),
     ]
     assert (await client.patch("/v1/locations/NOPE", json={"active": False})).status_code == 404
+
+
+async def test_stock_view_and_stock_take_read_reserved_from_allocation(client, engine, allocation, location):
+    s = sku()
+    await receive(engine, location, (s, "A-01", "", 5))
+    await reserve(allocation, s, location, "A-01", 5, 2)
+    stock = (await client.get(f"/v1/stock/{s}")).json()
+    assert (stock["on_hand"], stock["reserved"], stock["available"]) == (5, 2, 3)
+    csv_export = (await client.get("/v1/stocktakes/export", params={"location_id": location})).text
+    assert f"{s},A-01,,5,2," in csv_export.splitlines()
+
+
+async def test_stock_take_answers_503_and_changes_nothing_when_allocation_cannot_be_asked(engine, location):
+    s = sku()
+    await receive(engine, location, (s, "A-01", "", 5))
+    runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    app = FastAPI()
+    # nothing listens on port 9 of this machine: allocation is down
+    app.include_router(build_router(runtime, AllocationReservations("http://127.0.0.1:9")))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inventory") as c:
+        r = await c.post(
+            "/v1/stocktakes",
+            data={"location_id": location, "mode": "all_bins"},
+            files={"file": ("count.csv", f"sku,bin,lot,counted\n{s},A-01,,0\n".encode(), "text/csv")},
+        )
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.text
+        assert r.json()["detail"][0]["field"] == "(allocation)"
+    assert (await position(engine, s, location, "A-01")).on_hand == 5
+    async with engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT count(*) FROM stocktakes WHERE location_id = :l"),
+                                     {"l": location})).scalar_one()
+    assert stored == 0

@@ -40,6 +40,14 @@ class TransferRequest(BaseModel):
     location_id: str | None = Field(default=None, description="only units allocated at this location")
 
 
+class ReservedPosition(BaseModel):
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    reserved: int = Field(description="units of live (allocated or packed) allocations at this position")
+
+
 def _problems(problems: list[Any], status: int = 422) -> JSONResponse:
     return JSONResponse({"detail": [{"field": p.field, "problem": p.problem} for p in problems]}, status_code=status)
 
@@ -152,6 +160,17 @@ def build_router(runtime: Runtime) -> APIRouter:
     ) -> Any:
         async with engine.connect() as conn:
             return await views.stock_report(conn, sku, limit, offset)
+
+    @router.get(
+        "/reports/reserved",
+        summary="Reserved units per position of a location or a SKU (what a stock take protects)",
+        response_model=list[ReservedPosition],
+    )
+    async def get_reserved(location_id: str | None = None, sku: str | None = None) -> Any:
+        if location_id is None and sku is None:
+            return _problems([Problem(field="location_id", problem="give location_id or sku (or both)")])
+        async with engine.connect() as conn:
+            return await views.reserved_positions(conn, location_id, sku)
 
     @router.get("/reports/backorders-by-age", summary="Backordered and unallocated orders by age")
     async def get_backorders_by_age() -> Any:

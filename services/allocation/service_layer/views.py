@@ -134,6 +134,21 @@ async def stock_report(conn: AsyncConnection, sku: str | None, limit: int, offse
     return out
 
 
+async def reserved_positions(conn: AsyncConnection, location_id: str | None, sku: str | None) -> list[dict[str, Any]]:
+    """What allocation reserves at each position of a location or of a SKU (positions with
+    nothing reserved are left out). Inventory's stock take reads this at preview and submit time
+    instead of keeping a mirror fed by the availability topic."""
+    rows = await conn.execute(
+        text(
+            "SELECT sku, location_id, bin, lot, reserved FROM positions WHERE reserved > 0"
+            " AND (CAST(:l AS text) IS NULL OR location_id = :l) AND (CAST(:s AS text) IS NULL OR sku = :s)"
+            " ORDER BY sku, location_id, bin, lot"
+        ),
+        {"l": location_id, "s": sku},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
 async def backorders_by_age(conn: AsyncConnection) -> dict[str, Any]:
     """Backordered and unallocated orders grouped by how long ago they were placed."""
     rows = await conn.execute(

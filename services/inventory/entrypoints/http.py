@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from libs.contracts.events import LocationChanged
 from libs.contracts.orders import problems_of
 from libs.service_host import Runtime
+from services.inventory.adapters.allocation_api import AllocationReservations
 from services.inventory.adapters.sheets import (
     XLSX_MEDIA_TYPE,
     UnreadableSheet,
@@ -34,6 +35,7 @@ from services.inventory.service_layer.locations import (
     list_locations,
     save_location,
 )
+from services.inventory.service_layer.reservations import Reservations, ReservationsUnavailable
 from services.inventory.service_layer.stock import (
     DuplicateReceipt,
     ReceiptLine,
@@ -167,9 +169,20 @@ def _event(loc: LocationIn) -> LocationChanged:
     return LocationChanged(**loc.model_dump())
 
 
-def build_router(runtime: Runtime) -> APIRouter:
+def _unavailable(exc: ReservationsUnavailable) -> JSONResponse:
+    """Reserved quantities are allocation's: without them a stock take cannot protect them."""
+    return JSONResponse(
+        {"detail": [{"field": "(allocation)", "problem": f"reserved quantities unavailable: {exc}"}]},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def build_router(runtime: Runtime, reservations: Reservations | None = None) -> APIRouter:
+    """``reservations``: where reserved quantities come from (allocation's HTTP API by default)."""
     router = APIRouter(prefix="/v1", tags=["inventory"])
     engine = runtime.engine
+    reserved_by: Reservations = reservations or AllocationReservations()
 
     # --- locations ---------------------------------------------------------------------------
 
@@ -296,8 +309,12 @@ def build_router(runtime: Runtime) -> APIRouter:
         "/stock/{sku}", summary="Positions of a SKU with on_hand, reserved (allocation's) and available"
     )
     async def get_stock(sku: str) -> Any:
+        try:
+            reserved = await reserved_by.of_sku(sku)
+        except ReservationsUnavailable as exc:
+            return _unavailable(exc)
         async with engine.connect() as conn:
-            positions = await stock_of_sku(conn, sku)
+            positions = await stock_of_sku(conn, sku, reserved)
         if not positions:
             return _not_found(f"stock of SKU {sku}")
         return {
@@ -324,9 +341,11 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def export_stocktake(location_id: str, format: Literal["csv", "xlsx"] = "csv") -> Response:
         async with engine.connect() as conn:
             try:
-                rows = await export_stock_list(conn, location_id)
+                rows = await export_stock_list(conn, location_id, reserved_by)
             except LocationNotFound:
                 return _not_found(f"location {location_id}")
+            except ReservationsUnavailable as exc:
+                return _unavailable(exc)
         name = f"stocktake-{location_id}.{format}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         if format == "xlsx":
@@ -390,7 +409,10 @@ def build_router(runtime: Runtime) -> APIRouter:
                     sheet,  # type: ignore[arg-type]
                     upload.filename,
                     x_actor,
+                    reserved_by,
                 )
+        except ReservationsUnavailable as exc:
+            return _unavailable(exc)
         except LocationNotFound:
             return _problems([Problem("location_id", f"unknown location {location_id!r}")])
         except SheetRejected as exc:
@@ -416,9 +438,11 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def get_stocktake(stocktake_id: str) -> Any:
         async with engine.connect() as conn:
             try:
-                return await stocktake_preview(conn, stocktake_id)
+                return await stocktake_preview(conn, stocktake_id, reserved_by)
             except StocktakeNotFound:
                 return _not_found(f"stock take {stocktake_id}")
+            except ReservationsUnavailable as exc:
+                return _unavailable(exc)
 
     @router.post(
         "/stocktakes/{stocktake_id}/submit",
@@ -427,7 +451,9 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def post_submit(stocktake_id: str, x_actor: Annotated[str | None, Header()] = None) -> Any:
         try:
             async with engine.begin() as conn:
-                result = await submit_stocktake(conn, stocktake_id, x_actor)
+                result = await submit_stocktake(conn, stocktake_id, x_actor, reserved_by)
+        except ReservationsUnavailable as exc:
+            return _unavailable(exc)
         except StocktakeNotFound:
             return _not_found(f"stock take {stocktake_id}")
         except StockRefused as exc:

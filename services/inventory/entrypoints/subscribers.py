@@ -23,7 +23,7 @@ from libs.messaging.consumer import (
     keep_raw_records,
 )
 from libs.service_host import Runtime
-from services.inventory.service_layer.events import apply_fulfillment_events, mirror_reservations
+from services.inventory.service_layer.events import apply_fulfillment_events
 from services.inventory.service_layer.stock import StockRefused
 
 UseCase = Callable[[AsyncConnection, Sequence[tuple[Envelope, Event]]], Awaitable[int]]
@@ -37,13 +37,6 @@ def register(runtime: Runtime, group_id: str) -> None:
         apply_fulfillment_events,
         "OrderShipped: one StockAdjusted(reason=shipment) per line; ReturnReceived: stock back at the "
         "position (sellable) or into the location's QUARANTINE bin (damaged). Other types are ignored.",
-    )
-    _subscribe(
-        runtime,
-        group_id,
-        Topic.AVAILABILITY,
-        mirror_reservations,
-        "AvailabilityChanged.positions: keeps the reserved mirror of positions that stock takes protect.",
     )
 
 

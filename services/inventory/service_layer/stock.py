@@ -10,7 +10,7 @@ DO NOTHING`` waits for a concurrent insert of the same key), so it can be locked
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -142,7 +142,7 @@ async def lock_positions(
     """Lock and read the positions with these keys (the ones that exist), in key order."""
     rows = await conn.execute(
         text(
-            "SELECT p.sku, p.location_id, p.bin, p.lot, p.on_hand, p.seq, p.reserved, p.sellable,"
+            "SELECT p.sku, p.location_id, p.bin, p.lot, p.on_hand, p.seq, p.sellable,"
             " p.received_at, p.expires_at FROM positions p"
             " JOIN unnest(CAST(:s AS text[]), CAST(:l AS text[]), CAST(:b AS text[]), CAST(:lot AS text[]))"
             " AS k(s, l, b, lot) ON p.sku = k.s AND p.location_id = k.l AND p.bin = k.b AND p.lot = k.lot"
@@ -160,7 +160,7 @@ async def lock_positions(
             PositionKey(r.sku, r.location_id, r.bin, r.lot),
             r.on_hand,
             r.seq,
-            r.reserved,
+            0,  # reserved: allocation's figure, not needed to book a change
             r.sellable,
             r.received_at,
             r.expires_at,
@@ -345,10 +345,13 @@ async def transfer_stock(conn: AsyncConnection, transfer: Transfer) -> list[Ledg
 # --- queries -------------------------------------------------------------------------------
 
 
-async def stock_of_sku(conn: AsyncConnection, sku: str) -> list[dict[str, Any]]:
+async def stock_of_sku(
+    conn: AsyncConnection, sku: str, reserved: Mapping[tuple[str, str, str], int]
+) -> list[dict[str, Any]]:
+    """Positions of ``sku`` with ``reserved`` (allocation's figure per (location_id, bin, lot))."""
     rows = await conn.execute(
         text(
-            "SELECT sku, location_id, bin, lot, on_hand, reserved, sellable, seq, received_at, expires_at"
+            "SELECT sku, location_id, bin, lot, on_hand, sellable, seq, received_at, expires_at"
             " FROM positions WHERE sku = :s ORDER BY location_id, bin, lot"
         ),
         {"s": sku},
@@ -356,7 +359,8 @@ async def stock_of_sku(conn: AsyncConnection, sku: str) -> list[dict[str, Any]]:
     out = []
     for r in rows.mappings():
         position = dict(r)
-        position["available"] = max(r["on_hand"] - r["reserved"], 0) if r["sellable"] else 0
+        position["reserved"] = reserved.get((r["location_id"], r["bin"], r["lot"]), 0)
+        position["available"] = max(r["on_hand"] - position["reserved"], 0) if r["sellable"] else 0
         out.append(position)
     return out
 

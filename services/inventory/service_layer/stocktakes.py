@@ -22,6 +22,7 @@ from services.inventory.domain.stocktake import (
     read_counted_sheet,
 )
 from services.inventory.service_layer.locations import LocationNotFound
+from services.inventory.service_layer.reservations import Reservations
 from services.inventory.service_layer.stock import Trace, book_changes
 
 
@@ -43,24 +44,32 @@ async def _require_location(conn: AsyncConnection, location_id: str) -> None:
         raise LocationNotFound(location_id)
 
 
-async def current_stock(conn: AsyncConnection, location_id: str, *, lock: bool = False) -> list[CurrentStock]:
-    """Every position of the location (locked for update when ``lock``).
+async def current_stock(
+    conn: AsyncConnection, location_id: str, reservations: Reservations, *, lock: bool = False
+) -> list[CurrentStock]:
+    """Every position of the location (locked for update when ``lock``) with what allocation
+    reserves there, asked after the lock so the figure is as fresh as it can be.
 
     Ordered by key, the order every use case locks positions in, so none deadlocks another."""
-    rows = await conn.execute(
-        text(
-            "SELECT sku, bin, lot, on_hand, reserved FROM positions WHERE location_id = :l"
-            " ORDER BY sku, bin, lot" + (" FOR UPDATE" if lock else "")
-        ),
-        {"l": location_id},
-    )
-    return [CurrentStock(r.sku, r.bin, r.lot, r.on_hand, r.reserved) for r in rows]
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT sku, bin, lot, on_hand FROM positions WHERE location_id = :l"
+                " ORDER BY sku, bin, lot" + (" FOR UPDATE" if lock else "")
+            ),
+            {"l": location_id},
+        )
+    ).all()
+    reserved = await reservations.at_location(location_id)
+    return [CurrentStock(r.sku, r.bin, r.lot, r.on_hand, reserved.get((r.sku, r.bin, r.lot), 0)) for r in rows]
 
 
-async def export_stock_list(conn: AsyncConnection, location_id: str) -> list[tuple[Any, ...]]:
+async def export_stock_list(
+    conn: AsyncConnection, location_id: str, reservations: Reservations
+) -> list[tuple[Any, ...]]:
     """Rows (sku, bin, lot, on_hand, reserved, counted="") of what the location holds, by bin."""
     await _require_location(conn, location_id)
-    stock = sorted(await current_stock(conn, location_id), key=lambda s: (s.bin, s.sku, s.lot))
+    stock = sorted(await current_stock(conn, location_id, reservations), key=lambda s: (s.bin, s.sku, s.lot))
     return [(s.sku, s.bin, s.lot, s.on_hand, s.reserved, None) for s in stock if s.on_hand or s.reserved]
 
 
@@ -72,6 +81,7 @@ async def upload_count(
     sheet: RawSheet,
     filename: str | None,
     actor: str | None,
+    reservations: Reservations,
 ) -> dict[str, Any]:
     """Validate and store a counted sheet; return its preview. Raises SheetRejected."""
     await _require_location(conn, location_id)
@@ -104,30 +114,32 @@ async def upload_count(
             "a": actor,
         },
     )
-    return await stocktake_preview(conn, stocktake_id)
+    return await stocktake_preview(conn, stocktake_id, reservations)
 
 
-async def stocktake_preview(conn: AsyncConnection, stocktake_id: str) -> dict[str, Any]:
+async def stocktake_preview(conn: AsyncConnection, stocktake_id: str, reservations: Reservations) -> dict[str, Any]:
     """What submitting would do now (counts are absolute, so the preview follows current stock)."""
     take = await _load(conn, stocktake_id, lock=False)
     if take["status"] == "submitted":
         return _view(take, None)
     lines = plan_count(
         _rows(take),
-        await current_stock(conn, take["location_id"]),
+        await current_stock(conn, take["location_id"], reservations),
         mode=take["mode"],
         release_shortfall=take["release_shortfall"],
     )
     return _view(take, lines)
 
 
-async def submit_stocktake(conn: AsyncConnection, stocktake_id: str, actor: str | None) -> dict[str, Any]:
+async def submit_stocktake(
+    conn: AsyncConnection, stocktake_id: str, actor: str | None, reservations: Reservations
+) -> dict[str, Any]:
     """Apply the count as one unit (ledger reason "count"). A second submit changes nothing and
     returns the first result with ``already_submitted``."""
     take = await _load(conn, stocktake_id, lock=True)
     if take["status"] == "submitted":
         return {**_view(take, None), "already_submitted": True}
-    stock = await current_stock(conn, take["location_id"], lock=True)
+    stock = await current_stock(conn, take["location_id"], reservations, lock=True)
     lines = plan_count(_rows(take), stock, mode=take["mode"], release_shortfall=take["release_shortfall"])
     changes = [
         StockChange(
