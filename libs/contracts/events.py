@@ -206,7 +206,8 @@ class LocationAvailability(BaseModel):
 
 
 class PositionReservation(BaseModel):
-    """What allocation holds at one stock position (inventory mirrors it for stock takes)."""
+    """What allocation holds at one stock position. No longer sent (``AvailabilityChanged.positions``
+    is always empty; ask ``GET /v1/reports/reserved``); kept so schema-v1 readers still parse."""
 
     model_config = ConfigDict(frozen=True)
     location_id: str

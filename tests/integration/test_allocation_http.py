@@ -99,6 +99,14 @@ async def test_reports_and_coalesced_availability(api: httpx.AsyncClient) -> Non
         assert await publish_dirty(conn) == 1  # many changes to P1, one event
         assert await publish_dirty(conn) == 0
     [event] = [e for e in await outbox(engine) if e["event_type"] == "AvailabilityChanged"]
-    assert event["data"]["total"] == 0 and len(event["data"]["positions"]) == 2
+    assert event["data"]["total"] == 0 and event["data"]["positions"] == []
+    assert event["data"]["locations"] == [{"location_id": "WH1", "available": 0}, {"location_id": "WH2", "available": 0}]
+    # reserved per position: what inventory's stock take asks for
+    reserved = (await api.get("/v1/reports/reserved", params={"location_id": "WH1"})).json()
+    assert reserved == [{"sku": "P1", "location_id": "WH1", "bin": "A1", "lot": "", "reserved": 10}]
+    by_sku = (await api.get("/v1/reports/reserved", params={"sku": "P1"})).json()
+    assert sorted((r["location_id"], r["reserved"]) for r in by_sku) == [("WH1", 10), ("WH2", 10)]
+    r = await api.get("/v1/reports/reserved")
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "location_id"
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM skus WHERE availability_dirty"))).scalar() == 0

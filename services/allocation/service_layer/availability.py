@@ -24,15 +24,14 @@ log = logging.getLogger(__name__)
 SOURCE = "allocation"
 
 
-def availability_of(sku: str, positions: list[Any], active: dict[str, bool], policies: dict[str, Policy],
-                    now: datetime) -> dict[str, Any]:
-    """AvailabilityChanged payload for one SKU (plain JSON)."""
+def availability_of(sku: str, free_at: dict[str, int], policies: dict[str, Policy], now: datetime) -> dict[str, Any]:
+    """AvailabilityChanged payload for one SKU (plain JSON) from what is free per location
+    (sellable on hand minus reserved, at active locations).
+
+    ``positions`` is left empty: it carried reserved quantities per position for inventory's
+    mirror, which is gone (stock takes ask ``GET /v1/reports/reserved``). Each entry cost a
+    loop here and bytes on every event of the busiest topic."""
     default = policies.get(DEFAULT_CHANNEL) or Policy()
-    free_at: dict[str, int] = {}
-    for p in positions:
-        loc_ok = active.get(p.location_id, False)
-        free = max(0, p.on_hand - p.reserved) if (p.sellable and loc_ok) else 0
-        free_at[p.location_id] = free_at.get(p.location_id, 0) + free
     per_location = {loc: max(0, free - default.safety(sku, loc)) for loc, free in free_at.items()}
     channels = {}
     for ch, pol in policies.items():
@@ -43,10 +42,7 @@ def availability_of(sku: str, positions: list[Any], active: dict[str, bool], pol
         "total": sum(per_location.values()),
         "locations": [{"location_id": loc, "available": n} for loc, n in sorted(per_location.items())],
         "channels": channels,
-        "positions": [
-            {"location_id": p.location_id, "bin": p.bin, "lot": p.lot, "on_hand": p.on_hand, "reserved": p.reserved}
-            for p in positions
-        ],
+        "positions": [],
         "as_of": now.isoformat(),
     }
 
@@ -57,18 +53,20 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
         text("SELECT sku FROM skus WHERE availability_dirty ORDER BY sku LIMIT :n FOR UPDATE SKIP LOCKED"), {"n": limit})]
     if not skus:
         return 0
-    positions: dict[str, list[Any]] = {s: [] for s in skus}
+    # Free units per (sku, location) summed by the database: one row per location, not per bin/lot.
+    free: dict[str, dict[str, int]] = {s: {} for s in skus}
     for r in await conn.execute(text(
-            "SELECT sku, location_id, bin, lot, on_hand, reserved, sellable FROM positions WHERE sku = ANY(:s)"
-            " ORDER BY sku, location_id, bin, lot"), {"s": skus}):
-        positions[r.sku].append(r)
-    active = {r[0]: r[1] for r in await conn.execute(text("SELECT location_id, active FROM locations"))}
+            "SELECT p.sku, p.location_id, sum(CASE WHEN p.sellable AND coalesce(l.active, false)"
+            " THEN greatest(p.on_hand - p.reserved, 0) ELSE 0 END) AS free"
+            " FROM positions p LEFT JOIN locations l USING (location_id)"
+            " WHERE p.sku = ANY(:s) GROUP BY p.sku, p.location_id"), {"s": skus}):
+        free[r.sku][r.location_id] = int(r.free)
     policies = {r.channel: policy_from_json(r.document)
                 for r in await conn.execute(text("SELECT channel, document FROM policies"))}
     now = datetime.now(UTC)
     messages = []
     for sku in skus:
-        data = availability_of(sku, positions[sku], active, policies, now)
+        data = availability_of(sku, free[sku], policies, now)
         envelope = Envelope.model_construct(
             event_id=uuid.uuid4(), event_type="AvailabilityChanged", schema_version=1, occurred_at=now,
             source=SOURCE, correlation_id=f"sku:{sku}", causation_id=None, data=data,
