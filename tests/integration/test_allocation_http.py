@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from allocation_support import fresh_engine, location, order, outbox, stock
-from fastapi import FastAPI
 from sqlalchemy import text
+from staff_auth import ADMIN, guarded_app
 
-from services.allocation.entrypoints.http import build_router
+from services.allocation.entrypoints.http import ACCESS, build_router
 from services.allocation.service_layer import allocating
 from services.allocation.service_layer.availability import publish_dirty
 
@@ -20,9 +20,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def api(database_url: str):  # type: ignore[no-untyped-def]
     engine = await fresh_engine(database_url)
-    app = FastAPI()
-    app.include_router(build_router(SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://alloc") as client:
+    app = guarded_app("allocation", ACCESS, [
+        build_router(SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None)))])  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://alloc", headers=ADMIN
+    ) as client:
         client.engine = engine  # type: ignore[attr-defined]
         async with engine.begin() as conn:
             await allocating.apply_events(conn, [

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import httpx
 import orjson
 import pytest
-from fastapi import FastAPI
 from openpyxl import load_workbook
 from sqlalchemy import text
+from staff_auth import ADMIN, guarded_app
 
 from libs.contracts import decode_event, new_envelope
 from libs.contracts.events import (
@@ -33,7 +33,7 @@ from libs.contracts.events import (
 from libs.database import create_engine, upgrade_schema
 from services.inventory.domain.stock import PositionKey, Transfer
 from services.inventory.domain.stocktake import RawSheet
-from services.inventory.entrypoints.http import build_router
+from services.inventory.entrypoints.http import ACCESS, build_router
 from services.inventory.service_layer.events import apply_fulfillment_events, mirror_reservations
 from services.inventory.service_layer.locations import save_location
 from services.inventory.service_layer.stock import (
@@ -467,9 +467,10 @@ async def test_specific_bins_changes_only_the_listed_rows(engine, location):
 @pytest.fixture
 async def client(engine):  # type: ignore[no-untyped-def]
     runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
-    app = FastAPI()
-    app.include_router(build_router(runtime))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inventory") as c:
+    app = guarded_app("inventory", ACCESS, [build_router(runtime)])  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://inventory", headers=ADMIN
+    ) as c:
         yield c
 
 
