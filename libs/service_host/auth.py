@@ -309,7 +309,7 @@ class StaffAccess:
             service,
             table,
             StaffTokens(settings.staff_tokens.get_secret_value()),
-            ChannelKeys(settings.channel_api_keys.get_secret_value()),
+            ChannelKeys(settings.channel_api_keys.get_secret_value() if uses_channel_keys else ""),
         )
 
     # --- serving --------------------------------------------------------------------------------
