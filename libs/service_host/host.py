@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from libs.database.engine import normalise_url
 from libs.messaging.kafka import broker_reachable, create_producer, ensure_topics
 from libs.messaging.outbox import OutboxRelay
 from libs.messaging.settings import KafkaSettings
+from libs.service_host.auth import InsecureConfiguration, Rule, StaffAccess
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class ServiceDefinition:
     wire: Callable[[Runtime], list[Any]]
     # Background tasks to run beside the subscribers (e.g. coalesced publishers).
     background: Callable[[Runtime], list[Callable[[], Any]]] | None = None
+    # (method, path) -> who may call it (libs/service_host/auth.py); every route needs a rule.
+    access: Mapping[tuple[str, str], Rule] = field(default_factory=dict)
 
     @property
     def group_id(self) -> str:
@@ -83,6 +86,11 @@ def build_app(
 ) -> FastAPI:
     host = host or HostSettings()
     kafka = kafka or KafkaSettings()
+    # Before anything connects: refuses development secrets outside development.
+    access = StaffAccess.configure(
+        service.name, service.access, database_url=host.database_url, kafka_bootstrap=kafka.bootstrap
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(
@@ -103,8 +111,7 @@ def build_app(
         )
         relay = OutboxRelay(engine, producer, schema=service.schema)
         runtime = Runtime(service.name, service.schema, engine, producer, broker, relay, kafka)
-        for router in service.wire(runtime):
-            app.include_router(router)
+        access.include(app, service.wire(runtime))
         app.state.runtime = runtime
         relay.start()
         tasks = [asyncio.create_task(fn()) for fn in (service.background(runtime) if service.background else [])]
@@ -167,8 +174,13 @@ def run_service(service: ServiceDefinition) -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     port = int(os.environ.get(f"OMS_{service.name.upper()}_PORT", service.default_port))
     log.info("starting %s on %s:%d, database %s", service.name, host.http_host, port, _redact(host.database_url))
+    try:
+        app = build_app(service, host)
+    except (InsecureConfiguration, ValueError) as exc:  # the message names variables, never secrets
+        log.error("%s", exc)
+        raise SystemExit(2) from None
     uvicorn.run(
-        build_app(service, host),
+        app,
         host=host.http_host,
         port=port,
         log_level="warning",

@@ -33,5 +33,6 @@ SERVICE = ServiceDefinition(
     default_port=8003,
     versions_dir=Path(__file__).parent / "adapters" / "migrations" / "versions",
     wire=wire,
+    access=http.ACCESS,
     background=background,
 )

@@ -38,6 +38,7 @@ from libs.contracts import events as ev
 from libs.contracts.envelope import Envelope
 from libs.contracts.orders import ChannelOrder
 from libs.contracts.topics import Topic, dlq
+from libs.service_host.auth import DEV_STAFF_TOKENS, ChannelKeys, StaffAccess, StaffTokens
 
 log = logging.getLogger(__name__)
 
@@ -309,8 +310,8 @@ async def _build_documents(only: tuple[str, ...] = SERVICES) -> Documents:
             ).to_specification()
             asyncapi_doc = _enrich(spec.to_jsonable(), name, broker, kafka.partitions)
             app = FastAPI(title=title, version=API_VERSION)
-            for router in routers:
-                app.include_router(router)
+            # served as the host serves them: each route behind its access rule (security schemes)
+            StaffAccess(name, service.access, StaffTokens(DEV_STAFF_TOKENS), ChannelKeys("")).include(app, routers)
             documents[name] = (asyncapi_doc, app.openapi())
         finally:
             await producer.stop()  # never started: only marks it closed

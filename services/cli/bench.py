@@ -50,7 +50,7 @@ from services.cli.bench_measure import (
 )
 from services.cli.bench_report import budget_rows, judge, machine_facts, write_all
 from services.cli.bench_workload import Workload
-from services.cli.launcher import SERVICES, System
+from services.cli.launcher import SERVICES, STAFF_HEADERS, System
 
 SCENARIOS = ("steady", "flash-sale", "backorder-refill", "stock-shrink")
 LOCATIONS = 5
@@ -125,7 +125,7 @@ class Bench:
         self.bootstrap = system.kafka_bootstrap
         self.broker_kind = f"embedded Tansu {self.bootstrap}" if system.embedded_kafka else self.bootstrap
         self.workdir_ = workdir
-        self.http = httpx.AsyncClient(timeout=60.0)
+        self.http = httpx.AsyncClient(timeout=60.0, headers=STAFF_HEADERS)
         try:
             if self.relay:
                 await self._relay_phases()

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from services.cli.launcher import STAFF_HEADERS
+
 API_KEY_HEADER = {"X-API-Key": "dev-key"}
 
 
@@ -24,7 +26,7 @@ class Walkthrough:
         self.urls = urls
         self.say = say
         self.timeout = timeout
-        self.http = httpx.Client(timeout=15.0)
+        self.http = httpx.Client(timeout=15.0, headers=STAFF_HEADERS)  # staff routes need a token
         self.headers = {"X-API-Key": api_key}
         # On a system that already holds data, suffix names so the walkthrough starts from nothing.
         self.run_id = uuid.uuid4().hex[:6]

@@ -18,6 +18,9 @@ from typing import TextIO
 from libs.embedded import EmbeddedKafka, EmbeddedPostgres
 
 SERVICES: dict[str, int] = {"order_intake": 8001, "inventory": 8002, "allocation": 8003, "fulfillment": 8004}
+# What the tools (demo, bench) send to staff routes: OMS_ADMIN_TOKEN, else the development admin
+# token (the embedded default of OMS_STAFF_TOKENS).
+STAFF_HEADERS = {"Authorization": "Bearer " + os.environ.get("OMS_ADMIN_TOKEN", "dev-admin-token")}
 _COLORS = {"order_intake": 36, "inventory": 33, "allocation": 35, "fulfillment": 32, "infra": 34}
 
 

@@ -23,4 +23,5 @@ SERVICE = ServiceDefinition(
     default_port=8004,
     versions_dir=Path(__file__).parent / "adapters" / "migrations" / "versions",
     wire=wire,
+    access=http.ACCESS,
 )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from libs.service_host import Runtime, ServiceDefinition
+from libs.service_host.auth import AuthSettings, ChannelKeys
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.entrypoints import http, subscribers
 
@@ -15,7 +15,7 @@ GROUP_ID = "oms-order-intake"
 
 def wire(runtime: Runtime) -> list[Any]:
     subscribers.register(runtime, GROUP_ID + runtime.kafka.group_suffix)
-    keys = http.ApiKeys(os.environ.get("OMS_CHANNEL_API_KEYS", "*:dev-key"))
+    keys = ChannelKeys(AuthSettings().channel_api_keys.get_secret_value())
     return [http.build_router(runtime, keys)]
 
 
@@ -25,4 +25,5 @@ SERVICE = ServiceDefinition(
     default_port=8001,
     versions_dir=Path(__file__).parent / "adapters" / "migrations" / "versions",
     wire=wire,
+    access=http.ACCESS,
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from infra import Infra, free_port
 
+from libs.service_host.auth import DEV_STAFF_TOKENS
 from services.cli.launcher import SERVICES, System
 
 
@@ -22,6 +23,8 @@ def system(infra: Infra) -> Iterator[System]:
         kafka_idempotence=infra.kafka_idempotence,
         ports={name: free_port() for name in SERVICES},
         log_to=None,  # each service's log is in workdir/<service>.log
+        # the tests send the development staff tokens, wherever the broker and database are
+        extra_env={"OMS_ENV": "development", "OMS_STAFF_TOKENS": DEV_STAFF_TOKENS},
     )
     try:
         sys_.start_all(timeout=180)

@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from infra import free_port
+from staff_auth import ADMIN
 
 from libs.contracts import Topic
 from services.cli.launcher import System
@@ -64,7 +65,7 @@ def _published_by(system: System, port: int, topic: str) -> float:
 async def test_two_allocation_processes_never_oversell_a_hot_sku_and_replay_changes_nothing(system: System) -> None:
     run = uuid.uuid4().hex[:6]
     sku, channel = f"HOT-{run}", f"hot-{run}"
-    http = httpx.Client(timeout=15)
+    http = httpx.Client(timeout=15, headers=ADMIN)  # staff routes need a token
     inv = system.url("inventory")
     second = system.start_service("allocation", port=free_port(), instance=1)
     system.wait_ready(180, [second])

@@ -12,6 +12,7 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from staff_auth import ADMIN
 
 from libs.contracts import Topic
 from services.cli.launcher import System
@@ -58,7 +59,7 @@ async def _stream_orders(bootstrap: str, channel: str, sku: str, on_half: callab
 async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(system: System, victim: str) -> None:
     run = uuid.uuid4().hex[:6]
     sku, loc, channel = f"CRASH-{run}", f"WH-CRASH-{run}", f"crash-{victim}-{run}"
-    http = httpx.Client(timeout=15)
+    http = httpx.Client(timeout=15, headers=ADMIN)  # staff routes need a token
     http.post(system.url("inventory") + "/v1/locations", json={
         "location_id": loc, "name": "crash test", "kind": "warehouse", "country": "DE", "ships_to": ["DE"],
         "active": True}).raise_for_status()

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from allocation_support import fresh_engine, location, order, outbox, stock
-from fastapi import FastAPI
 from sqlalchemy import text
+from staff_auth import ADMIN, OPERATOR, VIEWER, guarded_app
 
-from services.allocation.entrypoints.http import build_router
+from services.allocation.entrypoints.http import ACCESS, build_router
 from services.allocation.service_layer import allocating
 from services.allocation.service_layer.availability import publish_dirty
 
@@ -20,9 +20,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def api(database_url: str):  # type: ignore[no-untyped-def]
     engine = await fresh_engine(database_url)
-    app = FastAPI()
-    app.include_router(build_router(SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://alloc") as client:
+    app = guarded_app("allocation", ACCESS, [
+        build_router(SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None)))])  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://alloc", headers=ADMIN
+    ) as client:
         client.engine = engine  # type: ignore[attr-defined]
         async with engine.begin() as conn:
             await allocating.apply_events(conn, [
@@ -87,6 +89,19 @@ async def test_policy_put_is_validated_whole_and_changes_allocation(api: httpx.A
     assert (got["buffer"], got["inherited"]) == (1, False)
     assert (await api.get("/v1/policy", params={"channel": "pos"})).json()["inherited"] is True
 
+
+
+async def test_viewer_reads_operator_operates_and_only_admin_changes_policy(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/v1/backorders", headers=VIEWER)).status_code == 200
+    assert (await api.get("/v1/policy", headers=VIEWER)).status_code == 200
+    held = await api.post("/v1/orders/h-2/deallocate", json={"line_ids": ["1"]}, headers=VIEWER)
+    assert held.status_code == 403 and "needs role operator" in held.text
+    policy = {"channel": "web", "rank_by": ["priority"], "buffer": 2}
+    refused = await api.put("/v1/policy", json=policy, headers=OPERATOR)
+    assert refused.status_code == 403 and "needs role admin" in refused.text
+    assert (await api.get("/v1/policy", params={"channel": "web"})).json()["inherited"] is True
+    assert (await api.post("/v1/orders/h-2/deallocate", json={"line_ids": ["1"]}, headers=OPERATOR)).status_code == 200
+    assert (await api.put("/v1/policy", json=policy)).status_code == 200  # the client's default: admin
 
 async def test_reports_and_coalesced_availability(api: httpx.AsyncClient) -> None:
     [row] = (await api.get("/v1/reports/stock", params={"sku": "P1"})).json()

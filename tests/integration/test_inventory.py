@@ -17,9 +17,9 @@ from allocation_support import fresh_engine
 from allocation_support import location as alloc_location
 from allocation_support import order as alloc_order
 from allocation_support import stock as alloc_stock
-from fastapi import FastAPI
 from openpyxl import load_workbook
 from sqlalchemy import text
+from staff_auth import ADMIN, guarded_app
 
 from libs.contracts import decode_event, new_envelope
 from libs.contracts.events import (
@@ -32,12 +32,13 @@ from libs.contracts.events import (
     ShipmentLine,
 )
 from libs.database import create_engine, upgrade_schema
+from services.allocation.entrypoints.http import ACCESS as ALLOCATION_ACCESS
 from services.allocation.entrypoints.http import build_router as alloc_router
 from services.allocation.service_layer.allocating import apply_events as apply_allocation_events
 from services.inventory.adapters.allocation_api import AllocationReservations
 from services.inventory.domain.stock import PositionKey, Transfer
 from services.inventory.domain.stocktake import RawSheet
-from services.inventory.entrypoints.http import build_router
+from services.inventory.entrypoints.http import ACCESS, build_router
 from services.inventory.service_layer.events import apply_fulfillment_events
 from services.inventory.service_layer.locations import save_location
 from services.inventory.service_layer.stock import (
@@ -343,8 +344,9 @@ async def test_returns_go_back_to_stock_or_into_quarantine(engine, location):
 async def allocation(database_url: str):  # type: ignore[no-untyped-def]
     """The real allocation service's HTTP API on the same database, as inventory reaches it."""
     engine = await fresh_engine(database_url)
-    app = FastAPI()
-    app.include_router(alloc_router(SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))))  # type: ignore[arg-type]
+    runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    app = guarded_app("allocation", ALLOCATION_ACCESS, [alloc_router(runtime)])  # type: ignore[arg-type]
+    # inventory presents its configured token (the development viewer token by default)
     source = AllocationReservations("http://allocation", transport=httpx.ASGITransport(app=app))
     source.engine = engine  # type: ignore[attr-defined]
     yield source
@@ -462,9 +464,10 @@ async def test_specific_bins_changes_only_the_listed_rows(engine, location, allo
 @pytest.fixture
 async def client(engine, allocation):  # type: ignore[no-untyped-def]
     runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
-    app = FastAPI()
-    app.include_router(build_router(runtime, allocation))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inventory") as c:
+    app = guarded_app("inventory", ACCESS, [build_router(runtime, allocation)])  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://inventory", headers=ADMIN
+    ) as c:
         yield c
 
 
@@ -585,10 +588,11 @@ async def test_stock_take_answers_503_and_changes_nothing_when_allocation_cannot
     s = sku()
     await receive(engine, location, (s, "A-01", "", 5))
     runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
-    app = FastAPI()
     # nothing listens on port 9 of this machine: allocation is down
-    app.include_router(build_router(runtime, AllocationReservations("http://127.0.0.1:9")))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inventory") as c:
+    app = guarded_app("inventory", ACCESS, [build_router(runtime, AllocationReservations("http://127.0.0.1:9"))])  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://inventory", headers=ADMIN
+    ) as c:
         r = await c.post(
             "/v1/stocktakes",
             data={"location_id": location, "mode": "all_bins"},

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from libs.contracts.orders import Problem, problems_of
 from libs.service_host import Runtime
+from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
 from services.allocation.domain.book import CommandRefused, UnknownOrder
 from services.allocation.service_layer import allocating, views
 
@@ -178,3 +179,19 @@ def build_router(runtime: Runtime) -> APIRouter:
             return jsonable_encoder(await views.backorders_by_age(conn))
 
     return router
+
+
+# Who may call each route (libs/service_host/auth.py); the host refuses to serve a route missing here.
+ACCESS: AccessTable = {
+    ("GET", "/v1/allocations/{order_id}"): VIEWER,
+    ("GET", "/v1/backorders"): VIEWER,
+    ("POST", "/v1/orders/{order_id}/deallocate"): OPERATOR,
+    ("POST", "/v1/orders/{order_id}/release-hold"): OPERATOR,
+    ("POST", "/v1/orders/{order_id}/reallocate"): OPERATOR,
+    ("POST", "/v1/transfers"): OPERATOR,
+    ("GET", "/v1/policy"): VIEWER,
+    ("PUT", "/v1/policy"): ADMIN,
+    ("GET", "/v1/reports/stock"): VIEWER,
+    ("GET", "/v1/reports/reserved"): VIEWER,
+    ("GET", "/v1/reports/backorders-by-age"): VIEWER,
+}

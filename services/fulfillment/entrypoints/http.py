@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from libs.contracts.orders import problems_of
 from libs.service_host import Runtime
+from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
 from services.fulfillment.domain.packing import PackRefused, Problem, ShipRefused
 from services.fulfillment.domain.returns import ReturnRefused, ReturnRequestLine
 from services.fulfillment.service_layer.packing import (
@@ -190,3 +191,14 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
         return {"sku": sku, "serialized": body.serialized}
 
     return router
+
+
+# Who may call each route (libs/service_host/auth.py); the host refuses to serve a route missing here.
+ACCESS: AccessTable = {
+    ("GET", "/v1/picklists"): VIEWER,
+    ("POST", "/v1/orders/{order_id}/pack"): OPERATOR,
+    ("GET", "/v1/shipments/{shipment_id}"): VIEWER,
+    ("POST", "/v1/shipments/{shipment_id}/ship"): OPERATOR,
+    ("POST", "/v1/returns"): OPERATOR,
+    ("PUT", "/v1/skus/{sku}"): ADMIN,
+}

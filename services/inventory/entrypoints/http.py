@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from libs.contracts.events import LocationChanged
 from libs.contracts.orders import problems_of
 from libs.service_host import Runtime
+from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
 from services.inventory.adapters.allocation_api import AllocationReservations
 from services.inventory.adapters.sheets import (
     XLSX_MEDIA_TYPE,
@@ -462,3 +463,21 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         return result
 
     return router
+
+
+# Who may call each route (libs/service_host/auth.py); the host refuses to serve a route missing here.
+ACCESS: AccessTable = {
+    ("POST", "/v1/locations"): ADMIN,
+    ("PATCH", "/v1/locations/{location_id}"): ADMIN,
+    ("GET", "/v1/locations"): VIEWER,
+    ("GET", "/v1/locations/{location_id}"): VIEWER,
+    ("POST", "/v1/receipts"): OPERATOR,
+    ("POST", "/v1/adjustments"): OPERATOR,
+    ("POST", "/v1/transfers"): OPERATOR,
+    ("GET", "/v1/stock/{sku}"): VIEWER,
+    ("GET", "/v1/ledger"): VIEWER,
+    ("GET", "/v1/stocktakes/export"): VIEWER,
+    ("POST", "/v1/stocktakes"): OPERATOR,
+    ("GET", "/v1/stocktakes/{stocktake_id}"): VIEWER,
+    ("POST", "/v1/stocktakes/{stocktake_id}/submit"): OPERATOR,
+}

@@ -176,6 +176,11 @@ async def modify_order(conn: AsyncConnection, order_id: str, changes: list[LineC
     await add_timeline(conn, [(order_id, "OrderModified", SOURCE, f"modification requested: {summary}")])
 
 
+async def order_channel(conn: AsyncConnection, order_id: str) -> str | None:
+    """The channel that placed the order, or None when there is no such order."""
+    return (await conn.execute(text("SELECT channel FROM orders WHERE order_id = :o"), {"o": order_id})).scalar()
+
+
 async def order_view(conn: AsyncConnection, order_id: str) -> dict[str, Any]:
     order = (await conn.execute(text("SELECT * FROM orders WHERE order_id = :o"), {"o": order_id})).mappings().first()
     if order is None:
