@@ -85,6 +85,7 @@ class Bench:
     kafka_port: int = 19092
     pg_port: int = 15432
     relay: bool = True
+    note: str = ""  # what the run is for (before/after which change): kept in HISTORY.md
     say: Callable[[str], None] = print
 
     run_id: str = field(default_factory=lambda: "b" + uuid.uuid4().hex[:6])
@@ -633,6 +634,7 @@ class Bench:
         correct = not self.problems
         result: dict[str, Any] = {
             "scenario": self.scenario,
+            "note": self.note,
             "run_id": self.run_id,
             "started_at": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
             "started_at_compact": started.strftime("%Y%m%dT%H%M%SZ"),
@@ -692,7 +694,7 @@ def main(args: argparse.Namespace) -> int:
     failed = False
     for scenario in scenarios:
         result = run_scenario(scenario, smoke=args.smoke, orders=args.orders, rate=args.rate, out=Path(args.out),
-                              ports=ports, **infra_ports)
+                              ports=ports, note=getattr(args, "note", ""), **infra_ports)
         print(f"\n{scenario}: {'correct' if result['correct'] else 'FAILURE'} — {result['headline']}")
         for problem in result["problems"]:
             print(f"  problem: {problem}")

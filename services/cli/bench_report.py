@@ -189,8 +189,9 @@ def append_history(path: Path, result: dict[str, Any]) -> None:
         )
     targets = ", ".join(f"{t['measure']} {_fmt(t['value'])} {'pass' if t['pass'] else 'FAIL'}"
                         for t in result.get("targets", []))
+    note = f"**{result['note']}**: " if result.get("note") else ""
     row = (f"| {result['started_at']} | {result['scenario']}{' (smoke)' if result['smoke'] else ''} | "
-           f"{'yes' if result['correct'] else 'NO'} | {result.get('headline', '')} | {targets or '-'} |\n")
+           f"{'yes' if result['correct'] else 'NO'} | {note}{result.get('headline', '')} | {targets or '-'} |\n")
     with path.open("a") as fh:
         fh.write(row)
 

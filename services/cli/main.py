@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--rate", type=float, default=None, help="offered orders/s (default: full speed)")
     bench.add_argument("--smoke", action="store_true", help="tiny run, correctness only")
     bench.add_argument("--out", default="bench-results")
+    bench.add_argument("--note", default="", help="what this run measures (e.g. 'after: <change>'), kept in HISTORY.md")
     bench.set_defaults(fn=cmd_bench)
     spec = sub.add_parser("asyncapi", help="write the AsyncAPI and OpenAPI documents of every service")
     spec.add_argument("--out", default="docs/asyncapi")

@@ -170,6 +170,7 @@ class AllocationBook:
         self._local_seq = 0
         self._manual_order: str | None = None  # allocations for it are choices made by hand
         self._candidates_cache: dict[tuple[object, ...], list[tuple[Location, str]]] = {}
+        self._builtin_policy = Policy()
 
     # ----------------------------------------------------------------- loading helpers
     def _add_position(self, p: StockPosition) -> None:
@@ -187,7 +188,8 @@ class AllocationBook:
                     self.allocations_by_position.setdefault(a.position_key, []).append(a)
 
     def policy_for(self, channel: str) -> Policy:
-        return self.policies.get(channel) or self.policies.get(DEFAULT_CHANNEL) or Policy()
+        # The built-in default is one object per book: candidates are cached by policy identity.
+        return self.policies.get(channel) or self.policies.get(DEFAULT_CHANNEL) or self._builtin_policy
 
     def _require_skus(self, skus: Iterable[str]) -> None:
         missing = {s for s in skus if s not in self.skus}
@@ -265,6 +267,14 @@ class AllocationBook:
         """Units of ``sku`` a channel under ``policy`` may take at a location now."""
         free = sum(p.free for p in self._sku_positions(sku) if p.location_id == location_id and self._usable(p))
         return max(0, free - policy.safety(sku, location_id) - policy.buffer)
+
+    def _free_by_location(self, sku: str) -> dict[str, int]:
+        """Free units of ``sku`` per location where it is usable (what ``available_at`` sums)."""
+        free_at: dict[str, int] = {}
+        for p in self._sku_positions(sku):
+            if self._usable(p):
+                free_at[p.location_id] = free_at.get(p.location_id, 0) + p.free
+        return free_at
 
     def _free_anywhere(self, sku: str) -> int:
         return sum(p.free for p in self._sku_positions(sku) if self._usable(p))
@@ -345,7 +355,13 @@ class AllocationBook:
         remaining = {line: q for line, q in needs.items() if q > 0}
         if not cands or not remaining:
             return _Plan([], remaining, cands, False)
-        avail = {(loc.location_id, sku): self.available_at(sku, loc.location_id, policy) for loc in cands for sku in skus}
+        # One pass over each SKU's positions (not one per candidate location): the hot path.
+        avail = {}
+        for sku in skus:
+            free_at = self._free_by_location(sku)
+            for loc in cands:
+                lid = loc.location_id
+                avail[(lid, sku)] = max(0, free_at.get(lid, 0) - policy.safety(sku, lid) - policy.buffer)
         used = {a.location_id for a in order.live_allocations()}
         cap = policy.max_locations_per_order
         need_by_sku: dict[str, int] = {}
