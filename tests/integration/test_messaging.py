@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -99,6 +100,11 @@ async def test_outbox_rows_reach_kafka_promptly_and_in_commit_order_per_key(db, 
         assert dict(r.headers)["event_type"] == b"OrderCancelled"
     for seq in by_key.values():
         assert seq == sorted(seq)  # per-key order = commit order
+    # The relay hands records over in batches per partition: each key lands on the partition
+    # the default (murmur2) partitioner gives it, as one send() per record would.
+    partitions = sorted({r.partition for r in records} | set(range(settings.partitions)))
+    for r in records:
+        assert r.partition == DefaultPartitioner()(r.key, partitions, partitions)
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar() == 0
 
