@@ -16,8 +16,28 @@ def new_order_id() -> str:
     return f"ord_{uuid.uuid4().hex}"
 
 
+HASH_VERSION = "v2:"
+
+
 def content_hash(order: ChannelOrder) -> str:
-    """Fingerprint of what the channel sent, to tell a resend from a conflicting reuse of its key."""
+    """Fingerprint of what the channel sent (after validation, so cosmetic differences such as a
+    lower-case country do not count), to tell a resend from a conflicting reuse of its key.
+
+    v2 hashes pydantic's own JSON of the model (fields in declared order): half the CPU of the
+    v1 fingerprint, which dumped to Python, sorted keys and serialised again."""
+    return HASH_VERSION + hashlib.sha256(order.model_dump_json().encode()).hexdigest()
+
+
+def same_content(stored_hash: str, order: ChannelOrder, digest: str) -> bool:
+    """Whether ``order`` (fingerprint ``digest``) is what was stored as ``stored_hash``; orders
+    stored before v2 carry the v1 fingerprint and are compared with that."""
+    if stored_hash.startswith(HASH_VERSION):
+        return stored_hash == digest
+    return stored_hash == legacy_content_hash(order)
+
+
+def legacy_content_hash(order: ChannelOrder) -> str:
+    """The v1 fingerprint (no prefix), kept to recognise resends of orders stored before v2."""
     return hashlib.sha256(orjson.dumps(order.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

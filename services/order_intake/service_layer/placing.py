@@ -19,7 +19,7 @@ from libs.contracts.events import ChannelOrderRejected, OrderLine, OrderPlaced
 from libs.contracts.orders import ChannelOrder, Problem, validate_channel_order
 from libs.messaging import OutboxMessage, write_outbox
 from services.order_intake.adapters.tables import SCHEMA
-from services.order_intake.domain.orders import content_hash, new_order_id
+from services.order_intake.domain.orders import content_hash, new_order_id, same_content
 
 SOURCE = "order-intake"
 
@@ -98,8 +98,8 @@ async def place_orders(
                 {"channels": [k[0] for k in existing_keys], "externals": [k[1] for k in existing_keys]},
             )
             for r in found:
-                i, _order, digest = valid[(r.channel, r.external_id)]
-                outcomes[i] = _resend_or_conflict(r.content_hash, digest, order_id=r.order_id)
+                i, order, digest = valid[(r.channel, r.external_id)]
+                outcomes[i] = _resend_or_conflict(same_content(r.content_hash, order, digest), order_id=r.order_id)
 
     events: list[OutboxMessage] = []
     line_rows: list[tuple[str, str, str, int, str]] = []
@@ -141,7 +141,7 @@ async def place_orders(
 
     for i, key, digest in repeats:
         first = valid[key][0]
-        outcomes[i] = _resend_or_conflict(valid[key][2], digest, order_id=outcomes[first].order_id)  # type: ignore[union-attr]
+        outcomes[i] = _resend_or_conflict(valid[key][2] == digest, order_id=outcomes[first].order_id)  # type: ignore[union-attr]
 
     if publish_rejections:
         for i, outcome in enumerate(outcomes):
@@ -164,8 +164,8 @@ async def place_orders(
     return outcomes  # type: ignore[return-value]
 
 
-def _resend_or_conflict(stored_hash: str, digest: str, *, order_id: str | None) -> Outcome:
-    if stored_hash == digest:
+def _resend_or_conflict(same: bool, *, order_id: str | None) -> Outcome:
+    if same:
         return Outcome("existing", order_id=order_id)
     return Outcome(
         "conflict",
