@@ -194,10 +194,13 @@ class Slice:
             conn, "SELECT order_id, line_id, sku, qty, backordered, cancelled, on_hold, backorder_reason"
             " FROM order_lines WHERE order_id = ANY(:o) ORDER BY order_id, line_id", o=found):
             self.lines[r[0]].append(tuple(r))
+        # Shipped units too: a line's shipped quantity is the sum of its shipped allocations, so a
+        # book without them would rebuild a partly shipped line as all zeros (and write it back).
+        # Released ones hold nothing and are left out.
         for r in await self._q(
             conn, "SELECT allocation_id, order_id, line_id, sku, location_id, bin, lot, qty, status, shipment_id, rule,"
-            " created_at, manual FROM allocations WHERE order_id = ANY(:o) AND status IN ('allocated', 'packed')"
-            " ORDER BY allocation_id",
+            " created_at, manual FROM allocations WHERE order_id = ANY(:o) AND status IN ('allocated', 'packed',"
+            " 'shipped') ORDER BY allocation_id",
             o=found):
             self.allocations[r[1]].append(tuple(r))
 
