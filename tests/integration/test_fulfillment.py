@@ -359,6 +359,11 @@ async def test_ship_only_after_packed_then_returns_within_what_shipped(engine) -
         assert "at most 2" in refused.value.problems[0].problem
         with pytest.raises(ReturnRefused):  # L2 never shipped
             await receive_return(conn, order_id, [ReturnRequestLine("L2", 1, "sellable", "WH1", "R-1")])
+        # Inventory could not book units at a location they never left (it may not even exist):
+        # refused at the door, nothing stored, no refund.
+        with pytest.raises(ReturnRefused) as elsewhere:
+            await receive_return(conn, order_id, [ReturnRequestLine("L1", 1, "sellable", "NOWHERE", "R-1")])
+        assert [p.field for p in elsewhere.value.problems] == ["lines.0.location_id"]
         [received] = await outbox(conn, order_id, "ReturnReceived")
     assert [ln["refund"] for ln in received["data"]["lines"]] == ["8.0000", "1.2000"]
 
