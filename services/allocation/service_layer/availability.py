@@ -31,7 +31,8 @@ def availability_of(sku: str, positions: list[Any], active: dict[str, bool], pol
     free_at: dict[str, int] = {}
     for p in positions:
         loc_ok = active.get(p.location_id, False)
-        free = max(0, p.on_hand - p.reserved) if (p.sellable and loc_ok) else 0
+        expired = p.expires_at is not None and p.expires_at <= now  # never allocated, so never promised
+        free = max(0, p.on_hand - p.reserved) if (p.sellable and loc_ok and not expired) else 0
         free_at[p.location_id] = free_at.get(p.location_id, 0) + free
     per_location = {loc: max(0, free - default.safety(sku, loc)) for loc, free in free_at.items()}
     channels = {}
@@ -59,7 +60,8 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
         return 0
     positions: dict[str, list[Any]] = {s: [] for s in skus}
     for r in await conn.execute(text(
-            "SELECT sku, location_id, bin, lot, on_hand, reserved, sellable FROM positions WHERE sku = ANY(:s)"
+            "SELECT sku, location_id, bin, lot, on_hand, reserved, sellable, expires_at FROM positions"
+            " WHERE sku = ANY(:s)"
             " ORDER BY sku, location_id, bin, lot"), {"s": skus}):
         positions[r.sku].append(r)
     active = {r[0]: r[1] for r in await conn.execute(text("SELECT location_id, active FROM locations"))}
