@@ -164,6 +164,9 @@ class AllocationBook:
         self.changed_policies: dict[str, Policy] = {}
         self.availability_changed: set[str] = set()
         self.results: list[OrderResult] = []
+        # Changes to orders not placed yet (their OrderPlaced is still on its way): the caller
+        # keeps them and applies them right after the order is placed. (order_id, the change)
+        self.waiting_for_order: list[tuple[str, object]] = []
         self.stale_stock_events = 0
         self.pending_fill: set[str] = set()
         self._touched: dict[str, _Touch] = {}
