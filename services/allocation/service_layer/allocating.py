@@ -207,6 +207,7 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[tuple[Envelope,
     messages = [(env, ev) for env, ev in messages if isinstance(ev, HANDLED)]  # others: nothing to record
     if not messages:
         return None
+    messages = in_queue_order(messages)
     fresh = await claim_new_events(conn, [env.event_id for env, _ in messages])
     need = Need()
     commands: list[Command] = []
@@ -249,6 +250,38 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[tuple[Envelope,
             for env, ev in kept
         ])
     return book
+
+
+def in_queue_order(messages: Sequence[tuple[Envelope, Event]]) -> list[tuple[Envelope, Event]]:
+    """The batch with its new orders in fair-queue order (priority desc, placed_at, order_id).
+
+    A batch holds records of several partitions one partition after the other, so after a
+    crash, or with one partition lagging, a backlog would be allocated in partition order and
+    newer orders could take stock an older order of the same batch then waits for. Within each
+    run of order events (not crossing a stock, location or pack event), every OrderPlaced is
+    applied first, in queue order, then the cancellations and changes in the order they came:
+    each order's own events keep their order (an order is placed once, before its changes)."""
+    out: list[tuple[Envelope, Event]] = []
+    placed: list[tuple[Envelope, OrderPlaced]] = []
+    changes: list[tuple[Envelope, Event]] = []
+
+    def flush() -> None:
+        placed.sort(key=lambda m: (-m[1].priority, m[1].placed_at, m[1].order_id))
+        out.extend(placed)
+        out.extend(changes)
+        placed.clear()
+        changes.clear()
+
+    for env, ev in messages:
+        if isinstance(ev, OrderPlaced):
+            placed.append((env, ev))
+        elif isinstance(ev, OrderCancelled | OrderModified):
+            changes.append((env, ev))
+        else:
+            flush()
+            out.append((env, ev))
+    flush()
+    return out
 
 
 def _need_for_change(need: Need, ev: OrderChange) -> None:
