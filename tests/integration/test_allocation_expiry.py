@@ -16,6 +16,7 @@ from libs.contracts.events import StockAdjusted
 from services.allocation.service_layer import allocating
 from services.allocation.service_layer.availability import publish_dirty
 from services.allocation.service_layer.expiry import release_expired_lots
+from services.allocation.service_layer.views import stock_report
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)
@@ -51,6 +52,9 @@ async def test_an_expired_lot_is_neither_allocated_nor_promised(database_url: st
             await publish_dirty(conn)
         [feed_event] = [e for e in await outbox(engine) if e["event_type"] == "AvailabilityChanged"]
         assert feed_event["data"]["total"] == 0  # the 5 expired units are not offered to any storefront
+        async with engine.connect() as conn:
+            [report] = await stock_report(conn, "MILK", 10, 0)
+        assert (report["on_hand"], report["reserved"], report["available"]) == (9, 4, 0)
     finally:
         await engine.dispose()
 
