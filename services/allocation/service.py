@@ -11,6 +11,7 @@ from libs.service_host import Runtime, ServiceDefinition
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.entrypoints import http, subscribers
 from services.allocation.service_layer.availability import run_publisher
+from services.allocation.service_layer.expiry import run_expiry_sweep
 
 GROUP_ID = "oms-allocation"
 
@@ -24,7 +25,12 @@ def background(runtime: Runtime) -> list[Callable[[], Any]]:
     # OMS_AVAILABILITY_INTERVAL_MS: the coalescing window of the availability feed. Longer means
     # fewer AvailabilityChanged per busy SKU (and less work for every consumer of the feed).
     interval = int(os.environ.get("OMS_AVAILABILITY_INTERVAL_MS", "1000")) / 1000
-    return [lambda: run_publisher(runtime.engine, runtime.relay.notify, interval=interval)]
+    # OMS_EXPIRY_SWEEP_INTERVAL_MS: how often lots that expired under allocated units are released.
+    sweep = int(os.environ.get("OMS_EXPIRY_SWEEP_INTERVAL_MS", "60000")) / 1000
+    return [
+        lambda: run_publisher(runtime.engine, runtime.relay.notify, interval=interval),
+        lambda: run_expiry_sweep(runtime.engine, runtime.relay.notify, interval=sweep),
+    ]
 
 
 SERVICE = ServiceDefinition(

@@ -3,6 +3,7 @@ returns, and that a redelivered event has no second effect."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -359,6 +360,11 @@ async def test_ship_only_after_packed_then_returns_within_what_shipped(engine) -
         assert "at most 2" in refused.value.problems[0].problem
         with pytest.raises(ReturnRefused):  # L2 never shipped
             await receive_return(conn, order_id, [ReturnRequestLine("L2", 1, "sellable", "WH1", "R-1")])
+        # Inventory could not book units at a location they never left (it may not even exist):
+        # refused at the door, nothing stored, no refund.
+        with pytest.raises(ReturnRefused) as elsewhere:
+            await receive_return(conn, order_id, [ReturnRequestLine("L1", 1, "sellable", "NOWHERE", "R-1")])
+        assert [p.field for p in elsewhere.value.problems] == ["lines.0.location_id"]
         [received] = await outbox(conn, order_id, "ReturnReceived")
     assert [ln["refund"] for ln in received["data"]["lines"]] == ["8.0000", "1.2000"]
 
@@ -382,3 +388,25 @@ async def test_duplicate_order_placed_changes_nothing(engine) -> None:  # type: 
             await conn.execute(text("SELECT count(*) FROM order_lines WHERE order_id = :o"), {"o": order_id})
         ).scalar()
     assert count == 2
+
+
+async def test_concurrent_pack_requests_of_one_order_leave_one_shipment_and_one_pack_request(engine) -> None:  # type: ignore[no-untyped-def]
+    order_id = new_order()
+    await given_allocated_order(engine, order_id, [alloc(1, "L1", "SCREW", 25)])
+
+    async def pack() -> str | PackRefused:
+        try:
+            async with engine.begin() as conn:
+                return await request_pack(conn, order_id, None, {})
+        except PackRefused as exc:
+            return exc
+
+    first, second = await asyncio.gather(pack(), pack())
+    refused = [r for r in (first, second) if isinstance(r, PackRefused)]
+    assert len(refused) == 1 and refused[0].kind == "conflict"
+    assert "still waiting for allocation's answer" in refused[0].problems[0].problem
+    async with engine.connect() as conn:
+        shipments = (await conn.execute(
+            text("SELECT status FROM shipments WHERE order_id = :o"), {"o": order_id})).scalars().all()
+        assert shipments == ["pending"]
+        assert len(await outbox(conn, order_id, "PackRequested")) == 1

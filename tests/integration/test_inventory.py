@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -174,6 +175,28 @@ async def test_receipt_to_an_unknown_location_is_refused(engine):
                 conn, "NOWHERE", f"GRN-{uuid.uuid4().hex}", [ReceiptLine(sku(), "A", "", 1)], None
             )
     assert refused.value.problems[0].field == "lines.0"
+
+
+async def test_receipt_of_a_lot_expired_before_its_receipt_date_is_refused(engine, location, client):
+    s, reference = sku(), f"GRN-{uuid.uuid4().hex}"
+    received = datetime(2026, 11, 20, tzinfo=UTC)
+    lines = [
+        ReceiptLine(s, "A-01", "GOOD", 5, received, received + timedelta(days=30)),
+        ReceiptLine(s, "A-01", "BAD", 5, received, received - timedelta(days=1)),
+    ]
+    with pytest.raises(StockRefused) as refused:
+        async with engine.begin() as conn:
+            await receive_goods(conn, location, reference, lines, None)
+    assert [p.field for p in refused.value.problems] == ["lines.1.expires_at"]
+    assert await position(engine, s, location, "A-01", "GOOD") is None  # nothing of the receipt is booked
+    r = await client.post(
+        "/v1/receipts",
+        headers={"Authorization": "Bearer dev-admin-token"},
+        json={"location_id": location, "reference": reference, "lines": [
+            {"sku": s, "bin": "A-01", "lot": "BAD", "qty": 5, "received_at": "2026-11-20T00:00:00Z",
+             "expires_at": "2026-11-19T00:00:00Z"}]},
+    )
+    assert r.status_code == 422 and [d["field"] for d in r.json()["detail"]] == ["lines.0.expires_at"]
 
 
 async def test_adjustment_below_zero_is_refused_and_nothing_is_written(engine, location):

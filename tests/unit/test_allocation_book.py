@@ -333,3 +333,34 @@ def test_book_asks_for_what_is_outside_its_slice() -> None:
     with pytest.raises(SliceTooSmall) as more:
         place(b, "o1", ("B", 1))
     assert more.value.skus == {"B"}
+
+
+def test_a_lot_past_its_expiry_is_never_allocated_although_it_expires_first() -> None:
+    b = book()
+    receive(b, "A", 5, lot="expired", expires=-1, received=30)
+    receive(b, "A", 5, lot="expires-at-now", expires=0, received=20)
+    receive(b, "A", 5, lot="good", expires=10, received=10)
+    order = place(b, "o1", ("A", 8))
+    assert [(a.lot, a.qty) for a in order.lines["1"].allocations] == [("good", 5)]
+    assert order.lines["1"].backordered == 3
+    assert b.available_at("A", "W1", Policy()) == 0
+
+
+def test_units_on_a_lot_that_expires_while_allocated_are_released_and_reallocated() -> None:
+    b = book()
+    receive(b, "A", 5, lot="soon", expires=1, received=30)
+    receive(b, "A", 3, lot="later", expires=30, received=10)
+    packed = place(b, "o0", ("A", 1))  # packed units are never released, expired or not
+    b.request_pack("o0", "s0", None)
+    order = place(b, "o1", ("A", 6), minutes=1)
+    soon = ("A", "W1", "B1", "soon")
+    b.release_expired([soon])  # not expired yet: nothing changes
+    assert order.lines["1"].allocated == 6 and b.positions[soon].reserved == 5
+    b.now = T0 + timedelta(days=2)  # the caller's clock moved past the lot's expiry
+    b.release_expired([soon])
+    line = order.lines["1"]
+    assert {a.lot for a in line.allocations if a.live} == {"later"}
+    assert (line.allocated, line.backordered) == (3, 3)
+    assert b.positions[soon].reserved == 1 and packed.lines["1"].packed == 1
+    assert b.results[-1].event_type == "OrderReallocated" and "expired on 2026-03-02" in (b.results[-1].detail or "")
+    assert line.conserved()

@@ -6,7 +6,7 @@ import pytest
 
 from services.fulfillment.domain.returns import ReturnableLine, ReturnRefused, ReturnRequestLine, check_return
 
-LINES = {"L1": ReturnableLine("L1", "SCREW", Decimal("1.2500"), shipped=10, returned=3)}
+LINES = {"L1": ReturnableLine("L1", "SCREW", Decimal("1.2500"), shipped=10, returned=3, shipped_from=frozenset({"WH1"}))}
 
 
 def ret(qty: int, *, line_id: str = "L1", condition: str = "sellable") -> ReturnRequestLine:
@@ -35,3 +35,12 @@ def test_every_problem_is_listed():
     with pytest.raises(ReturnRefused) as exc:
         check_return([ret(1, line_id="NOPE"), ret(1, condition="lost")], LINES)
     assert [p.field for p in exc.value.problems] == ["lines.0.line_id", "lines.1.condition"]
+
+
+def test_units_go_back_to_a_location_the_line_shipped_from():
+    elsewhere = ReturnRequestLine("L1", 1, "sellable", "NOWHERE", "R-1")
+    with pytest.raises(ReturnRefused) as exc:
+        check_return([ret(1), elsewhere], LINES)
+    [problem] = exc.value.problems
+    assert problem.field == "lines.1.location_id"
+    assert "shipped from WH1" in problem.problem and "'NOWHERE'" in problem.problem

@@ -1,5 +1,7 @@
 """Pure rules of stock positions: adjustments, transfers, and booking changes in order."""
 
+from datetime import UTC, datetime, timedelta
+
 from services.inventory.domain.stock import (
     PositionKey,
     StockChange,
@@ -7,10 +9,12 @@ from services.inventory.domain.stock import (
     Transfer,
     apply_changes,
     check_adjustment,
+    check_receipt_dates,
     check_transfer,
 )
 
 KEY = PositionKey("SKU-1", "WH1", "A-01", "L1")
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
 def test_adjustment_needs_a_known_reason_code_and_a_nonzero_delta():
@@ -84,3 +88,14 @@ def test_a_shipment_beyond_the_records_is_booked_after_a_correction():
     ]
     assert entries[0].change.reason_code == "correction"
     assert sum(e.change.delta for e in entries) == -2 and positions[KEY].on_hand == 0
+
+
+def test_a_lot_that_would_arrive_expired_is_refused_naming_its_expiry():
+    day = timedelta(days=1)
+    assert check_receipt_dates(NOW - 5 * day, NOW - 4 * day, NOW, field="lines.0") == []  # valid, already old
+    assert check_receipt_dates(None, NOW + day, NOW, field="lines.0") == []
+    assert check_receipt_dates(NOW, None, NOW, field="lines.0") == []
+    [before_receipt] = check_receipt_dates(NOW - 3 * day, NOW - 4 * day, NOW, field="lines.2")
+    assert before_receipt.field == "lines.2.expires_at" and "arrive expired" in before_receipt.problem
+    [before_now] = check_receipt_dates(None, NOW - day, NOW, field="lines.0")  # no receipt date: received now
+    assert before_now.field == "lines.0.expires_at"

@@ -11,6 +11,7 @@ which the consumer retries as a transient error.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -194,10 +195,13 @@ class Slice:
             conn, "SELECT order_id, line_id, sku, qty, backordered, cancelled, on_hold, backorder_reason"
             " FROM order_lines WHERE order_id = ANY(:o) ORDER BY order_id, line_id", o=found):
             self.lines[r[0]].append(tuple(r))
+        # Shipped units too: a line's shipped quantity is the sum of its shipped allocations, so a
+        # book without them would rebuild a partly shipped line as all zeros (and write it back).
+        # Released ones hold nothing and are left out.
         for r in await self._q(
             conn, "SELECT allocation_id, order_id, line_id, sku, location_id, bin, lot, qty, status, shipment_id, rule,"
-            " created_at, manual FROM allocations WHERE order_id = ANY(:o) AND status IN ('allocated', 'packed')"
-            " ORDER BY allocation_id",
+            " created_at, manual FROM allocations WHERE order_id = ANY(:o) AND status IN ('allocated', 'packed',"
+            " 'shipped') ORDER BY allocation_id",
             o=found):
             self.allocations[r[1]].append(tuple(r))
 
@@ -388,3 +392,23 @@ async def write_changes(conn: AsyncConnection, book: AllocationBook) -> int:
 
 def _pg_array(items: Iterable[str]) -> str:
     return "{" + ",".join('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in items) + "}"
+
+
+# ---------------------------------------------------------------------- changes that came early
+async def keep_early_events(conn: AsyncConnection, events: list[tuple[str, uuid.UUID, bytes]]) -> None:
+    """Store (order_id, event_id, encoded envelope) of changes whose order is not placed yet."""
+    await conn.execute(
+        text("INSERT INTO early_order_events (order_id, event_id, envelope) SELECT * FROM unnest("
+             "CAST(:o AS text[]), CAST(:e AS uuid[]), CAST(:v AS bytea[]))"),
+        {"o": [e[0] for e in events], "e": [e[1] for e in events], "v": [e[2] for e in events]},
+    )
+
+
+async def take_early_events(conn: AsyncConnection, order_ids: list[str]) -> list[tuple[str, bytes]]:
+    """Remove and return, oldest first, the kept changes of these orders (the caller's transaction
+    applies them; a rollback keeps them)."""
+    rows = await conn.execute(
+        text("DELETE FROM early_order_events WHERE order_id = ANY(:o) RETURNING id, order_id, envelope"),
+        {"o": order_ids},
+    )
+    return [(r[1], bytes(r[2])) for r in sorted(rows.all())]

@@ -164,6 +164,9 @@ class AllocationBook:
         self.changed_policies: dict[str, Policy] = {}
         self.availability_changed: set[str] = set()
         self.results: list[OrderResult] = []
+        # Changes to orders not placed yet (their OrderPlaced is still on its way): the caller
+        # keeps them and applies them right after the order is placed. (order_id, the change)
+        self.waiting_for_order: list[tuple[str, object]] = []
         self.stale_stock_events = 0
         self.pending_fill: set[str] = set()
         self._touched: dict[str, _Touch] = {}
@@ -260,8 +263,9 @@ class AllocationBook:
         return self.positions_by_sku.get(sku, [])
 
     def _usable(self, p: StockPosition) -> bool:
+        """Stock a line may take: sellable, at an active location, and not past its expiry."""
         loc = self.locations.get(p.location_id)
-        return p.sellable and loc is not None and loc.active
+        return p.sellable and loc is not None and loc.active and not p.expired(self.now)
 
     def available_at(self, sku: str, location_id: str, policy: Policy) -> int:
         """Units of ``sku`` a channel under ``policy`` may take at a location now."""
@@ -429,7 +433,8 @@ class AllocationBook:
         total = 0
         for line, loc, qty, why in plan.pieces:
             positions = sorted(
-                (p for p in self.positions_by_sku[line.sku] if p.location_id == loc.location_id and p.sellable and p.free > 0),
+                (p for p in self.positions_by_sku[line.sku]
+                 if p.location_id == loc.location_id and p.free > 0 and self._usable(p)),
                 key=pick_key,
             )
             left = qty
@@ -728,6 +733,36 @@ class AllocationBook:
             t = self._touch(order, "stock shrink", f"{line.line_id}: {q} released at {p.location_id}/{p.bin}")
             t.released = True
             self._release_ship_complete_partial(order)
+
+    def release_expired(self, keys: Iterable[PositionKey]) -> None:
+        """Lots that expired while units sat allocated there: those units must not be picked, so
+        they are released (never packed ones) and backordered at their queue place, then the
+        queue re-allocates them from stock that has not expired."""
+        for key in sorted(keys):
+            p = self.positions.get(key)
+            if p is None:
+                raise SliceTooSmall(positions={key})
+            if not p.expired(self.now):
+                continue
+            if p.key not in self.position_allocations_loaded:
+                raise SliceTooSmall(positions={p.key})
+            expiry = p.expires_at.date().isoformat() if p.expires_at else "?"
+            for a in sorted((a for a in self.allocations_by_position.get(p.key, ()) if a.status == "allocated"),
+                            key=Allocation.recency):
+                order = self.orders[a.order_id]
+                line = order.lines[a.line_id]
+                q = self._release(a)
+                line.backordered += q
+                line.backorder_reason = f"lot {p.lot or '(none)'} at {p.location_id} expired on {expiry}: waiting" \
+                                        " to be re-allocated"
+                self._mark_line(line)
+                t = self._touch(order, "lot expired", f"{line.line_id}: {q} released, lot {p.lot or '(none)'}"
+                                f" at {p.location_id}/{p.bin} expired on {expiry}")
+                t.released = True
+                self._release_ship_complete_partial(order)
+            self.availability_changed.add(p.sku)
+        self.run_pending_fills()
+        self._emit()
 
     def change_location(self, loc: Location) -> None:
         """LocationChanged: deactivation re-allocates its unpacked allocations; activation fills."""

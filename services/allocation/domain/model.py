@@ -58,6 +58,11 @@ class StockPosition:
     def free(self) -> int:
         return max(0, self.on_hand - self.reserved)
 
+    def expired(self, now: datetime) -> bool:
+        """A lot is past its expiry from the instant ``expires_at`` on; ``now`` is given by the
+        caller (the book's clock), never read here."""
+        return self.expires_at is not None and self.expires_at <= now
+
 
 def pick_key(p: StockPosition) -> tuple[object, ...]:
     """Sort key for taking stock inside one location: FEFO, then FIFO, then bin, then lot."""

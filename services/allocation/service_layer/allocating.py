@@ -7,13 +7,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.contracts import Topic
+from libs.contracts import Topic, decode_event, encode_event
 from libs.contracts.envelope import Envelope
 from libs.contracts.events import (
     Event,
@@ -25,7 +25,14 @@ from libs.contracts.events import (
     StockAdjusted,
 )
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
-from services.allocation.adapters.repository import Need, Slice, assign_allocation_ids, write_changes
+from services.allocation.adapters.repository import (
+    Need,
+    Slice,
+    assign_allocation_ids,
+    keep_early_events,
+    take_early_events,
+    write_changes,
+)
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.domain.book import AllocationBook, OrderResult, SliceTooSmall
 from services.allocation.domain.model import Location, Order, OrderLine
@@ -128,7 +135,12 @@ def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUI
 
 
 # ---------------------------------------------------------------------- consumed events
-def _order_from(ev: OrderPlaced) -> Callable[[AllocationBook], None]:
+OrderChange = OrderCancelled | OrderModified
+
+
+def _order_from(ev: OrderPlaced, early: list[OrderChange]) -> Callable[[AllocationBook], None]:
+    """Place the order, then apply the changes that reached us before it (kept from earlier
+    batches, then the ones earlier in this batch), in the order they arrived."""
     def apply(book: AllocationBook) -> None:
         order = Order(
             order_id=ev.order_id, channel=ev.channel, placed_at=ev.placed_at, priority=ev.priority,
@@ -138,19 +150,33 @@ def _order_from(ev: OrderPlaced) -> Callable[[AllocationBook], None]:
         for ln in ev.lines:
             order.lines[ln.line_id] = OrderLine(order, ln.line_id, ln.sku, ln.qty)
         book.place_order(order)
+        in_batch = [cast(tuple[Envelope, OrderChange], kept)[1] for oid, kept in book.waiting_for_order
+                    if oid == ev.order_id]
+        book.waiting_for_order = [(oid, kept) for oid, kept in book.waiting_for_order if oid != ev.order_id]
+        for change in [*early, *in_batch]:
+            _apply_change(book, change)
+    return apply
+
+
+def _apply_change(book: AllocationBook, ev: OrderChange) -> None:
+    if isinstance(ev, OrderCancelled):
+        book.cancel(ev.order_id, ev.line_ids, ev.reason)
+    else:
+        book.modify(ev.order_id, [(c.line_id, c.sku, c.qty) for c in ev.lines], ev.priority)
+
+
+def _change_from(ev: OrderChange, env: Envelope) -> Callable[[AllocationBook], None]:
+    """A cancellation or change; one for an order not placed yet is kept for when it is."""
+    def apply(book: AllocationBook) -> None:
+        if ev.order_id not in book.orders:
+            book.waiting_for_order.append((ev.order_id, (env, ev)))
+            return
+        _apply_change(book, ev)
     return apply
 
 
 def _pack_from(ev: PackRequested) -> Callable[[AllocationBook], None]:
     return lambda b: b.request_pack(ev.order_id, ev.shipment_id, ev.line_ids)
-
-
-def _cancel_from(ev: OrderCancelled) -> Callable[[AllocationBook], None]:
-    return lambda b: b.cancel(ev.order_id, ev.line_ids, ev.reason)
-
-
-def _modify_from(ev: OrderModified) -> Callable[[AllocationBook], None]:
-    return lambda b: b.modify(ev.order_id, [(c.line_id, c.sku, c.qty) for c in ev.lines], ev.priority)
 
 
 def _stock_from(ev: StockAdjusted) -> Callable[[AllocationBook], None]:
@@ -181,9 +207,12 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[tuple[Envelope,
     messages = [(env, ev) for env, ev in messages if isinstance(ev, HANDLED)]  # others: nothing to record
     if not messages:
         return None
+    messages = in_queue_order(messages)
     fresh = await claim_new_events(conn, [env.event_id for env, _ in messages])
     need = Need()
     commands: list[Command] = []
+    early = await _take_early_changes(conn, need, [ev.order_id for env, ev in messages
+                                                   if isinstance(ev, OrderPlaced) and env.event_id in fresh])
     for env, ev in messages:
         if env.event_id not in fresh:
             continue
@@ -192,7 +221,7 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[tuple[Envelope,
         if isinstance(ev, OrderPlaced):
             need.skus |= {ln.sku for ln in ev.lines}
             need.orders.add(ev.order_id)
-            commands.append((env.event_id, corr, _order_from(ev)))
+            commands.append((env.event_id, corr, _order_from(ev, early.pop(ev.order_id, []))))
         elif isinstance(ev, StockAdjusted):
             need.skus.add(ev.sku)
             if ev.reason == "shipment":
@@ -208,17 +237,72 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[tuple[Envelope,
         elif isinstance(ev, PackRequested):
             need.orders.add(ev.order_id)
             commands.append((env.event_id, corr, _pack_from(ev)))
-        elif isinstance(ev, OrderCancelled):
-            need.orders_with_skus.add(ev.order_id)
-            commands.append((env.event_id, corr, _cancel_from(ev)))
-        elif isinstance(ev, OrderModified):
-            need.orders_with_skus.add(ev.order_id)
-            need.skus |= {c.sku for c in ev.lines}
-            need.queues |= {c.sku for c in ev.lines}
-            commands.append((env.event_id, corr, _modify_from(ev)))
+        elif isinstance(ev, OrderCancelled | OrderModified):
+            _need_for_change(need, ev)
+            commands.append((env.event_id, corr, _change_from(ev, env)))
     if not commands:
         return None
-    return await run_commands(conn, need, commands)
+    book = await run_commands(conn, need, commands)
+    if book.waiting_for_order:
+        kept = [cast(tuple[Envelope, OrderChange], item) for _, item in book.waiting_for_order]
+        await keep_early_events(conn, [
+            (ev.order_id, env.event_id, encode_event(env.model_copy(update={"data": ev.model_dump(mode="json")})))
+            for env, ev in kept
+        ])
+    return book
+
+
+def in_queue_order(messages: Sequence[tuple[Envelope, Event]]) -> list[tuple[Envelope, Event]]:
+    """The batch with its new orders in fair-queue order (priority desc, placed_at, order_id).
+
+    A batch holds records of several partitions one partition after the other, so after a
+    crash, or with one partition lagging, a backlog would be allocated in partition order and
+    newer orders could take stock an older order of the same batch then waits for. Within each
+    run of order events (not crossing a stock, location or pack event), every OrderPlaced is
+    applied first, in queue order, then the cancellations and changes in the order they came:
+    each order's own events keep their order (an order is placed once, before its changes)."""
+    out: list[tuple[Envelope, Event]] = []
+    placed: list[tuple[Envelope, OrderPlaced]] = []
+    changes: list[tuple[Envelope, Event]] = []
+
+    def flush() -> None:
+        placed.sort(key=lambda m: (-m[1].priority, m[1].placed_at, m[1].order_id))
+        out.extend(placed)
+        out.extend(changes)
+        placed.clear()
+        changes.clear()
+
+    for env, ev in messages:
+        if isinstance(ev, OrderPlaced):
+            placed.append((env, ev))
+        elif isinstance(ev, OrderCancelled | OrderModified):
+            changes.append((env, ev))
+        else:
+            flush()
+            out.append((env, ev))
+    flush()
+    return out
+
+
+def _need_for_change(need: Need, ev: OrderChange) -> None:
+    need.orders_with_skus.add(ev.order_id)
+    if isinstance(ev, OrderModified):
+        need.skus |= {c.sku for c in ev.lines}
+        need.queues |= {c.sku for c in ev.lines}
+
+
+async def _take_early_changes(conn: AsyncConnection, need: Need, order_ids: list[str]) -> dict[str, list[OrderChange]]:
+    """The kept changes of orders placed in this batch (an OrderCancelled or OrderModified that
+    reached us before its OrderPlaced: per-key order broken upstream, or a replay)."""
+    if not order_ids:
+        return {}
+    early: dict[str, list[OrderChange]] = {}
+    for order_id, raw in await take_early_events(conn, order_ids):
+        _, ev = decode_event(raw)
+        if isinstance(ev, OrderCancelled | OrderModified):
+            _need_for_change(need, ev)
+            early.setdefault(order_id, []).append(ev)
+    return early
 
 
 # ---------------------------------------------------------------------- manual commands (HTTP)

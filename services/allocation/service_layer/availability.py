@@ -53,17 +53,18 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
         text("SELECT sku FROM skus WHERE availability_dirty ORDER BY sku LIMIT :n FOR UPDATE SKIP LOCKED"), {"n": limit})]
     if not skus:
         return 0
+    now = datetime.now(UTC)
     # Free units per (sku, location) summed by the database: one row per location, not per bin/lot.
     free: dict[str, dict[str, int]] = {s: {} for s in skus}
     for r in await conn.execute(text(
             "SELECT p.sku, p.location_id, sum(CASE WHEN p.sellable AND coalesce(l.active, false)"
+            " AND (p.expires_at IS NULL OR p.expires_at > :now)"  # expired lots are never allocated, so never promised
             " THEN greatest(p.on_hand - p.reserved, 0) ELSE 0 END) AS free"
             " FROM positions p LEFT JOIN locations l USING (location_id)"
-            " WHERE p.sku = ANY(:s) GROUP BY p.sku, p.location_id"), {"s": skus}):
+            " WHERE p.sku = ANY(:s) GROUP BY p.sku, p.location_id"), {"s": skus, "now": now}):
         free[r.sku][r.location_id] = int(r.free)
     policies = {r.channel: policy_from_json(r.document)
                 for r in await conn.execute(text("SELECT channel, document FROM policies"))}
-    now = datetime.now(UTC)
     messages = []
     for sku in skus:
         data = availability_of(sku, free[sku], policies, now)

@@ -110,11 +110,12 @@ async def get_policy(conn: AsyncConnection, channel: str | None) -> dict[str, An
 
 
 async def stock_report(conn: AsyncConnection, sku: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
-    """Per SKU: on hand, reserved, backordered demand, available (sellable stock at active locations)."""
+    """Per SKU: on hand, reserved, backordered demand, available (sellable, unexpired stock at active locations)."""
     rows = await conn.execute(
         text(
             "WITH s AS (SELECT p.sku, sum(p.on_hand) AS on_hand, sum(p.reserved) AS reserved,"
-            " sum(CASE WHEN p.sellable AND l.active THEN greatest(p.on_hand - p.reserved, 0) ELSE 0 END) AS available,"
+            " sum(CASE WHEN p.sellable AND l.active AND (p.expires_at IS NULL OR p.expires_at > now())"
+            " THEN greatest(p.on_hand - p.reserved, 0) ELSE 0 END) AS available,"
             " sum(CASE WHEN NOT p.sellable THEN p.on_hand ELSE 0 END) AS quarantined"
             " FROM positions p LEFT JOIN locations l USING (location_id)"
             " WHERE CAST(:s AS text) IS NULL OR p.sku = :s GROUP BY p.sku),"

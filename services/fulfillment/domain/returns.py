@@ -19,13 +19,15 @@ class ReturnRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ReturnableLine:
-    """An order line's price and how many of its units shipped and came back so far."""
+    """An order line's price, how many of its units shipped and came back so far, and the
+    locations its units shipped from (a return goes back to one of them)."""
 
     line_id: str
     sku: str
     unit_price: Decimal
     shipped: int
     returned: int
+    shipped_from: frozenset[str] = frozenset()
 
     @property
     def returnable(self) -> int:
@@ -54,7 +56,9 @@ def check_return(requested: list[ReturnRequestLine], lines: dict[str, Returnable
     """The return's lines with their refund, or ``ReturnRefused`` listing every problem.
 
     A line may not get back more units than shipped minus already returned (summed over the
-    request, so a line named twice cannot slip past the limit).
+    request, so a line named twice cannot slip past the limit). Units go back to a location
+    the line shipped from: one inventory knows and that stocks the SKU (a location fulfillment
+    never shipped from may not exist at all, and inventory could not book the stock).
     """
     problems: list[Problem] = []
     if not requested:
@@ -70,6 +74,14 @@ def check_return(requested: list[ReturnRequestLine], lines: dict[str, Returnable
             continue
         asked[item.line_id] += max(item.qty, 0)
         line = lines[item.line_id]
+        if line.shipped_from and item.location_id not in line.shipped_from:
+            problems.append(
+                Problem(
+                    f"lines.{i}.location_id",
+                    f"line {item.line_id!r} shipped from {', '.join(sorted(line.shipped_from))}, not from "
+                    f"{item.location_id!r}; a return goes back to a location the line shipped from",
+                )
+            )
         if asked[item.line_id] > line.returnable:
             problems.append(
                 Problem(

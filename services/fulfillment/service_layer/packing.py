@@ -17,6 +17,7 @@ from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.packing import (
     OrderedLine,
     PackRefused,
+    Problem,
     check_pack,
     check_ship,
     new_shipment_id,
@@ -77,9 +78,14 @@ async def request_pack(
 
     Returns the shipment id. Raises OrderNotFound or the domain's PackRefused.
     """
+    # Lock the order's lines: pack requests of one order are checked one after the other, so a
+    # second request sees the first one's pending shipment instead of the same allocated units.
     lines = (
         await conn.execute(
-            text("SELECT line_id, sku, qty, ship_complete FROM order_lines WHERE order_id = :o"),
+            text(
+                "SELECT line_id, sku, qty, ship_complete FROM order_lines WHERE order_id = :o"
+                " ORDER BY line_id FOR UPDATE"
+            ),
             {"o": order_id},
         )
     ).all()
@@ -120,6 +126,24 @@ async def request_pack(
         serials=serials,
         serialized_skus=serialized,
     )
+    # A pack of the same lines still waiting for allocation's answer would take the same units:
+    # allocation would reject this one, leaving a rejected shipment and a PackRequested behind.
+    # Refused as a conflict instead (re-checked for a moment by request_pack_when_mirrored).
+    pending = (
+        await conn.execute(
+            text(
+                "SELECT shipment_id FROM shipments WHERE order_id = :o AND status = 'pending'"
+                " AND (requested_line_ids IS NULL OR requested_line_ids && CAST(:l AS text[]))"
+                " ORDER BY requested_at LIMIT 1"
+            ),
+            {"o": order_id, "l": plan.line_ids},
+        )
+    ).scalar()
+    if pending is not None:
+        raise PackRefused(
+            "conflict",
+            [Problem("order", f"shipment {pending} of these lines is still waiting for allocation's answer")],
+        )
     shipment_id = new_shipment_id()
     # Name the validated lines explicitly: stock allocated after this check is not swept into
     # this shipment without its serial numbers.

@@ -35,17 +35,20 @@ async def receive_return(
     ).all()
     if not lines:
         raise OrderNotFound(order_id)
-    shipped: dict[str, int] = dict(
-        (
-            await conn.execute(
-                text(
-                    "SELECT l.line_id, sum(l.qty) FROM shipment_lines l JOIN shipments s USING (shipment_id)"
-                    " WHERE s.order_id = :o AND s.status = 'shipped' GROUP BY l.line_id"
-                ),
-                {"o": order_id},
-            )
-        ).all()
-    )
+    shipped: dict[str, int] = {}
+    shipped_from: dict[str, set[str]] = {}
+    for line_id, location_id, qty in (
+        await conn.execute(
+            text(
+                "SELECT l.line_id, l.location_id, sum(l.qty) FROM shipment_lines l JOIN shipments s"
+                " USING (shipment_id) WHERE s.order_id = :o AND s.status = 'shipped'"
+                " GROUP BY l.line_id, l.location_id"
+            ),
+            {"o": order_id},
+        )
+    ).all():
+        shipped[line_id] = shipped.get(line_id, 0) + int(qty)
+        shipped_from.setdefault(line_id, set()).add(location_id)
     returned: dict[str, int] = dict(
         (
             await conn.execute(
@@ -61,6 +64,7 @@ async def receive_return(
             Decimal(ln.unit_price),
             int(shipped.get(ln.line_id, 0)),
             int(returned.get(ln.line_id, 0)),
+            frozenset(shipped_from.get(ln.line_id, ())),
         )
         for ln in lines
     }

@@ -149,6 +149,23 @@ def check_adjustment(delta: int, reason_code: str) -> list[Problem]:
     return problems
 
 
+def check_receipt_dates(
+    received_at: datetime | None, expires_at: datetime | None, now: datetime, *, field: str
+) -> list[Problem]:
+    """A lot must not be expired on arrival: its expiry lies after its receipt date (``now``
+    when none is given). ``field`` is the receipt line the problem is reported against."""
+    received = received_at or now
+    if expires_at is not None and expires_at <= received:
+        return [
+            Problem(
+                f"{field}.expires_at",
+                f"{expires_at.isoformat()} is not after the receipt date {received.isoformat()}:"
+                " the lot would arrive expired",
+            )
+        ]
+    return []
+
+
 def check_transfer(from_key: PositionKey, to_key: PositionKey, qty: int) -> list[Problem]:
     """A transfer moves a positive quantity to a different place."""
     problems = []

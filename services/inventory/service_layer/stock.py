@@ -32,6 +32,7 @@ from services.inventory.domain.stock import (
     apply_changes,
     bin_is_quarantine,
     check_adjustment,
+    check_receipt_dates,
     check_transfer,
 )
 
@@ -274,7 +275,16 @@ async def receive_goods(
     conn: AsyncConnection, location_id: str, reference: str, lines: Sequence[ReceiptLine], actor: str | None
 ) -> list[LedgerEntry]:
     """Goods receipt (GRN): every line adds stock at its bin/lot. A reference is booked once per
-    location; booking it again raises DuplicateReceipt."""
+    location; booking it again raises DuplicateReceipt. A lot whose expiry is not after its
+    receipt date is refused (StockRefused naming ``lines.N.expires_at``)."""
+    now = datetime.now(UTC)
+    problems = [
+        p
+        for i, ln in enumerate(lines)
+        for p in check_receipt_dates(ln.received_at, ln.expires_at, now, field=f"lines.{i}")
+    ]
+    if problems:
+        raise StockRefused(problems)
     inserted = await conn.execute(
         text(
             "INSERT INTO receipts (location_id, reference, actor, lines) VALUES (:l, :r, :a, :n)"
