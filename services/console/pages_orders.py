@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from services.console.client import ServiceRefused
-from services.console.web import Outcome, as_int, call, page, refused
+from services.console.web import TEMPLATES, Outcome, as_int, call, page, refused
 
 router = APIRouter()
 
@@ -98,6 +98,12 @@ async def _action(request: Request, order_id: str, action: str, outcome: Outcome
     locations = await call(request, "GET", "inventory", "/v1/locations")
     response = page(request, "order_action.html", **data, locations=locations, action=action,
                     outcome=outcome)
+    if action == "pack" and not outcome.failed:
+        # The ship form lists packed shipments: send it again, out of band, with the new one.
+        ship_form = TEMPLATES.get_template("order_action.html").render(
+            **data, request=request, locations=locations, action="ship", outcome=None, oob=True)
+        response.body += ship_form.encode()
+        response.headers["content-length"] = str(len(response.body))
     if not outcome.failed:
         response.headers["HX-Trigger"] = "order-changed"  # the live panel refreshes at once
     return response

@@ -73,6 +73,7 @@ def test_spec_section_8_walkthrough_through_the_console_pages(page: Any, api: ht
     form.get_by_role("button", name="Save location").click()
     expect(pg.locator(".ok")).to_have_text(f"Location {loc} saved.")
     expect(pg.locator(f"#locations tr[data-location='{loc}'] td[data-q='active']")).to_have_text("active")
+    shoot(pg, screenshots, "locations")
 
     pg.goto(f"/stock?sku={brass}")
     receive(pg, loc, f"GRN-A-{run}", brass, 15, "A-01", "A")
@@ -94,6 +95,10 @@ def test_spec_section_8_walkthrough_through_the_console_pages(page: Any, api: ht
     expect(pg.locator("#allocations tr[data-line='1'][data-lot='B'] td[data-q='qty']")).to_have_text("10")
     expect(pg.locator("#backorders tr[data-line='2'] td[data-q='qty']")).to_have_text("3")
     expect(pg.locator("#allocations")).to_contain_text("FIFO")  # the reason it went there
+    pg.goto(f"/picklists?location_id={loc}")
+    expect(pg.locator(f"table[data-location='{loc}']")).to_contain_text(o1)
+    shoot(pg, screenshots, "picklists")
+    pg.goto(f"/orders/{o1}")
 
     # 2. Pack allocated order: packed lines of 25 and 22; the backorder of 3 remains.
     pg.locator("#act-pack").get_by_role("button", name="Pack").click()
