@@ -53,8 +53,10 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
 
     @app.exception_handler(ServiceRefused)
     async def service_refused(request: Request, exc: ServiceRefused) -> Response:
-        # A page whose data a service would not give: show its answer, as it said it.
-        return page(request, "error.html", problems=exc.problems, status=exc.status)
+        # A page whose data a service would not give: show its answer, as it said it (in place
+        # of the refreshed part when htmx asked for one).
+        template = "error_fragment.html" if request.headers.get("HX-Request") else "error.html"
+        return page(request, template, problems=exc.problems, status=exc.status)
 
     @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:

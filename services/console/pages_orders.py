@@ -102,7 +102,7 @@ async def _action(request: Request, order_id: str, action: str, outcome: Outcome
         # The ship form lists packed shipments: send it again, out of band, with the new one.
         ship_form = TEMPLATES.get_template("order_action.html").render(
             **data, request=request, locations=locations, action="ship", outcome=None, oob=True)
-        response.body += ship_form.encode()
+        response.body = bytes(response.body) + ship_form.encode()
         response.headers["content-length"] = str(len(response.body))
     if not outcome.failed:
         response.headers["HX-Trigger"] = "order-changed"  # the live panel refreshes at once

@@ -30,7 +30,9 @@ MODES = {
 
 async def _stock_data(request: Request, sku: str) -> dict[str, Any]:
     locations = await call(request, "GET", "inventory", "/v1/locations")
-    stock, ledger, report = None, [], []
+    stock: Any = None
+    ledger: Any = []
+    report: Any = []
     if sku:
         try:
             stock = await call(request, "GET", "inventory", f"/v1/stock/{sku}")

@@ -52,15 +52,16 @@ class Outcome:
 
 
 def place_problems(problems: list[Problem], inputs: list[str], aliases: dict[str, str] | None = None) -> dict[str, list[str]]:
-    """Each problem beside the input it names: exact name, an alias, or the last part of a dotted
-    path (``lines.0.qty`` -> ``qty``); the rest goes to the form's head (key ``_form``).
+    """Each problem beside the input it names: exact name, an alias, the last part of a dotted
+    path (``lines.0.qty`` -> ``qty``) or its first (``rank_by.0`` -> ``rank_by``); the rest goes
+    to the form's head (key ``_form``).
 
     The text shown is the service's own: ``field: problem``.
     """
     aliases = aliases or {}
     placed: dict[str, list[str]] = {}
     for p in problems:
-        candidates = [p.field, aliases.get(p.field, ""), p.field.rsplit(".", 1)[-1]]
+        candidates = [p.field, aliases.get(p.field, ""), p.field.rsplit(".", 1)[-1], p.field.split(".", 1)[0]]
         target = next((c for c in candidates if c and c in inputs), "_form")
         placed.setdefault(target, []).append(f"{p.field}: {p.problem}")
     return placed
