@@ -151,3 +151,38 @@ def test_the_staff_token_stays_in_an_httponly_cookie_and_never_on_a_page(page: A
     page.wait_for_url("**/sign-in")
     page.goto("/orders")
     assert page.url.endswith("/sign-in")
+
+
+def test_pack_ship_and_return_from_the_order_page_shows_the_refund_due(
+        page: Any, api: httpx.Client, screenshots: Path) -> None:
+    from playwright.sync_api import expect
+
+    loc, sku = _stocked_location(api)
+    body = {"channel": "web", "external_id": f"ship-{loc}", "placed_at": "2026-01-01T00:00:00Z", "currency": "EUR",
+            "customer": {"name": "c"}, "ship_to": {"country": "DE"},
+            "lines": [{"line_id": "1", "sku": sku, "qty": 3, "unit_price": "2.50"}]}
+    resp = api.post(_url(api, "order_intake", "/v1/orders"), json=body, headers={"X-API-Key": "dev-key"})
+    assert resp.status_code == 201, resp.text
+    order_id = resp.json()["order_id"]
+    pg = page
+    pg.goto(f"/orders/{order_id}")
+    expect(pg.locator("#lines tr[data-line='1'] td[data-q='allocated']")).to_have_text("3")
+    pg.locator("#act-pack").get_by_role("button", name="Pack").click()
+    expect(pg.locator("#act-pack .ok")).to_contain_text("packed: 3 unit(s)")
+
+    ship = pg.locator("#act-ship")  # offered the shipment just packed, without a reload
+    ship.get_by_label("Carrier").fill("DHL")
+    ship.get_by_label("Tracking number").fill("JD0001")
+    ship.get_by_role("button", name="Ship").click()
+    expect(pg.locator("#act-ship .ok")).to_contain_text("shipped with DHL")
+    expect(pg.locator("#lines tr[data-line='1'] td[data-q='shipped']")).to_have_text("3")
+
+    ret = pg.locator("#act-return")
+    ret.get_by_label("Quantity").fill("1")
+    ret.get_by_label("Condition").select_option("sellable")
+    ret.get_by_label("Location").select_option(loc)
+    ret.get_by_label("Bin").fill("S-01")
+    ret.get_by_role("button", name="Record return").click()
+    expect(pg.locator("#act-return .ok")).to_contain_text("refund due: 2.50")
+    expect(pg.locator("#lines tr[data-line='1'] td[data-q='returned']")).to_have_text("1")
+    shoot(pg, screenshots, "order-shipped-and-returned")
