@@ -21,7 +21,8 @@ SERVICES: dict[str, int] = {"order_intake": 8001, "inventory": 8002, "allocation
 # What the tools (demo, bench) send to staff routes: OMS_ADMIN_TOKEN, else the development admin
 # token (the embedded default of OMS_STAFF_TOKENS).
 STAFF_HEADERS = {"Authorization": "Bearer " + os.environ.get("OMS_ADMIN_TOKEN", "dev-admin-token")}
-_COLORS = {"order_intake": 36, "inventory": 33, "allocation": 35, "fulfillment": 32, "infra": 34}
+CONSOLE_PORT = 8000  # the operations console: a fifth process, talking to the four over HTTP only
+_COLORS = {"order_intake": 36, "inventory": 33, "allocation": 35, "fulfillment": 32, "console": 31, "infra": 34}
 
 
 @dataclass
@@ -95,11 +96,13 @@ class System:
         env[f"OMS_{name.upper()}_PORT"] = str(port)
         # inventory's stock takes ask allocation for reserved quantities over its public API
         env.setdefault("OMS_ALLOCATION_URL", f"http://127.0.0.1:{self.ports['allocation']}")
+        if name == "console":  # where it finds the four services
+            env.update({f"OMS_{svc.upper()}_URL": self.url(svc) for svc in SERVICES})
         env.update(self.extra_env)
         return env
 
     def start_service(self, name: str, *, port: int | None = None, instance: int = 0) -> ServiceProcess:
-        port = port or self.ports[name]
+        port = port or self.ports.get(name) or (CONSOLE_PORT if name == "console" else 0)
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
             env=self.env_for(name, port),
@@ -117,6 +120,12 @@ class System:
         for name in SERVICES:
             self.start_service(name)
         self.wait_ready(timeout)
+
+    def start_console(self, port: int = CONSOLE_PORT, timeout: float = 60) -> ServiceProcess:
+        """The operations console beside the services (``oms up``, browser tests)."""
+        sp = self.start_service("console", port=port)
+        self.wait_ready(timeout, [sp])
+        return sp
 
     def wait_ready(self, timeout: float = 120, processes: list[ServiceProcess] | None = None) -> None:
         deadline = time.monotonic() + timeout

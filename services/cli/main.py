@@ -1,8 +1,9 @@
 """``oms``: run the system, one service, the demo, or the benchmark.
 
     oms up                 embedded broker + PostgreSQL (unless OMS_KAFKA_BOOTSTRAP /
-                           OMS_DATABASE_URL are set) and the four services; Ctrl-C stops all
-    oms run SERVICE        one service in the foreground (what a container runs)
+                           OMS_DATABASE_URL are set), the four services and the console on
+                           :8000; Ctrl-C stops all
+    oms run SERVICE        one service (or the console) in the foreground (what a container runs)
     oms demo               the SPEC section 8 walkthrough; starts the system if none answers
     oms bench SCENARIO     the benchmark (see README)
     oms asyncapi           regenerate docs/asyncapi and docs/openapi
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.cli.launcher import SERVICES, System, _ready
+from services.cli.launcher import CONSOLE_PORT, SERVICES, System, _ready
 
 
 def _workdir() -> Path:
@@ -36,7 +37,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         system.start_infra(fresh=not args.keep_data)
         system.start_all()
+        console = system.start_console()
         print("\nOMS is up:", ", ".join(f"{n} {system.url(n)}" for n in SERVICES))
+        print(f"operations console: http://127.0.0.1:{console.port} (sign in with a staff token)")
         print(f"broker {system.kafka_bootstrap}; logs in {system.workdir}; Ctrl-C to stop\n", flush=True)
         while not stop["now"]:
             for sp in list(system.processes):
@@ -54,6 +57,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     name = args.service.replace("-", "_")
+    if name == "console":
+        from services.console.app import run as run_console
+
+        run_console()
+        return 0
     if name not in SERVICES:
         print(f"unknown service {args.service!r}; one of: {', '.join(SERVICES)}", file=sys.stderr)
         return 2
@@ -76,6 +84,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         urls = {n: f"http://127.0.0.1:{p}" for n, p in SERVICES.items()}
         Walkthrough(urls, unique_names=system is None).run()
+        if _ready(CONSOLE_PORT):
+            print(f"\nSee it in the operations console: http://127.0.0.1:{CONSOLE_PORT}/orders")
+        else:
+            print(f"\nThe operations console runs with `oms up`: http://127.0.0.1:{CONSOLE_PORT} (sign in with a staff token)")
         return 0
     except WalkthroughMismatch as exc:
         print(f"\nMISMATCH: {exc}", file=sys.stderr)
@@ -116,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--keep-data", action="store_true", help="keep embedded PostgreSQL data from the last run")
     up.set_defaults(fn=cmd_up)
     run = sub.add_parser("run", help="run one service in the foreground")
-    run.add_argument("service", help=", ".join(SERVICES))
+    run.add_argument("service", help=", ".join([*SERVICES, "console"]))
     run.set_defaults(fn=cmd_run)
     demo = sub.add_parser("demo", help="play the SPEC section 8 walkthrough")
     demo.set_defaults(fn=cmd_demo)
