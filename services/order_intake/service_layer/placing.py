@@ -44,6 +44,9 @@ async def place_orders(
     conn: AsyncConnection, incoming: list[Incoming], *, publish_rejections: bool
 ) -> list[Outcome]:
     """Validate, store and announce a batch of orders in the caller's transaction."""
+    # A Kafka key or header is bytes the connector chose; PostgreSQL cannot store NUL in text.
+    incoming = [Incoming(i.document, _storable(i.key), i.correlation_id and _storable(i.correlation_id))
+                for i in incoming]
     outcomes: list[Outcome | None] = [None] * len(incoming)
     valid: dict[tuple[str, str], tuple[int, ChannelOrder, str]] = {}
     repeats: list[tuple[int, tuple[str, str], str]] = []  # the same key again in this batch
@@ -175,7 +178,11 @@ def _resend_or_conflict(stored_hash: str, digest: str, *, order_id: str | None) 
 
 
 def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return _storable(value) if isinstance(value, str) else None
+
+
+def _storable(value: str) -> str:
+    return value.replace("\x00", "\ufffd")
 
 
 async def add_timeline(conn: AsyncConnection, rows: list[tuple[str, str, str, str]], at: Any = None) -> None:

@@ -1,0 +1,33 @@
+"""Helpers for HTTP tests: a service's routers in an app with the host's error handling."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.service_host import errors
+
+# Staff routes will need a bearer token (staff authentication lands in parallel); harmless before.
+STAFF = {"Authorization": "Bearer dev-admin-token"}
+
+
+def runtime(engine: AsyncEngine) -> Any:
+    """What routers need of a Runtime: the engine and a relay to wake."""
+    return SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+
+
+def host_app(*routers: Any) -> FastAPI:
+    """An app as ``libs.service_host.build_app`` assembles it, without connecting to anything."""
+    app = FastAPI()
+    errors.install(app)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def fields(response: Any) -> set[str]:
+    """The fields a 422 answer names."""
+    return {d["field"] for d in response.json()["detail"]}
