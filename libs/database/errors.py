@@ -19,19 +19,17 @@ from sqlalchemy.exc import StatementError
 
 _ARGUMENT = re.compile(r"(invalid input for query argument \$\d+)")
 _QUOTED_VALUE = re.compile(r':\s*"[^"]*"\s*$')
+_CODEC_ERRORS = (ValueError, TypeError, OverflowError, UnicodeError)
 _FIELDS = ("schema_name", "table_name", "column_name", "constraint_name", "data_type_name")
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc``, its wrapped driver error and their causes (each once)."""
+    """``exc``, the driver error it wraps and their explicit causes (each once)."""
     seen: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        item = todo.pop()
-        if item is None or any(item is s for s in seen):
-            continue
+    item: BaseException | None = exc
+    while item is not None and not any(item is s for s in seen):
         seen.append(item)
-        todo += [getattr(item, "orig", None), item.__cause__, item.__context__]
+        item = getattr(item, "orig", None) or item.__cause__
     return seen
 
 
@@ -46,12 +44,12 @@ def _safe_message(message: str) -> str:
 def scrub(exc: BaseException) -> None:
     """Remove row values from a database error and the driver errors it wraps, in place."""
     for item in _chain(exc):
-        if getattr(item, "detail", None) is not None:
-            try:
-                item.detail = None  # type: ignore[attr-defined]
-            except AttributeError:
-                pass
-        if item.args and isinstance(item.args[0], str):
+        if isinstance(getattr(item, "detail", None), str):
+            item.detail = None  # type: ignore[attr-defined]  # "Failing row contains (...)"
+        if isinstance(item, _CODEC_ERRORS):
+            # The driver could not encode a parameter; its codec's text quotes the value.
+            item.args = (f"{type(item).__name__} while encoding a query argument (text hidden)",)
+        elif item.args and isinstance(item.args[0], str):
             item.args = (_safe_message(item.args[0]), *item.args[1:])
 
 
