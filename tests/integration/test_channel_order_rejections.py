@@ -107,3 +107,30 @@ async def test_unstorable_channel_orders_are_rejected_naming_each_field(order_in
     }
     dead = [r for r in await drain(infra.kafka_bootstrap, dlq(Topic.CHANNEL_ORDERS)) if run.encode() in (r.key or b"")]
     assert dead == []
+
+
+async def test_an_unparseable_channel_order_is_rejected_with_the_parsers_own_words(database_url: str) -> None:
+    """The use case's half (the Kafka decoder hands it the parser's problem, see subscribers)."""
+    from pathlib import Path
+
+    from libs.database import create_engine, upgrade_schema
+    from services.order_intake.adapters.tables import SCHEMA
+    from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders
+
+    engine = create_engine(database_url, schema=SCHEMA, pool_size=2)
+    await upgrade_schema(engine, schema=SCHEMA, versions_dir=Path(__file__).parents[2]
+                         / "services" / "order_intake" / "adapters" / "migrations" / "versions")
+    try:
+        incoming = []
+        for raw in (b'{"channel": "web",', b'{"channel": "\xff\xfe"}'):
+            document, problem = parse_json(raw)
+            incoming.append(Incoming(document, f"web:{uuid.uuid4().hex}", parse_problem=problem))
+        async with engine.begin() as conn:
+            outcomes = await place_orders(conn, incoming, publish_rejections=True)
+            await conn.rollback()
+    finally:
+        await engine.dispose()
+    assert [o.status for o in outcomes] == ["rejected", "rejected"]
+    problems = [o.problems[0].problem for o in outcomes]
+    assert problems[0].startswith("not valid JSON: ") and "must be a JSON object" not in problems[0]
+    assert "UTF-8" in problems[1], problems[1]
