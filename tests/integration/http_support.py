@@ -19,6 +19,16 @@ def runtime(engine: AsyncEngine) -> Any:
     return SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
 
 
+def channel_keys(spec: str) -> Any:
+    """Order intake's per-channel API keys (``ApiKeys`` before staff authentication moved them
+    to ``libs.service_host.auth.ChannelKeys``)."""
+    try:
+        from libs.service_host.auth import ChannelKeys  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        from services.order_intake.entrypoints.http import ApiKeys as ChannelKeys
+    return ChannelKeys(spec)
+
+
 def host_app(*routers: Any) -> FastAPI:
     """An app as ``libs.service_host.build_app`` assembles it, without connecting to anything."""
     app = FastAPI()

@@ -9,14 +9,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from http_support import STAFF, fields, host_app, runtime
+from http_support import STAFF, channel_keys, fields, host_app, runtime
 from infra import free_port
 
 from libs.database import create_engine, upgrade_schema
 from libs.service_host.errors import DEFAULT_MAX_BODY_BYTES
 from services.inventory.entrypoints.http import build_router as inventory_router
 from services.order_intake.adapters.tables import SCHEMA as ORDER_INTAKE
-from services.order_intake.entrypoints.http import ApiKeys
 from services.order_intake.entrypoints.http import build_router as order_intake_router
 
 pytestmark = pytest.mark.integration
@@ -31,7 +30,7 @@ def order(**extra: object) -> dict:
 
 
 async def client_for(engine) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
-    app = host_app(order_intake_router(runtime(engine), ApiKeys("*:channel-key")))
+    app = host_app(order_intake_router(runtime(engine), channel_keys("*:channel-key")))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake",
                                  headers={**STAFF, "X-API-Key": "channel-key"}) as client:
         yield client

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from allocation_support import fresh_engine
-from http_support import STAFF, fields, host_app, runtime
+from http_support import STAFF, channel_keys, fields, host_app, runtime
 from sqlalchemy import text
 
 from libs.database import create_engine, upgrade_schema
@@ -19,7 +19,6 @@ from services.allocation.entrypoints.http import build_router as allocation_rout
 from services.fulfillment.entrypoints.http import build_router as fulfillment_router
 from services.inventory.entrypoints.http import build_router as inventory_router
 from services.order_intake.adapters.tables import SCHEMA as ORDER_INTAKE
-from services.order_intake.entrypoints.http import ApiKeys
 from services.order_intake.entrypoints.http import build_router as order_intake_router
 
 pytestmark = pytest.mark.integration
@@ -39,7 +38,7 @@ async def _migrated(database_url: str, service: str, schema: str):  # type: igno
 @pytest.fixture
 async def intake(database_url: str):  # type: ignore[no-untyped-def]
     engine = await _migrated(database_url, "order_intake", ORDER_INTAKE)
-    app = host_app(order_intake_router(runtime(engine), ApiKeys("*:channel-key")))
+    app = host_app(order_intake_router(runtime(engine), channel_keys("*:channel-key")))
     headers = {**STAFF, "X-API-Key": "channel-key"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake",
                                  headers=headers) as client:

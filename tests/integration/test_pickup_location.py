@@ -11,14 +11,14 @@ import httpx
 import pytest
 from aiokafka import ConsumerRecord
 from allocation_support import fresh_engine, location, order, outbox, stock
-from http_support import STAFF, host_app, runtime
+from http_support import STAFF, channel_keys, host_app, runtime
 
 from libs.contracts import decode_event
 from libs.database import create_engine, upgrade_schema
 from libs.messaging.consumer import Delivery, EventMessage
 from services.allocation.service_layer import allocating
 from services.order_intake.adapters.tables import SCHEMA as ORDER_INTAKE
-from services.order_intake.entrypoints.http import ApiKeys, build_router
+from services.order_intake.entrypoints.http import build_router
 from services.order_intake.service_layer.tracking import apply_downstream_events
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ async def test_an_unknown_pickup_location_is_shown_as_the_reason_the_order_waits
     intake_db = create_engine(database_url, schema=ORDER_INTAKE, pool_size=2)
     await upgrade_schema(intake_db, schema=ORDER_INTAKE, versions_dir=VERSIONS)
     allocation_db = await fresh_engine(database_url)
-    app = host_app(build_router(runtime(intake_db), ApiKeys("*:channel-key")))
+    app = host_app(build_router(runtime(intake_db), channel_keys("*:channel-key")))
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake",
                                      headers={**STAFF, "X-API-Key": "channel-key"}) as intake:

