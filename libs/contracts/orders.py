@@ -13,23 +13,32 @@ from typing import Annotated, Any
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+from libs.contracts.storable import StorableDatetime, Text
+
+NonEmpty = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+MAX_LINE_QTY = 1_000_000
+MAX_LINES = 500
+MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 
 
 class Customer(BaseModel):
+    """The customer as events carry it (consumers ignore fields they do not know)."""
+
     model_config = ConfigDict(extra="ignore")
 
     customer_id: NonEmpty | None = None
-    name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
+    name: Text | None = Field(default=None, max_length=200)
+    email: Text | None = Field(default=None, max_length=320)
 
 
 class Address(BaseModel):
+    """The ship-to address as events carry it (consumers ignore fields they do not know)."""
+
     model_config = ConfigDict(extra="ignore")
 
-    country: Annotated[str, StringConstraints(min_length=2, max_length=2, to_upper=True)]
-    postal_code: str | None = Field(default=None, max_length=20)
-    city: str | None = Field(default=None, max_length=200)
+    country: Annotated[Text, StringConstraints(min_length=2, max_length=2, to_upper=True)]
+    postal_code: Text | None = Field(default=None, max_length=20)
+    city: Text | None = Field(default=None, max_length=200)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
 
@@ -41,12 +50,24 @@ class Address(BaseModel):
         return value
 
 
+class CustomerIn(Customer):
+    """The customer as a channel sends it: unknown fields are refused, as on the whole order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AddressIn(Address):
+    """The ship-to address as a channel sends it: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class OrderLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     line_id: NonEmpty
     sku: NonEmpty
-    qty: int = Field(gt=0, le=1_000_000, strict=True)
+    qty: int = Field(gt=0, le=MAX_LINE_QTY, strict=True)
     unit_price: Decimal = Field(ge=0, max_digits=14, decimal_places=4)
 
 
@@ -57,14 +78,14 @@ class ChannelOrder(BaseModel):
 
     channel: NonEmpty
     external_id: NonEmpty
-    placed_at: datetime
-    currency: Annotated[str, StringConstraints(min_length=3, max_length=3, to_upper=True)]
-    customer: Customer = Field(default_factory=Customer)
-    ship_to: Address
-    priority: int = Field(default=0, ge=-1000, le=1000, strict=True)
+    placed_at: StorableDatetime
+    currency: Annotated[Text, StringConstraints(min_length=3, max_length=3, to_upper=True)]
+    customer: CustomerIn = Field(default_factory=CustomerIn)
+    ship_to: AddressIn
+    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, strict=True)
     ship_complete: bool = False
     pickup_location_id: NonEmpty | None = None
-    lines: list[OrderLineIn] = Field(min_length=1, max_length=500)
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=MAX_LINES)
 
     @field_validator("currency")
     @classmethod
@@ -93,6 +114,33 @@ class ChannelOrder(BaseModel):
     @property
     def key(self) -> str:
         return f"{self.channel}:{self.external_id}"
+
+
+class OrderLineChangeIn(OrderLineIn):
+    """A line of a change request: the rules of a new order's line, but 0 cancels what is open."""
+
+    qty: int = Field(ge=0, le=MAX_LINE_QTY, strict=True)
+
+
+class OrderChangeIn(BaseModel):
+    """A change to a placed order (``PATCH /v1/orders/{order_id}``), held to the rules of a new
+    order: what could not be placed cannot be reached by a change either."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[OrderLineChangeIn] = Field(
+        default_factory=list, max_length=MAX_LINES, description="new quantities; a new line_id adds a line")
+    priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY, strict=True)
+
+    @field_validator("lines")
+    @classmethod
+    def _unique_line_ids(cls, lines: list[OrderLineChangeIn]) -> list[OrderLineChangeIn]:
+        seen: set[str] = set()
+        for line in lines:
+            if line.line_id in seen:
+                raise ValueError(f"duplicate line_id {line.line_id!r}")
+            seen.add(line.line_id)
+        return lines
 
 
 class Problem(BaseModel):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from libs.database.errors import scrub_on_error
 
 
 def database_url_from_env() -> str | None:
@@ -23,18 +25,24 @@ def normalise_url(url: str) -> str:
 
 
 def create_engine(url: str, *, schema: str, pool_size: int = 10, application_name: str = "oms") -> AsyncEngine:
-    """An engine whose connections work in ``schema`` (each service owns one schema)."""
-    return create_async_engine(
+    """An engine whose connections work in ``schema`` (each service owns one schema).
+
+    Its errors never carry row values (customer names, addresses): parameters are hidden and
+    the driver's texts scrubbed (see ``libs.database.errors``)."""
+    engine = create_async_engine(
         normalise_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        hide_parameters=True,
         connect_args={
             "server_settings": {"search_path": schema, "application_name": application_name},
             # asyncpg's statement cache is per connection; our statements are few and fixed.
             "statement_cache_size": 512,
         },
     )
+    event.listen(engine.sync_engine, "handle_error", scrub_on_error)
+    return engine
 
 
 async def ping(engine: AsyncEngine) -> bool:

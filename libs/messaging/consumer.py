@@ -168,10 +168,16 @@ class BatchConsumer(Generic[T]):
         return last
 
     async def dead_letter(self, record: ConsumerRecord[Any, Any], error: BaseException, *, attempts: int) -> None:
-        """Publish the record unchanged to ``<topic>.dlq`` with why it failed in the headers."""
+        """Publish the record unchanged to ``<topic>.dlq`` with why it failed in the headers.
+
+        Why is the error's kind and the field it concerns, never the row's values (a database
+        error's text would carry customer names and addresses)."""
+        from libs.database.errors import describe_error  # here: only this function is ours to change
+
+        why = describe_error(error)
         headers = list(record.headers or ())
         headers += [
-            ("dlq.error", _clip(f"{type(error).__name__}: {error}").encode()),
+            ("dlq.error", _clip(why).encode()),
             ("dlq.error_type", type(error).__name__.encode()),
             ("dlq.topic", record.topic.encode()),
             ("dlq.partition", str(record.partition).encode()),
@@ -183,7 +189,7 @@ class BatchConsumer(Generic[T]):
         await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
         MESSAGES.labels(self.topic, "dead_lettered").inc()
         log.error("dead-lettered %s[%d]@%d after %d attempt(s): %s",
-                  record.topic, record.partition, record.offset, attempts, error)
+                  record.topic, record.partition, record.offset, attempts, why)
 
 
 def _clip(text: str, limit: int = 2000) -> str:

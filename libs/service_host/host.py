@@ -29,6 +29,7 @@ from libs.database.engine import normalise_url
 from libs.messaging.kafka import broker_reachable, create_producer, ensure_topics
 from libs.messaging.outbox import OutboxRelay
 from libs.messaging.settings import KafkaSettings
+from libs.service_host import errors
 from libs.service_host.auth import InsecureConfiguration, Rule, StaffAccess
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ def build_app(
             await engine.dispose()
 
     app = FastAPI(title=f"OMS {service.name}", lifespan=lifespan, version="1.0")
+    errors.install(app)  # 422 {field, problem}, 413 body limit, 503 + Retry-After during outages
 
     @app.get("/health/live", tags=["health"])
     async def live() -> dict[str, str]:

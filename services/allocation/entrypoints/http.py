@@ -11,34 +11,36 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from libs.contracts.orders import Problem, problems_of
+from libs.contracts.storable import INT32_MAX, INT64_MAX, Text, storable_problems
 from libs.service_host import Runtime
 from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
+from libs.service_host.errors import problem_response as _problems
 from services.allocation.domain.book import CommandRefused, UnknownOrder
 from services.allocation.service_layer import allocating, views
 
 
 class DeallocateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    line_ids: list[str] = Field(min_length=1, description="lines whose unpacked allocations go back to stock (held)")
+    line_ids: list[Text] = Field(min_length=1, description="lines whose unpacked allocations go back to stock (held)")
 
 
 class ReleaseHoldRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    line_ids: list[str] | None = Field(default=None, description="omit to release every held line")
+    line_ids: list[Text] | None = Field(default=None, description="omit to release every held line")
 
 
 class ReallocateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    location_id: str = Field(min_length=1, description="preferred location; the rest follows the policy")
+    location_id: Text = Field(min_length=1, description="preferred location; the rest follows the policy")
 
 
 class TransferRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    from_order_id: str = Field(min_length=1)
-    to_order_id: str = Field(min_length=1)
-    sku: str = Field(min_length=1)
-    qty: int = Field(gt=0, strict=True)
-    location_id: str | None = Field(default=None, description="only units allocated at this location")
+    from_order_id: Text = Field(min_length=1)
+    to_order_id: Text = Field(min_length=1)
+    sku: Text = Field(min_length=1)
+    qty: int = Field(gt=0, le=INT32_MAX, strict=True)
+    location_id: Text | None = Field(default=None, description="only units allocated at this location")
 
 
 class ReservedPosition(BaseModel):
@@ -47,10 +49,6 @@ class ReservedPosition(BaseModel):
     bin: str
     lot: str
     reserved: int = Field(description="units of live (allocated or packed) allocations at this position")
-
-
-def _problems(problems: list[Any], status: int = 422) -> JSONResponse:
-    return JSONResponse({"detail": [{"field": p.field, "problem": p.problem} for p in problems]}, status_code=status)
 
 
 async def _body(request: Request, model: type[BaseModel], *, optional: bool = False) -> Any:
@@ -97,7 +95,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def get_backorders(
         sku: str | None = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     ) -> Any:
         async with engine.connect() as conn:
             return jsonable_encoder(await views.backorder_queue(conn, sku, limit, offset))
@@ -145,6 +143,11 @@ def build_router(runtime: Runtime) -> APIRouter:
             doc = orjson.loads(await request.body())
         except orjson.JSONDecodeError as exc:
             return _problems([Problem(field="(body)", problem=f"not valid JSON: {exc}")])
+        # Checked before the use case looks the channel up: a policy is stored as jsonb.
+        if isinstance(doc, dict) and not isinstance(doc.get("channel", "*"), str):
+            return _problems([Problem(field="channel", problem="must be a non-empty string ('*' for the default policy)")])
+        if unstorable := storable_problems(doc):
+            return _problems([Problem(field=f, problem=p) for f, p in unstorable])
         try:
             async with engine.begin() as conn:
                 stored = await allocating.put_policy(conn, doc)
@@ -157,7 +160,7 @@ def build_router(runtime: Runtime) -> APIRouter:
     async def get_stock_report(
         sku: str | None = None,
         limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     ) -> Any:
         async with engine.connect() as conn:
             return await views.stock_report(conn, sku, limit, offset)

@@ -13,8 +13,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from libs.contracts.orders import problems_of
+from libs.contracts.storable import Text as Storable
 from libs.service_host import Runtime
 from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
+from libs.service_host.errors import problem_response as _problems
 from services.fulfillment.domain.packing import PackRefused, Problem, ShipRefused
 from services.fulfillment.domain.returns import ReturnRefused, ReturnRequestLine
 from services.fulfillment.service_layer.packing import (
@@ -29,13 +31,14 @@ from services.fulfillment.service_layer.packing import (
 )
 from services.fulfillment.service_layer.returns import receive_return
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[Storable, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Serial = Annotated[Storable, StringConstraints(max_length=200)]
 
 
 class PackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     line_ids: list[Text] | None = Field(default=None, description="omit to pack every allocated line")
-    serials: dict[str, list[str]] = Field(default_factory=dict, description="line_id -> one serial per unit")
+    serials: dict[Storable, list[Serial]] = Field(default_factory=dict, description="line_id -> one serial per unit")
 
 
 class ShipRequest(BaseModel):
@@ -51,7 +54,7 @@ class ReturnLineIn(BaseModel):
     condition: Literal["sellable", "damaged"]
     location_id: Text
     bin: Text
-    lot: str = ""
+    lot: Annotated[Storable, StringConstraints(max_length=200)] = ""
 
 
 class ReturnRequest(BaseModel):
@@ -63,12 +66,6 @@ class ReturnRequest(BaseModel):
 class SkuSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     serialized: bool
-
-
-def _problems(problems: list[Any], status: int = 422) -> JSONResponse:
-    return JSONResponse(
-        {"detail": [{"field": p.field, "problem": p.problem} for p in problems]}, status_code=status
-    )
 
 
 async def _parse(request: Request, model: type[BaseModel], *, empty_ok: bool = False) -> Any:

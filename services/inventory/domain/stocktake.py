@@ -18,12 +18,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from libs.contracts.storable import INT32_MAX, NUL_PROBLEM
+
 Mode = Literal["all_bins", "specific_bins"]
 MODES: tuple[Mode, ...] = ("all_bins", "specific_bins")
 
 EXPORT_COLUMNS = ("sku", "bin", "lot", "on_hand", "reserved", "counted")
 REQUIRED_COLUMNS = ("sku", "bin", "lot", "counted")
 MAX_ROWS = 100_000
+MAX_COUNT = INT32_MAX  # what a position's on_hand column holds
+MAX_PROBLEMS_LISTED = 1_000  # an answer lists the first ones and says how many there are
+FORMULA_PROBLEM = "formula not allowed: enter the value itself"
+
+
+@dataclass(frozen=True, slots=True)
+class Formula:
+    """A spreadsheet cell that holds a formula (never evaluated: a count is typed, not computed)."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +109,7 @@ def read_counted_sheet(
 
     rows: list[CountedRow] = []
     seen: dict[tuple[str, str, str], int] = {}
-    data = [(n, values) for n, values in sheet.rows if any(_cell_text(v) for v in values)]
+    data = [(n, values) for n, values in sheet.rows if any(_cell_text(v) or isinstance(v, Formula) for v in values)]
     if not data:
         return [], [SheetProblem(sheet.header_row, None, "the sheet has no rows to count")]
     if len(data) > MAX_ROWS:
@@ -109,7 +121,15 @@ def read_counted_sheet(
             return values[i] if i < len(values) else None
 
         row_problems: list[SheetProblem] = []
+        formulas = [name for name in REQUIRED_COLUMNS if isinstance(cell(name), Formula)]
+        if formulas:
+            problems += [SheetProblem(number, name, FORMULA_PROBLEM) for name in formulas]
+            continue
         sku, bin_code, lot = _cell_text(cell("sku")), _cell_text(cell("bin")), _cell_text(cell("lot"))
+        nul = [name for name, value in (("sku", sku), ("bin", bin_code), ("lot", lot)) if "\x00" in value]
+        if nul:
+            problems += [SheetProblem(number, name, NUL_PROBLEM) for name in nul]
+            continue
         if not sku:
             row_problems.append(SheetProblem(number, "sku", "missing"))
         elif sku not in known_skus:
@@ -157,6 +177,8 @@ def parse_count(value: object) -> tuple[int | None, str | None]:
         return None, f"not a whole number: {value!r}"
     if number < 0:
         return None, f"must not be negative: {value!r}"
+    if number > MAX_COUNT:
+        return None, f"must be at most {MAX_COUNT}: {value!r}"
     return int(number), None
 
 
@@ -259,7 +281,7 @@ def _check_header(header: list[str], row: int) -> list[SheetProblem]:
 
 def _cell_text(value: object) -> str:
     """A cell as text: spreadsheets turn codes like 1001 into numbers; give them back as written."""
-    if value is None:
+    if value is None or isinstance(value, Formula):
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))

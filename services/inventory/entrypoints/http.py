@@ -18,8 +18,10 @@ from starlette.datastructures import UploadFile
 
 from libs.contracts.events import LocationChanged
 from libs.contracts.orders import problems_of
+from libs.contracts.storable import INT64_MAX, NUL_PROBLEM, StorableDatetime, Text
 from libs.service_host import Runtime
 from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
+from libs.service_host.errors import problem_response as _problems
 from services.inventory.adapters.allocation_api import AllocationReservations
 from services.inventory.adapters.sheets import (
     XLSX_MEDIA_TYPE,
@@ -29,7 +31,7 @@ from services.inventory.adapters.sheets import (
     write_xlsx,
 )
 from services.inventory.domain.stock import ADJUSTMENT_REASON_CODES, PositionKey, Problem, Transfer
-from services.inventory.domain.stocktake import EXPORT_COLUMNS, MODES
+from services.inventory.domain.stocktake import EXPORT_COLUMNS, MAX_PROBLEMS_LISTED, MODES
 from services.inventory.service_layer.locations import (
     LocationNotFound,
     get_location,
@@ -57,8 +59,9 @@ from services.inventory.service_layer.stocktakes import (
     upload_count,
 )
 
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Lot = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+Code = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Lot = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=200)]
+Reference = Annotated[Text, StringConstraints(max_length=200)]
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
@@ -82,12 +85,12 @@ class LocationIn(BaseModel):
     location_id: Code
     name: Code
     kind: Literal["warehouse", "store", "3pl"] = "warehouse"
-    country: str
+    country: Text
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     active: bool = True
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
-    ships_to: list[str] = Field(default_factory=list, description="ISO countries; empty: its own country")
+    ships_to: list[Text] = Field(default_factory=list, description="ISO countries; empty: its own country")
     channels: list[Code] | None = Field(
         default=None, description="channels it may serve; null: every channel"
     )
@@ -107,8 +110,8 @@ class ReceiptLineIn(BaseModel):
     bin: Code
     lot: Lot = ""
     qty: int = Field(gt=0, le=10_000_000, strict=True)
-    received_at: datetime | None = Field(default=None, description="default: now")
-    expires_at: datetime | None = None
+    received_at: StorableDatetime | None = Field(default=None, description="default: now")
+    expires_at: StorableDatetime | None = None
 
     _dates_ok = field_validator("received_at", "expires_at")(lambda cls, v: _aware(v))
 
@@ -127,8 +130,8 @@ class AdjustmentIn(BaseModel):
     bin: Code
     lot: Lot = ""
     delta: int = Field(strict=True, ge=-10_000_000, le=10_000_000)
-    reason_code: str = Field(description=" | ".join(ADJUSTMENT_REASON_CODES))
-    reference: str | None = Field(default=None, max_length=200)
+    reason_code: Text = Field(description=" | ".join(ADJUSTMENT_REASON_CODES))
+    reference: Reference | None = None
 
 
 class TransferIn(BaseModel):
@@ -140,13 +143,7 @@ class TransferIn(BaseModel):
     to_location_id: Code
     to_bin: Code
     qty: int = Field(gt=0, le=10_000_000, strict=True)
-    reference: str | None = Field(default=None, max_length=200)
-
-
-def _problems(problems: list[Any], status: int = 422) -> JSONResponse:
-    return JSONResponse(
-        {"detail": [{"field": p.field, "problem": p.problem} for p in problems]}, status_code=status
-    )
+    reference: Reference | None = None
 
 
 def _not_found(what: str) -> JSONResponse:
@@ -331,7 +328,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         sku: str | None = None,
         location_id: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        before_id: int | None = None,
+        before_id: Annotated[int | None, Query(ge=-INT64_MAX, le=INT64_MAX)] = None,
     ) -> Any:
         async with engine.connect() as conn:
             return await ledger_rows(conn, sku, location_id, limit, before_id)
@@ -381,6 +378,10 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             )
         if not location_id:
             problems.append(Problem("location_id", "missing"))
+        elif "\x00" in location_id:
+            problems.append(Problem("location_id", NUL_PROBLEM))
+        if isinstance(upload, UploadFile) and "\x00" in (upload.filename or ""):
+            problems.append(Problem("file", "file name " + NUL_PROBLEM))
         if mode not in MODES:
             problems.append(Problem("mode", f"must be one of {', '.join(MODES)}"))
         if release not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
@@ -426,8 +427,11 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
                             "column": p.column,
                             "problem": p.problem,
                         }
-                        for p in exc.problems
-                    ]
+                        for p in exc.problems[:MAX_PROBLEMS_LISTED]
+                    ],
+                    # A sheet of 100,000 bad rows must not make a 10 MB answer: the first ones and the total.
+                    "problems_total": len(exc.problems),
+                    "problems_listed": min(len(exc.problems), MAX_PROBLEMS_LISTED),
                 },
                 status_code=422,
             )

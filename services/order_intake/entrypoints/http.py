@@ -9,9 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from libs.contracts.events import LineChange
-from libs.contracts.orders import problems_of
+from libs.contracts.orders import OrderChangeIn, Problem, problems_of
+from libs.contracts.storable import INT64_MAX, Text
 from libs.service_host import Runtime
 from libs.service_host.auth import CHANNEL_KEY, VIEWER, AccessTable, ChannelKeys, Role, StaffOrChannel
+from libs.service_host.errors import problem_response as _problems
 from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders
 from services.order_intake.service_layer.tracking import (
     ChangeRefused,
@@ -26,17 +28,8 @@ from services.order_intake.service_layer.tracking import (
 
 
 class CancelRequest(BaseModel):
-    line_ids: list[str] | None = Field(default=None, description="omit to cancel the whole order")
-    reason: str = "customer request"
-
-
-class ModifyRequest(BaseModel):
-    lines: list[LineChange] = Field(default_factory=list, description="new quantities; a new line_id adds a line")
-    priority: int | None = None
-
-
-def _problems(problems: list[Any], status: int = 422) -> JSONResponse:
-    return JSONResponse({"detail": [{"field": p.field, "problem": p.problem} for p in problems]}, status_code=status)
+    line_ids: list[Text] | None = Field(default=None, description="omit to cancel the whole order")
+    reason: Text = Field(default="customer request", max_length=500)
 
 
 def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
@@ -48,7 +41,9 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
         document, parse_problem = parse_json(await request.body())
         if parse_problem:
             return _problems([parse_problem])
-        channel = document.get("channel") if isinstance(document, dict) else None
+        if not isinstance(document, dict):
+            return _problems([Problem(field="(body)", problem="must be a JSON object")])
+        channel = document.get("channel")
         if not isinstance(channel, str) or not api_keys.allows(channel, x_api_key):
             return JSONResponse({"detail": "missing or wrong X-API-Key for this channel"}, status_code=401)
         key = f"{channel}:{document.get('external_id')}"
@@ -74,7 +69,7 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
     @router.get("/orders", summary="Orders, newest first, filtered by status and channel")
     async def get_orders(
         status: str | None = None, channel: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     ) -> Any:
         async with engine.connect() as conn:
             return await list_orders(conn, status, channel, limit, offset)
@@ -103,12 +98,13 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
         if parse_problem:
             return _problems([parse_problem])
         try:
-            body = ModifyRequest.model_validate(document)
+            body = OrderChangeIn.model_validate(document)
         except ValidationError as exc:
             return _problems(problems_of(exc))
+        changes = [LineChange.model_construct(**ln.model_dump()) for ln in body.lines]  # validated above
         try:
             async with engine.begin() as conn:
-                await modify_order(conn, order_id, body.lines, body.priority)
+                await modify_order(conn, order_id, changes, body.priority)
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
         except ChangeRefused as exc:

@@ -31,6 +31,8 @@ class Incoming:
     document: Any
     key: str  # Kafka key or "{channel}:{external_id}" for HTTP
     correlation_id: str | None = None
+    # Set when the value could not be parsed at all: the parser's own words reach the connector.
+    parse_problem: Problem | None = None
 
 
 @dataclass
@@ -44,10 +46,16 @@ async def place_orders(
     conn: AsyncConnection, incoming: list[Incoming], *, publish_rejections: bool
 ) -> list[Outcome]:
     """Validate, store and announce a batch of orders in the caller's transaction."""
+    # A Kafka key or header is bytes the connector chose; PostgreSQL cannot store NUL in text.
+    incoming = [Incoming(i.document, _storable(i.key), i.correlation_id and _storable(i.correlation_id),
+                         i.parse_problem) for i in incoming]
     outcomes: list[Outcome | None] = [None] * len(incoming)
     valid: dict[tuple[str, str], tuple[int, ChannelOrder, str]] = {}
     repeats: list[tuple[int, tuple[str, str], str]] = []  # the same key again in this batch
     for i, item in enumerate(incoming):
+        if item.parse_problem is not None:
+            outcomes[i] = Outcome("rejected", problems=[item.parse_problem])
+            continue
         order, problems = validate_channel_order(item.document)
         if order is None:
             outcomes[i] = Outcome("rejected", problems=problems)
@@ -175,7 +183,11 @@ def _resend_or_conflict(same: bool, *, order_id: str | None) -> Outcome:
 
 
 def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return _storable(value) if isinstance(value, str) else None
+
+
+def _storable(value: str) -> str:
+    return value.replace("\x00", "\ufffd")
 
 
 async def add_timeline(conn: AsyncConnection, rows: list[tuple[str, str, str, str]], at: Any = None) -> None:

@@ -20,7 +20,7 @@ from libs.contracts.events import (
     PackRequested,
     ReturnReceived,
 )
-from libs.contracts.orders import Problem
+from libs.contracts.orders import MAX_LINES, Problem
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
 from libs.messaging.consumer import Delivery, EventMessage
 from services.order_intake.adapters.tables import SCHEMA
@@ -166,6 +166,9 @@ async def modify_order(conn: AsyncConnection, order_id: str, changes: list[LineC
         if current is not None and change.qty < current.shipped + current.packed:
             problems.append(Problem(
                 field=f"lines.{i}.qty", problem=f"cannot go below the {current.shipped + current.packed} already packed or shipped"))
+    added = {c.line_id for c in changes} - set(lines)
+    if len(lines) + len(added) > MAX_LINES:
+        problems.append(Problem(field="lines", problem=f"an order has at most {MAX_LINES} lines; it has {len(lines)}"))
     if not changes and priority is None:
         problems.append(Problem(field="lines", problem="nothing to change"))
     if problems:
