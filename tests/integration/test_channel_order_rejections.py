@@ -134,3 +134,29 @@ async def test_an_unparseable_channel_order_is_rejected_with_the_parsers_own_wor
     problems = [o.problems[0].problem for o in outcomes]
     assert problems[0].startswith("not valid JSON: ") and "must be a JSON object" not in problems[0]
     assert "UTF-8" in problems[1], problems[1]
+
+
+async def test_non_json_and_invalid_utf8_over_kafka_are_rejected_with_the_parsers_words(
+    order_intake: None, infra: Infra
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    sent = {f"web:nj-{run}".encode(): b'{"channel": "web",', f"web:u8-{run}".encode(): b'{"channel": "\xff\xfe"}'}
+    producer = create_producer(KafkaSettings(bootstrap=infra.kafka_bootstrap,
+                                             idempotence=infra.kafka_idempotence), "test")
+    await producer.start()
+    try:
+        for key, value in sent.items():
+            await producer.send_and_wait(Topic.CHANNEL_ORDERS, value, key=key)
+    finally:
+        await producer.stop()
+    found = await records_with_keys(infra.kafka_bootstrap, Topic.CHANNEL_ORDERS_REJECTED, set(sent))
+    assert set(found) == set(sent)
+    problems = {}
+    for key, record in found.items():
+        _, event = decode_event(record.value)  # type: ignore[attr-defined]
+        [reason] = event.reasons  # type: ignore[attr-defined]
+        assert reason.field == "(body)"
+        problems[key] = reason.problem
+    # the parser's own words, not a vague "must be a JSON object"
+    assert "not valid JSON" in problems[f"web:nj-{run}".encode()]
+    assert "UTF-8" in problems[f"web:u8-{run}".encode()]

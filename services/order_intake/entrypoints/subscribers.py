@@ -8,30 +8,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 
 from libs.contracts import Topic
+from libs.contracts.orders import Problem
 from libs.messaging import claim_new_events
 from libs.messaging.consumer import BatchConsumer, Delivery, EventMessage, decode_envelope, keep_raw_records
 from libs.service_host import Runtime
-from services.order_intake.service_layer.placing import Incoming, place_orders, record_ref
+from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders, record_ref
 from services.order_intake.service_layer.tracking import apply_downstream_events
 
 
-class _Unparseable:
-    """A channel-order value that is not JSON (rejected, never dead-lettered: it is a connector bug)."""
-
-    def __init__(self, error: str) -> None:
-        self.error = error
-
-
-def _decode_channel_order(record: Any) -> Any:
-    try:
-        return orjson.loads(record.value)
-    except orjson.JSONDecodeError as exc:
-        return _Unparseable(str(exc))
+def _decode_channel_order(record: Any) -> tuple[Any, Problem | None]:
+    """The document, or the JSON parser's own words when the value is not JSON (also invalid
+    UTF-8): such an order is rejected with them, never dead-lettered (it is a connector bug)."""
+    return parse_json(record.value)
 
 
 def register(runtime: Runtime, group_id: str) -> None:
@@ -43,9 +35,10 @@ def register(runtime: Runtime, group_id: str) -> None:
             fresh = await claim_new_events(conn, refs)
             incoming = [
                 Incoming(
-                    document=None if isinstance(d.message, _Unparseable) else d.message,
+                    document=d.message[0],
                     key=(d.record.key or b"").decode(errors="replace"),
                     correlation_id=_header(d.record, "correlation_id"),
+                    parse_problem=d.message[1],
                 )
                 for d, ref in zip(deliveries, refs, strict=True)
                 if ref in fresh
