@@ -1,7 +1,7 @@
 """Kafka plumbing shared by the services: safe producer and consumer settings, topic creation,
 the transactional outbox and its relay, the inbox, and batch handling with retries and DLQ."""
 
-from libs.messaging.inbox import claim_new_events, inbox_table
+from libs.messaging.inbox import claim_new_events, inbox_table, prune_inbox
 from libs.messaging.outbox import OutboxMessage, OutboxRelay, outbox_table, write_outbox
 from libs.messaging.settings import KafkaSettings
 
@@ -12,5 +12,6 @@ __all__ = [
     "claim_new_events",
     "inbox_table",
     "outbox_table",
+    "prune_inbox",
     "write_outbox",
 ]

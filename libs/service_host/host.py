@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs.contracts.topics import ALL_TOPICS, dlq
 from libs.database import create_engine, ping, upgrade_schema
 from libs.database.engine import normalise_url
+from libs.messaging.inbox import prune_inbox
 from libs.messaging.kafka import broker_reachable, create_producer, ensure_topics
 from libs.messaging.outbox import OutboxRelay
 from libs.messaging.settings import KafkaSettings
@@ -46,6 +47,10 @@ class HostSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     db_pool_size: int = 10
     log_level: str = "INFO"
+    # Inbox ids are kept at least as long as the topics keep records (Kafka's default retention
+    # is 7 days); older ones are pruned every interval. Raise both together.
+    inbox_retention_hours: float = Field(default=168.0, gt=0)
+    inbox_prune_interval_s: float = Field(default=3600.0, gt=0)
 
 
 @dataclass
@@ -116,6 +121,7 @@ def build_app(
         app.state.runtime = runtime
         relay.start()
         tasks = [asyncio.create_task(fn()) for fn in (service.background(runtime) if service.background else [])]
+        tasks.append(asyncio.create_task(_prune_inbox_forever(engine, host), name=f"inbox-pruner-{service.name}"))
         await broker.start()
         log.info("%s ready", service.name)
         try:
@@ -154,6 +160,20 @@ def build_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _prune_inbox_forever(engine: AsyncEngine, host: HostSettings) -> None:
+    """Keep the inbox as long as the topics keep records, not for ever (it grew without bound)."""
+    while True:
+        await asyncio.sleep(host.inbox_prune_interval_s)
+        try:
+            pruned = await prune_inbox(engine, host.inbox_retention_hours * 3600)
+            if pruned:
+                log.info("pruned %d inbox ids older than %.0f h", pruned, host.inbox_retention_hours)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an outage: try again next interval
+            log.warning("inbox pruning failed (%s); next try in %.0f s", type(exc).__name__, host.inbox_prune_interval_s)
 
 
 async def _wait_for_database(engine: AsyncEngine, attempts: int = 60) -> None:

@@ -18,7 +18,14 @@ from sqlalchemy import text
 from libs.contracts import decode_event, new_envelope
 from libs.contracts.events import OrderCancelled
 from libs.database import create_engine
-from libs.messaging import KafkaSettings, OutboxMessage, OutboxRelay, claim_new_events, write_outbox
+from libs.messaging import (
+    KafkaSettings,
+    OutboxMessage,
+    OutboxRelay,
+    claim_new_events,
+    prune_inbox,
+    write_outbox,
+)
 from libs.messaging.consumer import BatchConsumer, decode_envelope
 from libs.messaging.kafka import create_producer, ensure_topics
 
@@ -172,3 +179,16 @@ async def test_inbox_reports_an_event_as_new_only_once(db) -> None:  # type: ign
     async with engine.begin() as conn:
         await conn.execute(text(f'SET LOCAL search_path TO "{db.schema}"'))
         assert await claim_new_events(conn, ids) == {ids[2]}
+
+
+async def test_inbox_forgets_ids_older_than_the_topics_retention_only(db) -> None:  # type: ignore[no-untyped-def]
+    engine = db.engine
+    old, recent = [uuid.uuid4() for _ in range(25)], [uuid.uuid4() for _ in range(3)]
+    async with engine.begin() as conn:
+        await claim_new_events(conn, old + recent)
+        await conn.execute(text("UPDATE inbox SET processed_at = now() - interval '8 days' WHERE event_id = ANY(:o)"),
+                           {"o": old})
+    assert await prune_inbox(engine, 7 * 24 * 3600, chunk=10) == 25  # in several short transactions
+    async with engine.begin() as conn:
+        # a redelivery of a recent event is still recognised; an id past retention is new again
+        assert await claim_new_events(conn, recent + old[:1]) == {old[0]}
