@@ -184,38 +184,53 @@ class OutboxRelay:
                 except Exception:  # noqa: BLE001 - connection may already be gone
                     pass
 
-    async def _send_in_batches(self, rows: Sequence[Any]) -> list[asyncio.Future[Any]]:
-        """Hand the rows to the producer as record batches, one open batch per partition.
+    async def _send_in_batches(self, rows: Sequence[Any]) -> tuple[list[int], BaseException | None]:
+        """Publish the rows as record batches, one partition's batches one after the other;
+        return the ids the broker acknowledged and the first error.
 
-        Half the producer CPU of one ``send()`` per row (measured 25 -> 12 us per record): no
-        future, partitioner call and accumulator lookup per record. Rows keep their commit order
-        within each partition, and aiokafka sends one batch per partition at a time, so per-key
-        order holds. Partitions come from the same murmur2 partitioner ``send()`` uses, so a
-        key lands where any other Kafka client would put it."""
-        futures: list[asyncio.Future[Any]] = []
+        Record batches instead of one ``send()`` per row: half the producer CPU (measured 25 ->
+        12 us per record). Partitions come from the same murmur2 partitioner ``send()`` uses, so
+        a key lands where any other Kafka client would put it. Batches go out in waves: the
+        k-th batch of every partition together, the next wave only after the broker answered.
+        When a batch fails for good, nothing later of that partition is sent in this pass and
+        only acknowledged rows are deleted, so the failed rows go out again before anything
+        that followed them: per-key order holds even when a produce fails (a later batch of the
+        same partition could otherwise be acknowledged ahead of the failed one)."""
         partitions: dict[str, list[int]] = {}
-        open_batches: dict[tuple[str, int], Any] = {}
+        queues: dict[tuple[str, int], list[tuple[Any, list[int]]]] = {}
         for row in rows:
             topic = row.topic
             if topic not in partitions:
                 partitions[topic] = sorted(await self._producer.partitions_for(topic))
             key = row.key.encode()
             all_partitions = partitions[topic]
-            partition = self._partitioner(key, all_partitions, all_partitions)
+            tp = (topic, self._partitioner(key, all_partitions, all_partitions))
             headers = [(k, str(v).encode()) for k, v in row.headers.items()]
             value = bytes(row.value)
-            batch = open_batches.get((topic, partition))
-            if batch is None:
-                batch = open_batches[(topic, partition)] = self._producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
-                batch = open_batches[(topic, partition)] = self._producer.create_batch()
+            batches = queues.setdefault(tp, [])
+            if not batches or batches[-1][0].append(key=key, value=value, timestamp=None, headers=headers) is None:
+                batch = self._producer.create_batch()
                 if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     raise ValueError(f"outbox row {row.id} does not fit in an empty record batch")
-        for (topic, partition), batch in open_batches.items():
-            if batch.record_count():
-                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
-        return futures
+                batches.append((batch, [row.id]))
+            else:
+                batches[-1][1].append(row.id)
+        confirmed: list[int] = []
+        error: BaseException | None = None
+        wave = 0
+        while True:
+            sending = [(tp, batches[wave]) for tp, batches in queues.items() if wave < len(batches)]
+            if not sending:
+                return confirmed, error
+            futures = [await self._producer.send_batch(b, tp[0], partition=tp[1]) for tp, (b, _) in sending]
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+            for (tp, (_, ids)), outcome in zip(sending, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    error = error or outcome
+                    del queues[tp]  # nothing after a failed batch of this partition, this pass
+                else:
+                    confirmed.extend(ids)
+            wave += 1
 
     async def _relay_once(self) -> int:
         async with self._engine.connect() as conn:
@@ -229,9 +244,13 @@ class OutboxRelay:
             if not rows:
                 await conn.rollback()
                 return 0
-            await asyncio.gather(*await self._send_in_batches(rows))
-            for row in rows:
-                OUTBOX_PUBLISHED.labels(row.topic).inc()
-            await conn.execute(text("DELETE FROM outbox WHERE id = ANY(:ids)"), {"ids": [r.id for r in rows]})
+            confirmed, error = await self._send_in_batches(rows)
+            topics = {r.id: r.topic for r in rows}
+            for row_id in confirmed:
+                OUTBOX_PUBLISHED.labels(topics[row_id]).inc()
+            if confirmed:
+                await conn.execute(text("DELETE FROM outbox WHERE id = ANY(:ids)"), {"ids": confirmed})
             await conn.commit()
+            if error is not None:
+                raise error  # the relay backs off; the unacknowledged rows go out first next time
             return len(rows)

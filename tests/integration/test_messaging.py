@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -192,3 +193,49 @@ async def test_inbox_forgets_ids_older_than_the_topics_retention_only(db) -> Non
     async with engine.begin() as conn:
         # a redelivery of a recent event is still recognised; an id past retention is new again
         assert await claim_new_events(conn, recent + old[:1]) == {old[0]}
+
+
+class _FirstBatchFails(AIOKafkaProducer):
+    """The real producer, except that the broker's answer to its first record batch is a
+    permanent failure (a produce that timed out for good): how a relay pass can half-succeed."""
+
+    failed = False
+
+    async def send_batch(self, batch, topic, *, partition):  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed = True
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(KafkaTimeoutError("produce timed out (injected)"))
+            return future
+        return await super().send_batch(batch, topic, partition=partition)
+
+
+async def test_a_failed_produce_batch_is_sent_again_before_anything_that_followed_it(db, infra) -> None:  # type: ignore[no-untyped-def]
+    engine, schema = db.engine, db.schema
+    topic = f"t.gap.{uuid.uuid4().hex[:6]}"
+    settings = kafka_settings(infra.kafka_bootstrap, infra.kafka_idempotence)
+    await ensure_topics(settings, [topic])
+    producer = _FirstBatchFails(bootstrap_servers=infra.kafka_bootstrap, acks="all",
+                                enable_idempotence=infra.kafka_idempotence, linger_ms=2, max_batch_size=256 * 1024)
+    await producer.start()
+    padding = "x" * 1000  # ~1.3 KB per record: 600 records of one key are 3 record batches
+    async with engine.begin() as conn:
+        await write_outbox(conn, schema, [
+            OutboxMessage(topic, "one-key", new_envelope(
+                OrderCancelled(order_id="one-key", reason=f"{i}:{padding}"), source="test", correlation_id="c"))
+            for i in range(600)
+        ])
+    relay = OutboxRelay(engine, producer, schema=schema, poll_interval=0.5)
+    relay.start()
+    try:
+        records = await read_all(infra.kafka_bootstrap, topic, 600)
+    finally:
+        await relay.stop()
+        await producer.stop()
+    assert producer.failed
+    seen: list[int] = []
+    for r in records:
+        _, event = decode_event(r.value)
+        seen.append(int(event.reason.split(":")[0]))  # type: ignore[attr-defined]
+    assert sorted(set(seen)) == list(range(600))  # nothing lost
+    assert seen == sorted(seen)  # no row reached Kafka before one committed before it
