@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,10 +29,12 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.contracts.envelope import Envelope, EventDecodeError, decode_event
 from libs.contracts.events import Event
 from libs.contracts.topics import dlq
+from libs.messaging.inbox import claim_new_events
 from libs.messaging.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -103,13 +106,17 @@ class BatchConsumer(Generic[T]):
         settings: KafkaSettings,
         process: Callable[[Sequence[Delivery[T]]], Awaitable[None]],
         decode: Callable[[ConsumerRecord[Any, Any]], T],
+        engine: AsyncEngine | None = None,
     ) -> None:
+        """``engine``: the service's database, whose inbox remembers which records were
+        dead-lettered, so a replay from offset 0 does not dead-letter the same poison again."""
         self.topic = topic
         self.group_id = group_id
         self._producer = producer
         self._settings = settings
         self._process = process
         self._decode = decode
+        self._engine = engine
 
     async def handle(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         started = time.perf_counter()
@@ -186,10 +193,26 @@ class BatchConsumer(Generic[T]):
             ("dlq.consumer_group", self.group_id.encode()),
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
-        await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
+        if self._engine is None:
+            await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
+        else:
+            # Once per record, whatever group reads it: the mark and the publish commit together
+            # (the mark's transaction commits only after the broker acknowledged the dead letter).
+            async with self._engine.begin() as conn:
+                if not await claim_new_events(conn, [dead_letter_ref(record.topic, record.partition, record.offset)]):
+                    MESSAGES.labels(self.topic, "dead_letter_repeat_skipped").inc()
+                    log.warning("%s[%d]@%d was dead-lettered before (a replay): not again",
+                                record.topic, record.partition, record.offset)
+                    return
+                await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
         MESSAGES.labels(self.topic, "dead_lettered").inc()
         log.error("dead-lettered %s[%d]@%d after %d attempt(s): %s",
                   record.topic, record.partition, record.offset, attempts, why)
+
+
+def dead_letter_ref(topic: str, partition: int, offset: int) -> uuid.UUID:
+    """The inbox id that marks a record as dead-lettered (not as applied)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"kafka-dlq://{topic}/{partition}/{offset}")
 
 
 def _clip(text: str, limit: int = 2000) -> str:

@@ -239,3 +239,33 @@ async def test_a_failed_produce_batch_is_sent_again_before_anything_that_followe
         seen.append(int(event.reason.split(":")[0]))  # type: ignore[attr-defined]
     assert sorted(set(seen)) == list(range(600))  # nothing lost
     assert seen == sorted(seen)  # no row reached Kafka before one committed before it
+
+
+async def test_a_replay_does_not_dead_letter_the_same_poison_record_again(db, infra) -> None:  # type: ignore[no-untyped-def]
+    topic = f"t.replay.{uuid.uuid4().hex[:6]}"
+    settings = kafka_settings(infra.kafka_bootstrap, infra.kafka_idempotence)
+    await ensure_topics(settings, [topic, f"{topic}.dlq"])
+    producer = create_producer(settings, "test")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"not json at all", key=b"k")
+        good = new_envelope(OrderCancelled(order_id="o1", reason="fine"), source="t", correlation_id="c")
+        from libs.contracts import encode_event
+
+        await producer.send_and_wait(topic, encode_event(good), key=b"k")
+        records = await read_all(infra.kafka_bootstrap, topic, 2)
+        handled: list[str] = []
+
+        async def process(deliveries) -> None:  # type: ignore[no-untyped-def]
+            handled.extend(d.message.event.order_id for d in deliveries)
+
+        # the first reading, then a replay from offset 0 in a new consumer group
+        for group in ("first", "replay"):
+            consumer = BatchConsumer(topic=topic, group_id=group, producer=producer, settings=settings,
+                                     process=process, decode=decode_envelope, engine=db.engine)
+            await consumer.handle(records)
+    finally:
+        await producer.stop()
+    assert handled == ["o1", "o1"]  # the good record reaches the use case both times (its inbox decides)
+    dead = await read_all(infra.kafka_bootstrap, f"{topic}.dlq", 2, timeout=8)  # waits for a second: none comes
+    assert len(dead) == 1 and dict(dead[0].headers)["dlq.consumer_group"] == b"first"

@@ -41,7 +41,7 @@ def _subscribe(runtime: Runtime, group_id: str, topic: str, description: str, pr
     kafka = runtime.kafka
     consumer = BatchConsumer(
         topic=topic, group_id=group_id, producer=runtime.producer, settings=kafka,
-        process=process, decode=decode_envelope,
+        process=process, decode=decode_envelope, engine=runtime.engine,
     )
 
     @runtime.broker.subscriber(

@@ -61,6 +61,7 @@ def _subscribe(runtime: Runtime, group_id: str, topic: str, use_case: UseCase, d
         settings=kafka,
         process=process,
         decode=decode_envelope,
+        engine=runtime.engine,  # dead-letter each record once, also on a replay
     )
 
     @runtime.broker.subscriber(

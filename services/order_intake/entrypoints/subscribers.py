@@ -48,7 +48,7 @@ def register(runtime: Runtime, group_id: str) -> None:
 
     channel_orders = BatchConsumer(
         topic=Topic.CHANNEL_ORDERS, group_id=f"{group_id}.{Topic.CHANNEL_ORDERS}", producer=runtime.producer, settings=kafka,
-        process=handle_channel_orders, decode=_decode_channel_order,
+        process=handle_channel_orders, decode=_decode_channel_order, engine=runtime.engine,
     )
 
     @broker.subscriber(
@@ -83,7 +83,7 @@ def _subscribe_downstream(runtime: Runtime, group_id: str, topic: str, descripti
     group_id = f"{group_id}.{topic}"
     consumer = BatchConsumer(
         topic=topic, group_id=group_id, producer=runtime.producer, settings=kafka,
-        process=process, decode=decode_envelope,
+        process=process, decode=decode_envelope, engine=runtime.engine,
     )
 
     @runtime.broker.subscriber(
