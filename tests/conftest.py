@@ -33,4 +33,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """End-to-end tests last: their running services (session-scoped) own the service schemas,
     and an allocation relay that is up would publish and delete the outbox rows that the
     integration tests inspect in the same database."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+    # Browser tests last of all: Playwright's sync API leaves an event loop marked as running on
+    # the main thread, and pytest-asyncio cannot start an async test after it.
+    items.sort(key=lambda item: (item.get_closest_marker("e2e") is not None, "/browser/" in str(item.path)))
