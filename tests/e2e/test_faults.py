@@ -153,9 +153,10 @@ class _Views:
         }
 
 
-def _report(scenario: str, figures: dict[str, int], ready_s: float, settled_s: float) -> None:
-    print(f"\nFAULT-RESULT | {scenario} | {ORDERS} | {figures['lost']} | {figures['doubled']} | "
-          f"{figures['oversold']} | {ready_s:.1f} | {settled_s:.1f}")
+def _report(scenario: str, figures: dict[str, int], ready_s: float | None, settled_s: float, orders: int = ORDERS) -> None:
+    ready = "-" if ready_s is None else f"{ready_s:.1f}"
+    print(f"\nFAULT-RESULT | {scenario} | {orders} | {figures['lost']} | {figures['doubled']} | "
+          f"{figures['oversold']} | {ready} | {settled_s:.1f}")
 
 
 @pytest.mark.parametrize("signal", ["SIGKILL", "SIGTERM"])
@@ -305,6 +306,7 @@ async def test_poison_records_are_dead_lettered_and_the_partition_keeps_flowing(
     sku, loc, channel = f"POISON-{run}", f"WH-POISON-{run}", f"poison-{run}"
     views = _Views(system, channel, sku)
     poisons = _poisons(run)
+    started = time.monotonic()
     producer = AIOKafkaProducer(bootstrap_servers=system.kafka_bootstrap, acks="all")
     await producer.start()
     try:
@@ -335,6 +337,7 @@ async def test_poison_records_are_dead_lettered_and_the_partition_keeps_flowing(
     _wait(lambda: views.stock().get("on_hand") == 9 and views.stock().get("reserved") == 9,
           "the shipment booked by inventory and allocation", last=views.stock)
     figures = views.measure(placed=20)
+    _report("poison records on every consumed topic", figures, None, time.monotonic() - started, orders=20)
     assert figures == {"lost": 0, "doubled": 0, "oversold": 0}
 
     # each consumer of each topic dead-lettered each poison, once, with the error in headers
@@ -344,7 +347,7 @@ async def test_poison_records_are_dead_lettered_and_the_partition_keeps_flowing(
 
         groups = {f"{GROUP_PREFIX[c]}.{topic}" for c in consumers}
         expected = sent[topic] * len(groups)
-        found = await asyncio.to_thread(_wait_value, dead, lambda rs, n=expected: len(rs) >= n)  # type: ignore[misc]
+        found = await asyncio.to_thread(_wait_value, dead, lambda rs, n=expected: len(rs) >= n)
         seen: dict[str, int] = {}
         for record in found:
             headers = {k: v.decode() for k, v in record.headers}
