@@ -9,8 +9,9 @@ import os
 import socket
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class Infra:
     database_url: str  # postgresql+asyncpg://...
     kind: str  # "env" | "testcontainers" | "embedded"
     kafka_idempotence: bool
+    # the embedded PostgreSQL (an EmbeddedPostgres) when we started it: the fault suite stops it
+    embedded_pg: Any = field(default=None, compare=False, repr=False)
 
 
 def free_port() -> int:
@@ -57,7 +60,7 @@ def provide_infra() -> Iterator[Infra]:
     broker = EmbeddedKafka(port=free_port(), log_path=work / "tansu.log").start()
     pg = EmbeddedPostgres(work / "pgdata", port=free_port(), log_path=work / "postgres.log").start()
     try:
-        yield Infra(broker.bootstrap, pg.url, "embedded", False)
+        yield Infra(broker.bootstrap, pg.url, "embedded", False, embedded_pg=pg)
     finally:
         broker.stop()
         pg.stop()

@@ -135,6 +135,7 @@ def build_app(
             await relay.stop()
             await producer.stop()
             await engine.dispose()
+            log.info("%s stopped", service.name)  # drained: offsets committed, outbox relay and producer closed
 
     app = FastAPI(title=f"OMS {service.name}", lifespan=lifespan, version="1.0")
     errors.install(app)  # 422 {field, problem}, 413 body limit, 503 + Retry-After during outages

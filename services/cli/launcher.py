@@ -148,6 +148,14 @@ class System:
         with self._lock:
             self.processes.remove(sp)
 
+    def terminate(self, sp: ServiceProcess, timeout: float = 60) -> int:
+        """SIGTERM one service and wait for it to drain and exit; its exit code (fault suite)."""
+        sp.process.send_signal(signal.SIGTERM)
+        code = sp.process.wait(timeout)
+        with self._lock:
+            self.processes.remove(sp)
+        return code
+
     def stop_services(self, timeout: float = 20) -> None:
         with self._lock:
             procs = list(self.processes)

@@ -1,0 +1,407 @@
+"""The fault suite (issue 8): faults against the four running services, each followed by the
+invariants of SPEC section 4 checked through the public HTTP views only: every order ends
+allocated, backordered, packed or shipped (none cancelled here), every line conserves its
+quantity, ``reserved <= on_hand``, and no order is counted twice.
+
+* SIGKILL mid-stream and restart, for each of the four services;
+* SIGTERM mid-stream (the service drains and exits with 0), then restart, for each service;
+* a poison record (not JSON, and JSON of the wrong shape) on every partition of every topic a
+  service consumes: it is dead-lettered to ``<topic>.dlq`` with error headers by every
+  consumer of the topic (channel orders are answered on the rejected topic instead), and the
+  records behind it on the same partition are still handled.
+
+Each scenario prints one ``FAULT-RESULT`` line (scenario, orders, lost, doubled, oversold,
+seconds until the service was ready again, seconds until every view had settled); run with
+``-s`` to see them. docs/reliability.md holds the table of a run."""
+
+from __future__ import annotations
+
+import asyncio
+import signal as signal_module
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from infra import Infra
+from staff_auth import ADMIN
+
+from libs.contracts import Topic
+from libs.contracts.topics import dlq
+from services.cli.launcher import SERVICES, System
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
+
+ORDERS = 240
+RECEIPTS = (60, 30, 30)  # units received before the stream, before the fault, after the restart
+STOCK = sum(RECEIPTS)
+PACKS = 4  # orders packed before the fault (and shipped after it), and again after the restart
+WAIT = 240  # seconds; generous: the machine may be shared and slow, these are not speed limits
+
+
+def _order(channel: str, n: int, sku: str) -> dict:
+    return {
+        "channel": channel,
+        "external_id": f"X{n:05d}",
+        "placed_at": datetime.now(UTC).isoformat(),
+        "currency": "EUR",
+        "ship_to": {"country": "DE"},
+        "lines": [{"line_id": "1", "sku": sku, "qty": 1, "unit_price": "1.00"}],
+    }
+
+
+async def _stream_orders(bootstrap: str, channel: str, sku: str, on_half: Callable[[], None]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n in range(ORDERS):
+            order = _order(channel, n, sku)
+            await producer.send(Topic.CHANNEL_ORDERS, orjson.dumps(order), key=f"{channel}:{order['external_id']}".encode())
+            if n == ORDERS // 2:
+                await producer.flush()
+                await asyncio.to_thread(on_half)
+            if n % 50 == 0:
+                await asyncio.sleep(0.05)  # a stream, not one burst
+        # the same orders again, as a connector retrying after a timeout would
+        for n in range(0, ORDERS, 7):
+            order = _order(channel, n, sku)
+            await producer.send(Topic.CHANNEL_ORDERS, orjson.dumps(order), key=f"{channel}:{order['external_id']}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+class _Views:
+    """The public HTTP views the invariants are read from (staff routes: with a token)."""
+
+    def __init__(self, system: System, channel: str, sku: str) -> None:
+        self.system, self.channel, self.sku = system, channel, sku
+        self.http = httpx.Client(timeout=30, headers=ADMIN)
+
+    def call(self, method: str, service: str, path: str, **kw: Any) -> httpx.Response:
+        return self.http.request(method, self.system.url(service) + path, **kw)
+
+    def ok(self, method: str, service: str, path: str, **kw: Any) -> Any:
+        resp = self.call(method, service, path, **kw)
+        assert resp.status_code < 400, f"{method} {service}{path} -> {resp.status_code}: {resp.text}"
+        return resp.json() if resp.content else None
+
+    def stock(self) -> dict:
+        resp = self.call("GET", "allocation", "/v1/reports/stock", params={"sku": self.sku})
+        if resp.status_code != 200:
+            return {}
+        return next((r for r in resp.json() if r.get("sku") == self.sku), {})
+
+    def orders(self, status: str | None = None) -> list[dict]:
+        params = {"channel": self.channel, "limit": 1000} | ({"status": status} if status else {})
+        resp = self.call("GET", "order_intake", "/v1/orders", params=params)
+        return resp.json() if resp.status_code == 200 else []
+
+    def statuses(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self.orders():
+            counts[o["status"]] = counts.get(o["status"], 0) + 1
+        return counts
+
+    def receive(self, loc: str, qty: int, reference: str) -> None:
+        self.ok("POST", "inventory", "/v1/receipts", json={"location_id": loc, "reference": reference, "lines": [
+            {"sku": self.sku, "bin": "A-01", "lot": "", "qty": qty}]})
+
+    def pack(self, n: int, exclude: set[str]) -> dict[str, str]:
+        """Pack ``n`` allocated orders of the channel: {order_id: shipment_id}."""
+        packed: dict[str, str] = {}
+        deadline = time.monotonic() + WAIT
+        while len(packed) < n:
+            assert time.monotonic() < deadline, f"could not pack {n} orders; packed {packed}"
+            for o in self.orders("allocated"):
+                if o["order_id"] in exclude or o["order_id"] in packed or len(packed) == n:
+                    continue
+                resp = self.call("POST", "fulfillment", f"/v1/orders/{o['order_id']}/pack", json={})
+                if resp.status_code in (200, 202):
+                    packed[o["order_id"]] = resp.json()["shipment_id"]
+            time.sleep(0.25)
+        return packed
+
+    def ship(self, shipments: dict[str, str], run: str) -> None:
+        for order_id, shipment_id in shipments.items():
+            _wait(lambda s=shipment_id: self.ok("GET", "fulfillment", f"/v1/shipments/{s}")["status"] == "packed",
+                  f"shipment {shipment_id} packed")
+            self.ok("POST", "fulfillment", f"/v1/shipments/{shipment_id}/ship",
+                    json={"carrier": "UPS", "tracking_number": f"1Z{run}{order_id[:8]}"})
+
+    def measure(self, placed: int = ORDERS) -> dict[str, int]:
+        """Lost, doubled and oversold as the public views show them (0, 0, 0 when all is well)."""
+        orders = self.orders()
+        ids = [o["external_id"] for o in orders]
+        final = [o for o in orders if o["status"] in ("allocated", "backordered", "packed", "shipped", "cancelled")]
+        unbalanced = 0
+        for o in orders:
+            for ln in self.ok("GET", "order_intake", f"/v1/orders/{o['order_id']}")["lines"]:
+                units = sum(ln[k] for k in ("allocated", "backordered", "packed", "shipped", "cancelled"))
+                unbalanced += units != ln["qty"]
+        stock = self.stock()
+        return {
+            "lost": placed - len({o["external_id"] for o in final}),
+            "doubled": len(ids) - len(set(ids)) + unbalanced,
+            "oversold": max(0, stock.get("reserved", 0) - stock.get("on_hand", 0)),
+        }
+
+
+def _report(scenario: str, figures: dict[str, int], ready_s: float | None, settled_s: float, orders: int = ORDERS) -> None:
+    ready = "-" if ready_s is None else f"{ready_s:.1f}"
+    print(f"\nFAULT-RESULT | {scenario} | {orders} | {figures['lost']} | {figures['doubled']} | "
+          f"{figures['oversold']} | {ready} | {settled_s:.1f}")
+
+
+@pytest.mark.parametrize("signal", ["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("victim", list(SERVICES))
+async def test_fault_mid_stream_loses_nothing_and_counts_nothing_twice(system: System, victim: str, signal: str) -> None:
+    """SIGKILL (no clean-up, no offset commit) or SIGTERM (drain: the service's shutdown must run
+    to its end and the process exit) in the middle of a stream of orders, receipts, packs and
+    shipments, then a restart: every order is accounted for exactly once and stock is conserved."""
+
+    def fault() -> None:
+        [proc] = [p for p in system.processes if p.name == victim]
+        if signal == "SIGKILL":
+            system.kill(proc)  # no clean-up, no offset commit, no graceful close
+        else:
+            log = system.workdir / f"{proc.label}.log"
+            drained_before = _drained(log, victim)
+            # uvicorn's grace period is 10 s; the bound is generous for a loaded machine. After its
+            # graceful shutdown uvicorn re-raises the signal, so the exit status is -SIGTERM.
+            code = system.terminate(proc, timeout=60)
+            assert code in (0, -signal_module.SIGTERM), f"{victim} exited with {code}"
+            # the lifespan ran to its end: consumers stopped (offsets committed), relay and producer closed
+            _wait(lambda: _drained(log, victim) == drained_before + 1, f"{victim} logs that it stopped", timeout=30)
+        time.sleep(1.0)
+        restarted = system.start_service(victim, port=proc.port)
+        system.wait_ready(WAIT, [restarted])
+
+    await _scenario(system, f"{signal} {victim}", fault)
+
+
+async def test_postgres_outage_mid_stream_loses_nothing(system: System, infra: Infra) -> None:
+    """PostgreSQL stopped for 10 s in the middle of the stream: every service reports not ready,
+    then ready again without a restart, and nothing is lost or doubled."""
+    if infra.embedded_pg is None:
+        pytest.skip("needs the embedded PostgreSQL (this session's database is not ours to stop)")
+    pg = infra.embedded_pg
+    procs = list(system.processes)
+
+    def fault() -> None:
+        not_ready: set[str] = set()
+        pg.stop()
+        outage_ends = time.monotonic() + 10
+        while time.monotonic() < outage_ends or len(not_ready) < len(procs):
+            assert time.monotonic() < outage_ends + WAIT, f"readiness never went false for all: {not_ready}"
+            for sp in procs:
+                if not _ready(sp.port):
+                    not_ready.add(sp.label)
+            time.sleep(0.2)
+        pg.start()
+        system.wait_ready(WAIT, procs)  # the same processes: no restart
+        assert all(sp.process.poll() is None for sp in procs), "a service died during the outage"
+
+    await _scenario(system, "PostgreSQL down 10 s", fault)
+
+
+async def _scenario(system: System, scenario: str, fault: Callable[[], None]) -> None:
+    """A stream of orders with receipts, packs and shipments before and after ``fault`` (which
+    returns once the system is ready again), then the invariants through the public views."""
+    run = uuid.uuid4().hex[:6]
+    sku, loc = f"FAULT-{run}", f"WH-FAULT-{run}"
+    channel = "fault-" + "".join(c if c.isalnum() else "-" for c in scenario.lower()) + f"-{run}"
+    views = _Views(system, channel, sku)
+    views.ok("POST", "inventory", "/v1/locations", json={
+        "location_id": loc, "name": "fault suite", "kind": "warehouse", "country": "DE", "ships_to": ["DE"],
+        "active": True})
+    views.receive(loc, RECEIPTS[0], f"GRN-{run}-0")
+    _wait(lambda: views.stock().get("on_hand") == RECEIPTS[0], "allocation sees the stock")
+    timing: dict[str, float] = {}
+
+    def fault_and_recover() -> None:
+        before = views.pack(PACKS, set())  # fulfillment, allocation and order intake busy
+        views.receive(loc, RECEIPTS[1], f"GRN-{run}-1")  # inventory busy
+        timing["fault"] = time.monotonic()
+        fault()
+        timing["ready"] = time.monotonic()
+        views.ship(before, run)  # inventory consumes OrderShipped, allocation the stock decrease
+        timing["after"] = len(views.pack(PACKS, set(before)))
+        views.receive(loc, RECEIPTS[2], f"GRN-{run}-2")
+
+    await _stream_orders(system.kafka_bootstrap, channel, sku, fault_and_recover)
+
+    expected_stock = {"on_hand": STOCK - PACKS, "reserved": STOCK - PACKS, "backordered_demand": ORDERS - STOCK}
+    expected_orders = {"allocated": STOCK - 2 * PACKS, "backordered": ORDERS - STOCK, "packed": PACKS, "shipped": PACKS}
+
+    def settled() -> bool:
+        stock = views.stock()
+        return {k: stock.get(k) for k in expected_stock} == expected_stock and views.statuses() == expected_orders
+
+    try:
+        _wait(settled, "every order allocated, backordered, packed or shipped exactly once", timeout=WAIT,
+              last=lambda: (views.stock(), views.statuses()))
+    except AssertionError:
+        _report(scenario + " (did not settle)", views.measure(), timing["ready"] - timing["fault"],
+                time.monotonic() - timing["fault"])
+        raise
+    settled_at = time.monotonic()
+    figures = views.measure()
+    _report(scenario, figures, timing["ready"] - timing["fault"], settled_at - timing["fault"])
+    assert figures == {"lost": 0, "doubled": 0, "oversold": 0}
+    assert timing["after"] == PACKS
+    stock = views.stock()
+    assert stock["reserved"] <= stock["on_hand"]
+    assert {k: stock[k] for k in expected_stock} == expected_stock
+    orders = views.orders()
+    assert len(orders) == ORDERS  # every order accepted once, resends did not create new ones
+    assert len({o["external_id"] for o in orders}) == ORDERS
+
+
+# --- poison records ------------------------------------------------------------------------------
+
+# Who consumes which topic (each consumer group dead-letters on its own).
+CONSUMERS: dict[str, set[str]] = {
+    Topic.ORDERS: {"allocation", "fulfillment"},
+    Topic.INVENTORY: {"allocation"},
+    Topic.ALLOCATIONS: {"order_intake", "fulfillment"},
+    Topic.FULFILLMENT: {"order_intake", "inventory", "allocation"},
+}
+GROUP_PREFIX = {"order_intake": "oms-order-intake", "inventory": "oms-inventory",
+                "allocation": "oms-allocation", "fulfillment": "oms-fulfillment"}
+
+
+def _poisons(run: str) -> list[bytes]:
+    """Not JSON (nor UTF-8), and JSON of the wrong shape."""
+    return [b"not json " + run.encode() + b" \xff",
+            orjson.dumps({"run": run, "event_type": 42, "data": "wrong shape"})]
+
+
+async def _read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` from offset 0 to its current end (no consumer group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():  # also refreshes the metadata
+            return []
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for recs in batch.values():
+                records.extend(recs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def test_poison_records_are_dead_lettered_and_the_partition_keeps_flowing(system: System) -> None:
+    run = uuid.uuid4().hex[:6]
+    sku, loc, channel = f"POISON-{run}", f"WH-POISON-{run}", f"poison-{run}"
+    views = _Views(system, channel, sku)
+    poisons = _poisons(run)
+    started = time.monotonic()
+    producer = AIOKafkaProducer(bootstrap_servers=system.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        # every partition of every consumed topic gets both poisons before any good record of this run
+        sent: dict[str, int] = {}
+        for topic in [Topic.CHANNEL_ORDERS, *CONSUMERS]:
+            partitions = sorted(await producer.partitions_for(topic))
+            for p in partitions:
+                for value in poisons:
+                    await producer.send_and_wait(topic, value, key=f"poison:{run}".encode(), partition=p)
+            sent[topic] = len(partitions) * len(poisons)
+        # good records behind them: channel orders over Kafka, stock, packs and a shipment over HTTP
+        views.ok("POST", "inventory", "/v1/locations", json={
+            "location_id": loc, "name": "poison", "kind": "warehouse", "country": "DE", "ships_to": ["DE"], "active": True})
+        views.receive(loc, 10, f"GRN-{run}")
+        for n in range(20):
+            order = _order(channel, n, sku)
+            await producer.send(Topic.CHANNEL_ORDERS, orjson.dumps(order), key=f"{channel}:{order['external_id']}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    _wait(lambda: views.statuses() == {"allocated": 10, "backordered": 10}, "the good orders handled",
+          timeout=WAIT, last=views.statuses)
+    shipments = views.pack(2, set())
+    views.ship(dict(list(shipments.items())[:1]), run)
+    _wait(lambda: views.statuses() == {"allocated": 8, "backordered": 10, "packed": 1, "shipped": 1},
+          "packing and shipping handled by every consumer", timeout=WAIT, last=views.statuses)
+    _wait(lambda: views.stock().get("on_hand") == 9 and views.stock().get("reserved") == 9,
+          "the shipment booked by inventory and allocation", last=views.stock)
+    figures = views.measure(placed=20)
+    _report("poison records on every consumed topic", figures, None, time.monotonic() - started, orders=20)
+    assert figures == {"lost": 0, "doubled": 0, "oversold": 0}
+
+    # each consumer of each topic dead-lettered each poison, once, with the error in headers
+    for topic, consumers in CONSUMERS.items():
+        def dead(topic: str = topic) -> list[Any]:
+            return [r for r in asyncio.run(_read_all(system.kafka_bootstrap, dlq(topic))) if r.value in poisons]
+
+        groups = {f"{GROUP_PREFIX[c]}.{topic}" for c in consumers}
+        expected = sent[topic] * len(groups)
+        found = await asyncio.to_thread(_wait_value, dead, lambda rs, n=expected: len(rs) >= n)
+        seen: dict[str, int] = {}
+        for record in found:
+            headers = {k: v.decode() for k, v in record.headers}
+            assert headers["dlq.topic"] == topic
+            assert headers["dlq.error"] and headers["dlq.error_type"]
+            seen[headers["dlq.consumer_group"]] = seen.get(headers["dlq.consumer_group"], 0) + 1
+        # (another test may have run a consumer in a fresh group: only ours are counted)
+        assert {g: seen.get(g, 0) for g in groups} == {g: sent[topic] for g in groups}, f"{topic}: {seen}"
+
+    # channel orders: a connector's bad record is answered on the rejected topic, never dead-lettered
+    def rejected() -> list[Any]:
+        return [r for r in asyncio.run(_read_all(system.kafka_bootstrap, Topic.CHANNEL_ORDERS_REJECTED))
+                if r.key == f"poison:{run}".encode()]
+
+    answers = await asyncio.to_thread(_wait_value, rejected, lambda rs: len(rs) >= sent[Topic.CHANNEL_ORDERS])
+    assert len(answers) == sent[Topic.CHANNEL_ORDERS]
+
+
+def _drained(log: Path, service: str) -> int:
+    """How often ``service`` logged the end of its shutdown (host.py: "<service> stopped")."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return sum(line.endswith(f"libs.service_host.host: {service} stopped") for line in text.splitlines())
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_value(probe: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = probe()
+        if ok(value):
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out; last seen {value}")
+
+
+def _wait(condition, what: str, timeout: float = 90, last=None) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting: {what}" + (f"; last seen {last()}" if last else ""))
