@@ -45,7 +45,11 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
             return _problems([Problem(field="(body)", problem="must be a JSON object")])
         channel = document.get("channel")
         if not isinstance(channel, str) or not api_keys.allows(channel, x_api_key):
-            return JSONResponse({"detail": "missing or wrong X-API-Key for this channel"}, status_code=401)
+            return JSONResponse(
+                {"detail": [{"field": "X-API-Key", "problem": "missing, or not the key of this order's channel"}]},
+                status_code=401,
+                headers={"WWW-Authenticate": 'ApiKey realm="oms", header="X-API-Key"'},
+            )
         key = f"{channel}:{document.get('external_id')}"
         async with engine.begin() as conn:
             [outcome] = await place_orders(conn, [Incoming(document, key)], publish_rejections=False)
