@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
@@ -62,6 +62,20 @@ class AddressIn(Address):
     model_config = ConfigDict(extra="forbid")
 
 
+L = TypeVar("L", bound="OrderLineIn")
+
+
+def unique_line_ids(lines: list[L]) -> list[L]:
+    """``lines`` unchanged, or ValueError naming the first line_id given twice (new orders and
+    changes follow the same rule)."""
+    seen: set[str] = set()
+    for line in lines:
+        if line.line_id in seen:
+            raise ValueError(f"duplicate line_id {line.line_id!r}")
+        seen.add(line.line_id)
+    return lines
+
+
 class OrderLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -104,12 +118,7 @@ class ChannelOrder(BaseModel):
     @field_validator("lines")
     @classmethod
     def _unique_line_ids(cls, lines: list[OrderLineIn]) -> list[OrderLineIn]:
-        seen: set[str] = set()
-        for line in lines:
-            if line.line_id in seen:
-                raise ValueError(f"duplicate line_id {line.line_id!r}")
-            seen.add(line.line_id)
-        return lines
+        return unique_line_ids(lines)
 
     @property
     def key(self) -> str:
@@ -135,12 +144,7 @@ class OrderChangeIn(BaseModel):
     @field_validator("lines")
     @classmethod
     def _unique_line_ids(cls, lines: list[OrderLineChangeIn]) -> list[OrderLineChangeIn]:
-        seen: set[str] = set()
-        for line in lines:
-            if line.line_id in seen:
-                raise ValueError(f"duplicate line_id {line.line_id!r}")
-            seen.add(line.line_id)
-        return lines
+        return unique_line_ids(lines)
 
 
 class Problem(BaseModel):

@@ -269,7 +269,7 @@ class AllocationBook:
 
     def available_at(self, sku: str, location_id: str, policy: Policy) -> int:
         """Units of ``sku`` a channel under ``policy`` may take at a location now."""
-        free = sum(p.free for p in self._sku_positions(sku) if p.location_id == location_id and self._usable(p))
+        free = self._free_by_location(sku).get(location_id, 0)
         return max(0, free - policy.safety(sku, location_id) - policy.buffer)
 
     def _free_by_location(self, sku: str) -> dict[str, int]:
@@ -286,10 +286,7 @@ class AllocationBook:
     def _fillable_anywhere(self, sku: str) -> int:
         """Units some channel could still take (free stock beyond the smallest holdback)."""
         policies = list(self.policies.values()) or [Policy()]
-        free_at: dict[str, int] = {}
-        for p in self._sku_positions(sku):
-            if self._usable(p) and p.free:
-                free_at[p.location_id] = free_at.get(p.location_id, 0) + p.free
+        free_at = self._free_by_location(sku)
         return sum(
             max(0, free - min(pol.safety(sku, loc) + pol.buffer for pol in policies)) for loc, free in free_at.items()
         )
