@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter as Counter_
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,9 +44,9 @@ T = TypeVar("T")
 
 MESSAGES = Counter("oms_consumed_messages_total", "Messages handled", ["topic", "outcome"])
 BATCH_SECONDS = Histogram(
-    "oms_batch_seconds", "Time to handle one consumed batch", ["topic"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+    "oms_batch_seconds", "Time to handle one consumed batch (label: the consumer group)", ["group"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 )
-RETRIES = Counter("oms_handler_retries_total", "Handler retries after an error", ["topic", "kind"])
+RETRIES = Counter("oms_handler_retries_total", "Handler retries after an error (label: the consumer group)", ["group", "kind"])
 
 
 async def keep_raw_records(message: Any) -> None:
@@ -100,7 +101,6 @@ class BatchConsumer(Generic[T]):
     def __init__(
         self,
         *,
-        topic: str,
         group_id: str,
         producer: AIOKafkaProducer,
         settings: KafkaSettings,
@@ -110,7 +110,6 @@ class BatchConsumer(Generic[T]):
     ) -> None:
         """``engine``: the service's database, whose inbox remembers which records were
         dead-lettered, so a replay from offset 0 does not dead-letter the same poison again."""
-        self.topic = topic
         self.group_id = group_id
         self._producer = producer
         self._settings = settings
@@ -128,22 +127,23 @@ class BatchConsumer(Generic[T]):
                 await self.dead_letter(record, exc, attempts=1)
         if deliveries:
             await self._process_with_retries(deliveries)
-        BATCH_SECONDS.labels(self.topic).observe(time.perf_counter() - started)
+        BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
 
     async def _process_with_retries(self, deliveries: list[Delivery[T]]) -> None:
         error = await self._attempt(deliveries, self._settings.max_attempts)
         if error is None:
-            MESSAGES.labels(self.topic, "ok").inc(len(deliveries))
+            for topic, n in Counter_(d.record.topic for d in deliveries).items():
+                MESSAGES.labels(topic, "ok").inc(n)
             return
         if len(deliveries) == 1:
             await self.dead_letter(deliveries[0].record, error, attempts=self._settings.max_attempts)
             return
         # Find the culprit(s): each message alone, in order, so per-key order is kept.
-        log.warning("batch of %d on %s failed (%s); handling one by one", len(deliveries), self.topic, error)
+        log.warning("batch of %d for %s failed (%s); handling one by one", len(deliveries), self.group_id, error)
         for delivery in deliveries:
             err = await self._attempt([delivery], self._settings.max_attempts)
             if err is None:
-                MESSAGES.labels(self.topic, "ok").inc()
+                MESSAGES.labels(delivery.record.topic, "ok").inc()
             else:
                 await self.dead_letter(delivery.record, err, attempts=self._settings.max_attempts)
 
@@ -162,9 +162,9 @@ class BatchConsumer(Generic[T]):
             except Exception as exc:  # noqa: BLE001 - classified below
                 last = exc
                 kind = "transient" if is_transient(exc) else "error"
-                RETRIES.labels(self.topic, kind).inc()
-                log.warning("%s handling %d message(s) from %s, attempt %d/%d: %r",
-                            kind, len(deliveries), self.topic, attempt, attempts, exc)
+                RETRIES.labels(self.group_id, kind).inc()
+                log.warning("%s handling %d message(s) for %s, attempt %d/%d: %r",
+                            kind, len(deliveries), self.group_id, attempt, attempts, exc)
                 if attempt < attempts:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
@@ -200,12 +200,12 @@ class BatchConsumer(Generic[T]):
             # (the mark's transaction commits only after the broker acknowledged the dead letter).
             async with self._engine.begin() as conn:
                 if not await claim_new_events(conn, [dead_letter_ref(record.topic, record.partition, record.offset)]):
-                    MESSAGES.labels(self.topic, "dead_letter_repeat_skipped").inc()
+                    MESSAGES.labels(record.topic, "dead_letter_repeat_skipped").inc()
                     log.warning("%s[%d]@%d was dead-lettered before (a replay): not again",
                                 record.topic, record.partition, record.offset)
                     return
                 await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
-        MESSAGES.labels(self.topic, "dead_lettered").inc()
+        MESSAGES.labels(record.topic, "dead_lettered").inc()
         log.error("dead-lettered %s[%d]@%d after %d attempt(s): %s",
                   record.topic, record.partition, record.offset, attempts, why)
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +66,17 @@ def notify_channel(schema: str) -> str:
     return f"oms_outbox_{schema}"
 
 
+# One round trip: the rows, and a notification that PostgreSQL delivers at commit to the relay
+# of whichever instance holds the leader lock (LISTEN in ``OutboxRelay._lead``).
 _INSERT = text(
-    "INSERT INTO outbox (topic, key, value, headers) "
+    "WITH added AS (INSERT INTO outbox (topic, key, value, headers) "
     "SELECT * FROM unnest(CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:values AS bytea[]), "
-    "CAST(:headers AS jsonb[]))"
+    "CAST(:headers AS jsonb[])) RETURNING 1) "
+    "SELECT pg_notify(:ch, '') WHERE EXISTS (SELECT 1 FROM added)"
 )
+
+# Set on a connection whose transaction wrote outbox rows (``Transactions`` reads and clears it).
+OUTBOX_WRITTEN = "oms_outbox_written"
 
 
 async def write_outbox(conn: AsyncConnection, schema: str, messages: Sequence[OutboxMessage]) -> None:
@@ -88,9 +95,31 @@ async def write_outbox(conn: AsyncConnection, schema: str, messages: Sequence[Ou
                 ).decode()
                 for m in messages
             ],
+            "ch": notify_channel(schema),
         },
     )
-    await conn.execute(text("SELECT pg_notify(:ch, '')"), {"ch": notify_channel(schema)})
+    conn.info[OUTBOX_WRITTEN] = True
+
+
+class Transactions:
+    """The service's units of work: ``async with transactions.begin() as conn`` is one database
+    transaction; when it commits having written outbox rows, the relay of this process is woken
+    at once (the ``pg_notify`` above reaches it too, one round trip later, and reaches the relay
+    of another instance when that one leads). Use cases never wake the relay themselves."""
+
+    def __init__(self, engine: AsyncEngine, relay: OutboxRelay) -> None:
+        self._engine = engine
+        self._relay = relay
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.begin() as conn:
+            try:
+                yield conn
+            finally:
+                wrote = conn.info.pop(OUTBOX_WRITTEN, False)
+        if wrote:
+            self._relay.notify()
 
 
 class OutboxRelay:

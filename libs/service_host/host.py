@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,14 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.contracts.topics import ALL_TOPICS, dlq
 from libs.database import create_engine, ping, upgrade_schema
 from libs.database.engine import normalise_url
 from libs.messaging.inbox import prune_inbox
 from libs.messaging.kafka import broker_reachable, create_producer, ensure_topics
-from libs.messaging.outbox import OutboxRelay
+from libs.messaging.outbox import OutboxRelay, Transactions
 from libs.messaging.settings import KafkaSettings
 from libs.service_host import errors
 from libs.service_host.auth import InsecureConfiguration, Rule, StaffAccess
@@ -65,6 +65,11 @@ class Runtime:
     relay: OutboxRelay
     kafka: KafkaSettings
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """One unit of work: a database transaction that wakes the outbox relay when it commits
+        having written outbox rows (``libs.messaging.outbox.Transactions``)."""
+        return Transactions(self.engine, self.relay).begin()
 
 
 @dataclass

@@ -168,7 +168,7 @@ class Bench:
         """The consumer group a service uses for ``topic`` (services append OMS_KAFKA_GROUP_SUFFIX)."""
         assert self.system is not None
         suffix = self.system.extra_env.get("OMS_KAFKA_GROUP_SUFFIX", os.environ.get("OMS_KAFKA_GROUP_SUFFIX", ""))
-        return f"oms-{service}{suffix}.{topic}"
+        return f"oms-{service}{suffix}"  # one group per service, over all its topics
 
     def _seqs(self, offset: int, count: int) -> range:
         return range(self.seq_base + offset, self.seq_base + offset + count)

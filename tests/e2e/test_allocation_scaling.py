@@ -150,14 +150,14 @@ async def test_two_allocation_processes_never_oversell_a_hot_sku_and_replay_chan
     finally:
         del system.extra_env["OMS_KAFKA_GROUP_SUFFIX"]
     # Done when the fresh groups have committed as far as the original ones had.
-    targets = {t: await _committed(system.kafka_bootstrap, f"oms-allocation.{t}", t) for t in ALLOCATION_INPUTS}
+    targets = {t: await _committed(system.kafka_bootstrap, "oms-allocation", t) for t in ALLOCATION_INPUTS}
     assert sum(targets[Topic.ORDERS].values()) >= ORDERS
     deadline = time.monotonic() + 180
     behind: list[str] = []
     while time.monotonic() < deadline:
         behind = []
         for t in ALLOCATION_INPUTS:
-            done = await _committed(system.kafka_bootstrap, f"oms-allocation{suffix}.{t}", t)
+            done = await _committed(system.kafka_bootstrap, f"oms-allocation{suffix}", t)
             behind += [f"{t}[{p}]" for p, off in targets[t].items() if done.get(p, 0) < off]
         if not behind:
             break

@@ -350,7 +350,7 @@ async def test_poison_records_are_dead_lettered_and_the_partition_keeps_flowing(
         def dead(topic: str = topic) -> list[Any]:
             return [r for r in asyncio.run(_read_all(system.kafka_bootstrap, dlq(topic))) if r.value in poisons]
 
-        groups = {f"{GROUP_PREFIX[c]}.{topic}" for c in consumers}
+        groups = {GROUP_PREFIX[c] for c in consumers}  # one group per service
         expected = sent[topic] * len(groups)
         found = await asyncio.to_thread(_wait_value, dead, lambda rs, n=expected: len(rs) >= n)
         seen: dict[str, int] = {}

@@ -131,7 +131,7 @@ async def test_malformed_event_goes_to_dlq_with_error_and_partition_keeps_flowin
                 raise ValueError("cannot handle a poison order")
         handled.extend(d.message.event.order_id for d in deliveries)
 
-    consumer = BatchConsumer(topic=topic, group_id="t-group", producer=producer, settings=settings,
+    consumer = BatchConsumer(group_id="t-group", producer=producer, settings=settings,
                              process=process, decode=decode_envelope)
     broker = KafkaBroker(infra.kafka_bootstrap)
 
@@ -261,7 +261,7 @@ async def test_a_replay_does_not_dead_letter_the_same_poison_record_again(db, in
 
         # the first reading, then a replay from offset 0 in a new consumer group
         for group in ("first", "replay"):
-            consumer = BatchConsumer(topic=topic, group_id=group, producer=producer, settings=settings,
+            consumer = BatchConsumer(group_id=group, producer=producer, settings=settings,
                                      process=process, decode=decode_envelope, engine=db.engine)
             await consumer.handle(records)
     finally:

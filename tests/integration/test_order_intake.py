@@ -94,11 +94,9 @@ async def test_http_path_publishes_no_rejection(engine) -> None:  # type: ignore
 async def test_a_return_delivered_twice_in_one_batch_is_counted_once(engine) -> None:  # type: ignore[no-untyped-def]
     from decimal import Decimal
 
-    from aiokafka import ConsumerRecord
-
     from libs.contracts import new_envelope
     from libs.contracts.events import ReturnLine, ReturnReceived
-    from libs.messaging.consumer import Delivery, EventMessage
+    from libs.messaging.consumer import EventMessage
     from services.order_intake.service_layer.tracking import apply_downstream_events
 
     ext = uuid.uuid4().hex
@@ -107,8 +105,7 @@ async def test_a_return_delivered_twice_in_one_batch_is_counted_once(engine) -> 
         event = ReturnReceived(order_id=placed.order_id, return_id="R1", refund_total=Decimal("1.50"), lines=[
             ReturnLine(line_id="1", sku="SKU-1", qty=1, condition="sellable", location_id="L", bin="B", refund=Decimal("1.50"))])
         envelope = new_envelope(event, source="fulfillment", correlation_id=placed.order_id)
-        record = ConsumerRecord("oms.fulfillment.v1", 0, 1, 0, 0, b"", b"", None, 0, 0, ())
-        twice = [Delivery(record, EventMessage(envelope, event))] * 2
+        twice = [EventMessage(envelope, event)] * 2
         await apply_downstream_events(conn, twice)
         await apply_downstream_events(conn, twice)
         returned = (await conn.execute(text("SELECT returned FROM order_lines WHERE order_id = :o"), {"o": placed.order_id})).scalar()

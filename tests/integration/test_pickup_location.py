@@ -9,13 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import ConsumerRecord
 from allocation_support import fresh_engine, location, order, outbox, stock
 from http_support import STAFF, channel_keys, host_app, runtime
 
 from libs.contracts import decode_event
 from libs.database import create_engine, upgrade_schema
-from libs.messaging.consumer import Delivery, EventMessage
+from libs.messaging.consumer import EventMessage
 from services.allocation.service_layer import allocating
 from services.order_intake.adapters.tables import SCHEMA as ORDER_INTAKE
 from services.order_intake.entrypoints.http import build_router
@@ -48,9 +47,8 @@ async def test_an_unknown_pickup_location_is_shown_as_the_reason_the_order_waits
                 ])
             results = [decode_event(orjson_bytes(e)) for e in await outbox(allocation_db)
                        if e["key"] == order_id and e["topic"] == "oms.allocations.v1"]
-            record = ConsumerRecord("oms.allocations.v1", 0, 0, 0, 0, None, b"", None, 0, 0, ())
             async with intake_db.begin() as conn:
-                await apply_downstream_events(conn, [Delivery(record, EventMessage(*r)) for r in results])
+                await apply_downstream_events(conn, [EventMessage(*r) for r in results])
 
             view = (await intake.get(f"/v1/orders/{order_id}")).json()
     finally:

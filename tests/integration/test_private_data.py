@@ -61,7 +61,7 @@ async def test_a_dead_letter_names_the_error_kind_and_field_never_the_customer(
                 await conn.execute(text("INSERT INTO orders (name, address, qty) VALUES (:name, :address, :qty)"),
                                    d.message)
 
-    consumer = BatchConsumer(topic=topic, group_id="t-private", producer=producer, settings=settings,
+    consumer = BatchConsumer(group_id="t-private", producer=producer, settings=settings,
                              process=store, decode=lambda r: orjson.loads(r.value))
     value = orjson.dumps({**who, "qty": 0})  # violates the CHECK: "Failing row contains (Jane ...)"
     try:

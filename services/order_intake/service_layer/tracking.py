@@ -22,20 +22,20 @@ from libs.contracts.events import (
 )
 from libs.contracts.orders import MAX_LINES, Problem
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
-from libs.messaging.consumer import Delivery, EventMessage
+from libs.messaging.consumer import EventMessage
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.domain.orders import check_cancel, order_status
 from services.order_intake.service_layer.placing import SOURCE, add_timeline
 
 
-async def apply_downstream_events(conn: AsyncConnection, deliveries: Sequence[Delivery[EventMessage]]) -> None:
+async def apply_downstream_events(conn: AsyncConnection, messages: Sequence[EventMessage]) -> None:
     """Allocation and fulfillment events update line quantities, status and the timeline."""
-    fresh = await claim_new_events(conn, [d.message.envelope.event_id for d in deliveries])
+    fresh = await claim_new_events(conn, [m.envelope.event_id for m in messages])
     latest: dict[str, AllocationResult] = {}
     timeline: list[tuple[str, str, str, str]] = []
     returns: list[tuple[str, str, int]] = []
-    for d in deliveries:
-        env, event = d.message.envelope, d.message.event
+    for m in messages:
+        env, event = m.envelope, m.event
         if env.event_id not in fresh:
             continue
         fresh.discard(env.event_id)  # the same event twice in one batch counts once
