@@ -165,6 +165,9 @@ class AllocationResult(Event):
     shipment_id: str | None = None
     lines: list[LineState]
     allocations: list[AllocationLine]  # live ones: allocated or packed
+    # The order's flag (from OrderPlaced), so packing needs no copy of the order (added in 1.1;
+    # results published before carry no field and read as false).
+    ship_complete: bool = False
 
 
 class OrderAllocated(AllocationResult):

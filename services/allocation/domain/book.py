@@ -100,6 +100,7 @@ class OrderResult:
     version: int
     lines: list[tuple[str, str, int, int, int, int, int, int, bool, str | None]]
     allocations: list[tuple[Allocation, str, int, str | None]]  # (allocation, status, qty, shipment_id)
+    ship_complete: bool = False
 
 
 @dataclass
@@ -253,6 +254,7 @@ class AllocationBook:
             allocs = [(a, a.status, a.qty, a.shipment_id) for a in order.live_allocations()]
             self.results.append(OrderResult(
                 order_id, kind, t.change, "; ".join(t.details) or None, t.shipment_id, order.version, lines, allocs,
+                order.ship_complete,
             ))
         self._touched = {}
 

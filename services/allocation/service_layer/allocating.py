@@ -112,6 +112,7 @@ def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUI
             "change": r.change,
             "detail": r.detail,
             "shipment_id": r.shipment_id,
+            "ship_complete": r.ship_complete,
             "lines": [
                 {"line_id": ln[0], "sku": ln[1], "qty": ln[2], "allocated": ln[3], "backordered": ln[4],
                  "packed": ln[5], "shipped": ln[6], "cancelled": ln[7], "on_hold": ln[8], "backorder_reason": ln[9]}

@@ -48,8 +48,13 @@ def new_return_id() -> str:
     return f"ret_{uuid.uuid4().hex}"
 
 
+MONEY_PLACES = Decimal("0.0001")  # the scale refunds are stored with (numeric(18,4))
+
+
 def refund_for(unit_price: Decimal, qty: int) -> Decimal:
-    return unit_price * qty
+    """The refund of ``qty`` units, at the scale it is stored with, so the ReturnReceived event
+    says exactly what the return's row holds whatever scale the price was given in."""
+    return (unit_price * qty).quantize(MONEY_PLACES)
 
 
 def check_return(requested: list[ReturnRequestLine], lines: dict[str, ReturnableLine]) -> list[ReturnLine]:

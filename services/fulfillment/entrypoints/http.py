@@ -17,6 +17,7 @@ from libs.contracts.storable import Text as Storable
 from libs.service_host import Runtime
 from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
 from libs.service_host.errors import problem_response as _problems
+from services.fulfillment.adapters.intake_api import IntakePrices
 from services.fulfillment.domain.packing import PackRefused, Problem, ShipRefused
 from services.fulfillment.domain.returns import ReturnRefused, ReturnRequestLine
 from services.fulfillment.service_layer.packing import (
@@ -29,6 +30,7 @@ from services.fulfillment.service_layer.packing import (
     ship_shipment,
     shipment_view,
 )
+from services.fulfillment.service_layer.prices import Prices, PricesUnavailable
 from services.fulfillment.service_layer.returns import receive_return
 
 Text = Annotated[Storable, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -87,9 +89,20 @@ def _jsonable(doc: dict[str, Any]) -> Any:
     return orjson.loads(orjson.dumps(doc, default=str))
 
 
-def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRouter:
+def _prices_unavailable(exc: PricesUnavailable) -> JSONResponse:
+    """Prices are order intake's: without them no refund can be computed; nothing was recorded."""
+    return JSONResponse(
+        {"detail": [{"field": "(order_intake)", "problem": f"order prices unavailable: {exc}"}]},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: Prices | None = None) -> APIRouter:
+    """``prices``: where a return's unit prices come from (order intake's HTTP API by default)."""
     router = APIRouter(prefix="/v1", tags=["fulfillment"])
     engine = runtime.engine
+    order_prices: Prices = prices or IntakePrices()
 
     @router.get("/picklists", summary="Pick lists per location: allocated, not yet packed, sorted by bin")
     async def get_picklists(location_id: str | None = None) -> Any:
@@ -169,8 +182,16 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
             for ln in body.lines
         ]
         try:
+            prices = await order_prices.of_order(body.order_id)  # before the transaction: no lock held over HTTP
+        except PricesUnavailable as exc:
+            return _prices_unavailable(exc)
+        if prices is None:
+            raise HTTPException(404, f"no order {body.order_id}")
+        try:
             async with engine.begin() as conn:
-                result = await receive_return(conn, body.order_id, lines)
+                result = await receive_return(conn, body.order_id, lines, prices)
+        except PricesUnavailable as exc:
+            return _prices_unavailable(exc)
         except OrderNotFound:
             raise HTTPException(404, f"no order {body.order_id}") from None
         except ReturnRefused as exc:

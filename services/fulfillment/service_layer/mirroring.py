@@ -1,5 +1,7 @@
-"""Use cases fed by other services' events: order lines with prices, the allocation mirror, and
-allocation's answers to pack requests. Each runs in the caller's transaction with the inbox."""
+"""Use cases fed by allocation's events: the allocation mirror (lines, allocations, the order's
+ship_complete flag) and allocation's answers to pack requests. Each runs in the caller's
+transaction with the inbox. Fulfillment reads no order events: what packing needs comes with
+allocation's snapshots, and a return asks order intake for prices (service_layer/prices.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,7 @@ from libs.contracts import Topic, new_envelope
 from libs.contracts.events import (
     AllocationPacked,
     AllocationResult,
-    OrderModified,
     OrderPacked,
-    OrderPlaced,
     PackRejected,
 )
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
@@ -24,76 +24,6 @@ from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.packing import packed_lines
 
 SOURCE = "fulfillment"
-
-
-async def apply_order_events(conn: AsyncConnection, messages: Sequence[EventMessage]) -> None:
-    """OrderPlaced (and lines added by OrderModified) give the lines' SKUs, unit prices and the
-    order's ship_complete flag; other order events do not concern packing."""
-    fresh = await claim_new_events(conn, [m.envelope.event_id for m in messages])
-    rows: list[tuple[str, str, str, int, str, str, bool]] = []
-    added: list[tuple[str, str, str, int, str]] = []
-    for m in messages:
-        if m.envelope.event_id not in fresh:
-            continue
-        fresh.discard(m.envelope.event_id)  # the same event twice in one batch counts once
-        event = m.event
-        if isinstance(event, OrderPlaced):
-            rows += [
-                (
-                    event.order_id,
-                    ln.line_id,
-                    ln.sku,
-                    ln.qty,
-                    str(ln.unit_price),
-                    event.currency,
-                    event.ship_complete,
-                )
-                for ln in event.lines
-            ]
-        elif isinstance(event, OrderModified):
-            added += [(event.order_id, ln.line_id, ln.sku, ln.qty, str(ln.unit_price)) for ln in event.lines]
-    if rows:
-        await conn.execute(
-            text(
-                "INSERT INTO order_lines (order_id, line_id, sku, qty, unit_price, currency, ship_complete)"
-                " SELECT o, l, s, q, CAST(p AS numeric), c, sc"
-                " FROM unnest(CAST(:o AS text[]), CAST(:l AS text[]),"
-                " CAST(:s AS text[]), CAST(:q AS int[]), CAST(:p AS text[]), CAST(:c AS text[]),"
-                " CAST(:sc AS bool[])) AS t(o, l, s, q, p, c, sc)"
-                " ON CONFLICT (order_id, line_id) DO NOTHING"
-            ),
-            {
-                "o": [r[0] for r in rows],
-                "l": [r[1] for r in rows],
-                "s": [r[2] for r in rows],
-                "q": [r[3] for r in rows],
-                "p": [r[4] for r in rows],
-                "c": [r[5] for r in rows],
-                "sc": [r[6] for r in rows],
-            },
-        )
-    if added:
-        # A line added by a modification takes the order's currency and flag; existing lines keep
-        # the price they were sold at (refunds follow the original price).
-        await conn.execute(
-            text(
-                "INSERT INTO order_lines (order_id, line_id, sku, qty, unit_price, currency, ship_complete)"
-                " SELECT t.o, t.l, t.s, t.q, CAST(t.p AS numeric), h.currency, h.ship_complete"
-                " FROM unnest(CAST(:o AS text[]), CAST(:l AS text[]), CAST(:s AS text[]), CAST(:q AS int[]),"
-                " CAST(:p AS text[])) AS t(o, l, s, q, p)"
-                " JOIN LATERAL (SELECT currency, ship_complete FROM order_lines x"
-                " WHERE x.order_id = t.o LIMIT 1)"
-                " h ON true"
-                " ON CONFLICT (order_id, line_id) DO NOTHING"
-            ),
-            {
-                "o": [r[0] for r in added],
-                "l": [r[1] for r in added],
-                "s": [r[2] for r in added],
-                "q": [r[3] for r in added],
-                "p": [r[4] for r in added],
-            },
-        )
 
 
 async def apply_allocation_results(conn: AsyncConnection, messages: Sequence[EventMessage]) -> None:
@@ -140,15 +70,17 @@ async def apply_allocation_results(conn: AsyncConnection, messages: Sequence[Eve
 async def _replace_mirrors(conn: AsyncConnection, results: list[AllocationResult]) -> None:
     rows = await conn.execute(
         text(
-            "INSERT INTO allocation_snapshots AS s (order_id, version, lines)"
-            " SELECT * FROM unnest(CAST(:o AS text[]), CAST(:v AS int[]), CAST(:l AS jsonb[]))"
+            "INSERT INTO allocation_snapshots AS s (order_id, version, lines, ship_complete)"
+            " SELECT * FROM unnest(CAST(:o AS text[]), CAST(:v AS int[]), CAST(:l AS jsonb[]), CAST(:sc AS bool[]))"
             " ON CONFLICT (order_id) DO UPDATE SET version = EXCLUDED.version, lines = EXCLUDED.lines,"
-            " updated_at = now() WHERE s.version < EXCLUDED.version RETURNING s.order_id"
+            " ship_complete = EXCLUDED.ship_complete, updated_at = now()"
+            " WHERE s.version < EXCLUDED.version RETURNING s.order_id"
         ),
         {
             "o": [r.order_id for r in results],
             "v": [r.version for r in results],
             "l": [orjson.dumps([ln.model_dump(mode="json") for ln in r.lines]).decode() for r in results],
+            "sc": [r.ship_complete for r in results],
         },
     )
     applied = {row.order_id for row in rows}

@@ -78,24 +78,18 @@ async def request_pack(
 
     Returns the shipment id. Raises OrderNotFound or the domain's PackRefused.
     """
-    # Lock the order's lines: pack requests of one order are checked one after the other, so a
-    # second request sees the first one's pending shipment instead of the same allocated units.
-    lines = (
-        await conn.execute(
-            text(
-                "SELECT line_id, sku, qty, ship_complete FROM order_lines WHERE order_id = :o"
-                " ORDER BY line_id FOR UPDATE"
-            ),
-            {"o": order_id},
-        )
-    ).all()
-    if not lines:
-        raise OrderNotFound(order_id)
+    # Lock the order's snapshot: pack requests of one order are checked one after the other, so
+    # a second request sees the first one's pending shipment instead of the same allocated units.
     snapshot = (
         await conn.execute(
-            text("SELECT lines FROM allocation_snapshots WHERE order_id = :o"), {"o": order_id}
+            text("SELECT lines, ship_complete FROM allocation_snapshots WHERE order_id = :o FOR UPDATE"),
+            {"o": order_id},
         )
-    ).scalar()
+    ).first()
+    if snapshot is None or not snapshot.lines:  # allocation has not answered for this order (yet)
+        raise OrderNotFound(order_id)
+    states = [LineState.model_validate(s) for s in snapshot.lines]
+    lines = sorted(states, key=lambda ln: ln.line_id)
     allocations = (
         (
             await conn.execute(
@@ -119,8 +113,8 @@ async def request_pack(
     )
     plan = check_pack(
         lines=[OrderedLine(ln.line_id, ln.sku, ln.qty) for ln in lines],
-        ship_complete=lines[0].ship_complete,
-        line_states=[LineState.model_validate(s) for s in snapshot or []],
+        ship_complete=snapshot.ship_complete,
+        line_states=states,
         allocations=[AllocationLine.model_validate(dict(a)) for a in allocations],
         line_ids=line_ids,
         serials=serials,

@@ -15,26 +15,28 @@ from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.returns import ReturnableLine, ReturnRequestLine, check_return, new_return_id
 from services.fulfillment.service_layer.mirroring import SOURCE
 from services.fulfillment.service_layer.packing import OrderNotFound
+from services.fulfillment.service_layer.prices import OrderPrices, PricesUnavailable
 
 
 async def receive_return(
-    conn: AsyncConnection, order_id: str, requested: list[ReturnRequestLine]
+    conn: AsyncConnection, order_id: str, requested: list[ReturnRequestLine], prices: OrderPrices
 ) -> dict[str, Any]:
     """Check the limits (shipped minus already returned per line), store the return, publish
-    ReturnReceived. Raises OrderNotFound or the domain's ReturnRefused."""
-    # Lock the order's lines so two concurrent returns cannot both pass the limit.
-    lines = (
+    ReturnReceived. ``prices``: what order intake says the lines were sold at (ask it before the
+    transaction, see service_layer/prices.py). Raises OrderNotFound or the domain's ReturnRefused."""
+    # Lock the order's snapshot so two concurrent returns cannot both pass the limit.
+    snapshot = (
         await conn.execute(
-            text(
-                "SELECT line_id, sku, unit_price, currency FROM order_lines"
-                " WHERE order_id = :o ORDER BY line_id"
-                " FOR UPDATE"
-            ),
-            {"o": order_id},
+            text("SELECT lines FROM allocation_snapshots WHERE order_id = :o FOR UPDATE"), {"o": order_id}
         )
-    ).all()
-    if not lines:
+    ).scalar()
+    if not snapshot:
         raise OrderNotFound(order_id)
+    lines = sorted(snapshot, key=lambda ln: ln["line_id"])
+    known = {ln["line_id"] for ln in lines}
+    unpriced = sorted({r.line_id for r in requested if r.line_id in known and r.line_id not in prices.unit_prices})
+    if unpriced:  # never refund a guess: order intake must know what the line was sold at
+        raise PricesUnavailable(f"order intake has no price for line(s) {', '.join(unpriced)}")
     shipped: dict[str, int] = {}
     shipped_from: dict[str, set[str]] = {}
     for line_id, location_id, qty in (
@@ -58,20 +60,20 @@ async def receive_return(
         ).all()
     )
     returnable = {
-        ln.line_id: ReturnableLine(
-            ln.line_id,
-            ln.sku,
-            Decimal(ln.unit_price),
-            int(shipped.get(ln.line_id, 0)),
-            int(returned.get(ln.line_id, 0)),
-            frozenset(shipped_from.get(ln.line_id, ())),
+        ln["line_id"]: ReturnableLine(
+            ln["line_id"],
+            ln["sku"],
+            prices.unit_prices.get(ln["line_id"], Decimal(0)),  # only requested lines are refunded
+            int(shipped.get(ln["line_id"], 0)),
+            int(returned.get(ln["line_id"], 0)),
+            frozenset(shipped_from.get(ln["line_id"], ())),
         )
         for ln in lines
     }
     return_lines = check_return(requested, returnable)
     return_id = new_return_id()
     total = sum((ln.refund for ln in return_lines), Decimal(0))
-    currency = lines[0].currency
+    currency = prices.currency
     await conn.execute(
         text("INSERT INTO returns (return_id, order_id, refund_total, currency) VALUES (:r, :o, :t, :c)"),
         {"r": return_id, "o": order_id, "t": total, "c": currency},
