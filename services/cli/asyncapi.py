@@ -211,10 +211,14 @@ def _enrich(doc: dict[str, Any], name: str, broker: Any, partitions: int) -> dic
     components.setdefault("schemas", {}).update(schemas)
     groups = {t: sub.group_id for sub in broker.subscribers for t in sub.topic_names}
 
+    # one subscriber reads several topics: each channel says what the service does with its topic
+    inputs: dict[str, str] = importlib.import_module(f"services.{name}.entrypoints.subscribers").INPUTS
     channel_topic: dict[str, str] = {}
     for channel_name, channel in doc.get("channels", {}).items():
         address = channel.get("address", "")
         channel_topic[channel_name] = address
+        if channel_name.endswith(":OnBatch") and address in inputs:
+            channel["description"] = inputs[address]
         base = address.removesuffix(".dlq")
         kafka_binding = channel.setdefault("bindings", {}).setdefault("kafka", {})
         kafka_binding["partitions"] = partitions
