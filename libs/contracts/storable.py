@@ -43,7 +43,19 @@ def storable_datetime(value: datetime) -> datetime:
     return value
 
 
-Text = Annotated[str, AfterValidator(no_nul)]
+# Checked by pydantic's core (a Rust regex), not by a Python function: a Python validator on
+# ``str`` also pushes every length constraint stacked on top of it into Python (measured: 1.1 ms
+# to validate a 3-line channel order, 22 % of order intake's time at full speed).
+NUL_FREE = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=NUL_FREE)]
+
+
+def problem_text(error: Any) -> str:
+    """The words of one pydantic error (``{type, msg, ctx}``) as clients read them: ours for a
+    string with a NUL character, pydantic's otherwise."""
+    if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == NUL_FREE:
+        return NUL_PROBLEM
+    return str(error.get("msg", "invalid"))
 Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 StorableDatetime = Annotated[datetime, AfterValidator(storable_datetime)]

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from libs.contracts.storable import NUL_PROBLEM
+from libs.contracts.storable import NUL_PROBLEM, problem_text
 from libs.database.errors import describe_error
 from libs.messaging.consumer import is_transient
 
@@ -86,7 +86,7 @@ def problems_of_errors(errors: Sequence[Any]) -> list[_Problem]:
         if err.get("type") == "json_invalid":
             out.append(_Problem("(body)", f"not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}"))
             continue
-        out.append(_Problem(".".join(loc) or "(body)", str(err.get("msg", "invalid"))))
+        out.append(_Problem(".".join(loc) or "(body)", problem_text(err)))
     return out
 
 
