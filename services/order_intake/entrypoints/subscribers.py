@@ -4,6 +4,7 @@ the downstream events that keep the order view current, delivery settings stated
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,11 +41,23 @@ def register(runtime: Runtime, group_id: str) -> None:
         topics = by_topic(deliveries)
         orders = topics.pop(Topic.CHANNEL_ORDERS, [])
         events: list[EventMessage] = [d.message for ds in topics.values() for d in ds]
-        async with runtime.transaction() as conn:
-            if orders:
+
+        async def place() -> None:
+            async with runtime.transaction() as conn:
                 await place_orders(conn, await _incoming(conn, orders), publish_rejections=True)
-            if events:
+
+        async def track() -> None:
+            async with runtime.transaction() as conn:
                 await apply_downstream_events(conn, events)
+
+        # Two transactions side by side (they touch different orders: new ones, and ones placed
+        # before): new orders do not wait for the order view's updates. Each is idempotent
+        # (inbox), so when one fails and the batch is redelivered, the other's repeat is a no-op.
+        outcomes = await asyncio.gather(*([place()] if orders else []), *([track()] if events else []),
+                                        return_exceptions=True)
+        for outcome in outcomes:  # both finished (committed or rolled back): report the first failure
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     subscribe_batches(
         runtime,
