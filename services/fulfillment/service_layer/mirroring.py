@@ -5,6 +5,7 @@ allocation's snapshots, and a return asks order intake for prices (service_layer
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import orjson
@@ -18,7 +19,7 @@ from libs.contracts.events import (
     OrderPacked,
     PackRejected,
 )
-from libs.messaging import OutboxMessage, claim_new_events, write_outbox
+from libs.messaging import OutboxMessage, write_outbox
 from libs.messaging.consumer import EventMessage
 from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.packing import packed_lines
@@ -30,18 +31,21 @@ async def apply_allocation_results(conn: AsyncConnection, messages: Sequence[Eve
     """Keep the newest allocation snapshot of each order; record allocation's pack answers.
 
     Every AllocationResult replaces the order's mirror when its version is newer than the one
-    held. AllocationPacked marks its shipment packed with the snapshot's allocations tagged with
+    held (so fulfillment needs no inbox row per result). AllocationPacked marks its shipment packed with the snapshot's allocations tagged with
     that shipment and publishes OrderPacked; PackRejected marks it rejected with the detail.
     """
-    fresh = await claim_new_events(conn, [m.envelope.event_id for m in messages])
+    # No inbox: every effect here is decided by a natural key, so a redelivered or replayed
+    # result changes nothing: the mirror takes only a higher version, a shipment turns packed or
+    # rejected only from pending (OrderPacked is published on that transition, once).
+    seen: set[uuid.UUID] = set()
     latest: dict[str, AllocationResult] = {}
     packed: list[EventMessage] = []
     rejected: list[PackRejected] = []
     for m in messages:
         event = m.event
-        if m.envelope.event_id not in fresh or not isinstance(event, AllocationResult):
+        if m.envelope.event_id in seen or not isinstance(event, AllocationResult):
             continue
-        fresh.discard(m.envelope.event_id)  # the same event twice in one batch counts once
+        seen.add(m.envelope.event_id)  # the same event twice in one batch counts once
         held = latest.get(event.order_id)
         if held is None or event.version > held.version:
             latest[event.order_id] = event
