@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from libs.service_host import errors
 from libs.service_host.auth import (
     DEV_CHANNEL_API_KEYS,
     DEV_STAFF_TOKENS,
@@ -28,8 +29,10 @@ def guarded_app(
     service: str, table: AccessTable, routers: Iterable[APIRouter], *, runtime: Any = None,
     channel_keys: str = DEV_CHANNEL_API_KEYS,
 ) -> FastAPI:
-    """A FastAPI app serving ``routers`` behind ``table`` with the development tokens."""
+    """A FastAPI app serving ``routers`` behind ``table`` with the development tokens and the
+    host's error answers (its one validation handler among them)."""
     app = FastAPI()
+    errors.install(app)
     StaffAccess(service, table, StaffTokens(DEV_STAFF_TOKENS), ChannelKeys(channel_keys)).include(app, routers)
     app.state.runtime = runtime
     return app

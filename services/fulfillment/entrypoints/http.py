@@ -8,16 +8,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from libs.contracts.orders import problems_of
+from libs.contracts.problems import ProblemAnswer
 from libs.contracts.storable import Text as Storable
 from libs.service_host import Runtime
 from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
-from libs.service_host.errors import problem_response as _problems
-from services.fulfillment.domain.packing import PackRefused, Problem, ShipRefused
+from libs.service_host.bodies import JsonBodyRoute
+from libs.service_host.errors import problem_response
+from services.fulfillment.domain.packing import PackRefused, ShipRefused
 from services.fulfillment.domain.returns import ReturnRefused, ReturnRequestLine
 from services.fulfillment.service_layer.packing import (
     OrderNotFound,
@@ -68,19 +69,9 @@ class SkuSettings(BaseModel):
     serialized: bool
 
 
-async def _parse(request: Request, model: type[BaseModel], *, empty_ok: bool = False) -> Any:
-    """The body as ``model``, or a 422 response listing every problem."""
-    raw = await request.body()
-    if not raw.strip() and empty_ok:
-        return model()
-    try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return _problems([Problem("(body)", f"not valid JSON: {exc}")])
-    try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        return _problems(problems_of(exc))
+class SkuSettingsOut(BaseModel):
+    sku: str
+    serialized: bool
 
 
 def _jsonable(doc: dict[str, Any]) -> Any:
@@ -88,7 +79,7 @@ def _jsonable(doc: dict[str, Any]) -> Any:
 
 
 def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["fulfillment"])
+    router = APIRouter(prefix="/v1", tags=["fulfillment"], route_class=JsonBodyRoute)
     engine = runtime.engine
 
     @router.get("/picklists", summary="Pick lists per location: allocated, not yet packed, sorted by bin")
@@ -103,20 +94,18 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
             200: {"description": "packed"},
             202: {"description": "allocation has not answered yet"},
             404: {"description": "unknown order"},
-            409: {"description": "nothing to pack or refused"},
-            422: {"description": "bad lines or serial numbers"},
+            409: {"description": "nothing to pack or refused", "model": ProblemAnswer},
+            422: {"description": "bad lines or serial numbers", "model": ProblemAnswer},
         },
     )
-    async def post_pack(order_id: str, request: Request) -> Any:
-        body = await _parse(request, PackRequest, empty_ok=True)
-        if isinstance(body, JSONResponse):
-            return body
+    async def post_pack(order_id: str, body: PackRequest | None = None) -> Any:
+        body = body or PackRequest()
         try:
             shipment_id = await request_pack_when_mirrored(engine, order_id, body.line_ids, body.serials)
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
         except PackRefused as exc:
-            return _problems(exc.problems, 422 if exc.kind == "invalid" else 409)
+            return problem_response(exc.problems, 422 if exc.kind == "invalid" else 409)
         runtime.relay.notify()
         shipment = _jsonable(await await_pack_answer(engine, shipment_id, wait_seconds=pack_wait_seconds))
         if shipment["status"] == "rejected":
@@ -141,17 +130,14 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
     @router.post(
         "/shipments/{shipment_id}/ship", summary="Ship a packed shipment with carrier and tracking number"
     )
-    async def post_ship(shipment_id: str, request: Request) -> Any:
-        body = await _parse(request, ShipRequest)
-        if isinstance(body, JSONResponse):
-            return body
+    async def post_ship(shipment_id: str, body: ShipRequest) -> Any:
         try:
             async with engine.begin() as conn:
                 shipped_now = await ship_shipment(conn, shipment_id, body.carrier, body.tracking_number)
         except ShipmentNotFound:
             raise HTTPException(404, f"no shipment {shipment_id}") from None
         except ShipRefused as exc:
-            return _problems(exc.problems, 422 if exc.kind == "invalid" else 409)
+            return problem_response(exc.problems, 422 if exc.kind == "invalid" else 409)
         if shipped_now:
             runtime.relay.notify()
         async with engine.connect() as conn:
@@ -160,10 +146,7 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
     @router.post(
         "/returns", status_code=201, summary="Receive returned units of shipped lines; records the refund"
     )
-    async def post_return(request: Request) -> Any:
-        body = await _parse(request, ReturnRequest)
-        if isinstance(body, JSONResponse):
-            return body
+    async def post_return(body: ReturnRequest) -> Any:
         lines = [
             ReturnRequestLine(ln.line_id, ln.qty, ln.condition, ln.location_id, ln.bin, ln.lot)
             for ln in body.lines
@@ -174,15 +157,15 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
         except OrderNotFound:
             raise HTTPException(404, f"no order {body.order_id}") from None
         except ReturnRefused as exc:
-            return _problems(exc.problems)
+            return problem_response(exc.problems)
         runtime.relay.notify()
         return JSONResponse(result, status_code=201)
 
-    @router.put("/skus/{sku}", summary="Flag a SKU as serialized (serial numbers required at packing)")
-    async def put_sku(sku: str, request: Request) -> Any:
-        body = await _parse(request, SkuSettings)
-        if isinstance(body, JSONResponse):
-            return body
+    @router.put(
+        "/skus/{sku}", summary="Flag a SKU as serialized (serial numbers required at packing)",
+        response_model=SkuSettingsOut,
+    )
+    async def put_sku(sku: str, body: SkuSettings) -> Any:
         async with engine.begin() as conn:
             await set_serialized(conn, sku, body.serialized)
         return {"sku": sku, "serialized": body.serialized}

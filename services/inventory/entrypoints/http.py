@@ -11,17 +11,26 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import pycountry
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from starlette.datastructures import UploadFile
 
 from libs.contracts.events import LocationChanged
-from libs.contracts.orders import problems_of
+from libs.contracts.problems import Problem, problems_of
 from libs.contracts.storable import INT64_MAX, NUL_PROBLEM, StorableDatetime, Text
 from libs.service_host import Runtime
 from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
-from libs.service_host.errors import problem_response as _problems
+from libs.service_host.bodies import JsonBodyRoute, documented_as
+from libs.service_host.errors import problem_response
 from services.inventory.adapters.allocation_api import AllocationReservations
 from services.inventory.adapters.sheets import (
     XLSX_MEDIA_TYPE,
@@ -30,7 +39,7 @@ from services.inventory.adapters.sheets import (
     write_csv,
     write_xlsx,
 )
-from services.inventory.domain.stock import ADJUSTMENT_REASON_CODES, PositionKey, Problem, Transfer
+from services.inventory.domain.stock import ADJUSTMENT_REASON_CODES, PositionKey, Transfer
 from services.inventory.domain.stocktake import EXPORT_COLUMNS, MAX_PROBLEMS_LISTED, MODES
 from services.inventory.service_layer.locations import (
     LocationNotFound,
@@ -104,6 +113,27 @@ class LocationIn(BaseModel):
         return sorted({_country(v) for v in values})
 
 
+# PATCH /v1/locations/{location_id} takes any fields of LocationIn; the merged location is then
+# checked as a whole (so this model documents the body, LocationIn checks it).
+LocationChanges = create_model(
+    "LocationChanges",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="Some fields of a location; the rest stay as they are.",
+    **{name: (f.annotation | None, Field(default=None, description=f.description))  # type: ignore[operator, call-overload]
+       for name, f in LocationIn.model_fields.items()},
+)
+
+
+class StocktakeSheet(BaseModel):
+    """The form of ``POST /v1/stocktakes`` (multipart/form-data), checked field by field by the route."""
+
+    file: bytes = Field(description="the counted sheet, CSV or XLSX (as exported by /v1/stocktakes/export)")
+    location_id: str
+    mode: Literal["all_bins", "specific_bins"] = Field(
+        description="all_bins: the sheet is the whole location; specific_bins: only the bins it lists")
+    release_shortfall: bool = Field(default=False, description="only in all_bins mode")
+
+
 class ReceiptLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sku: Code
@@ -150,19 +180,6 @@ def _not_found(what: str) -> JSONResponse:
     return JSONResponse({"detail": f"no {what}"}, status_code=404)
 
 
-async def _parse(request: Request, model: type[BaseModel]) -> tuple[Any, JSONResponse | None]:
-    try:
-        document = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        return None, _problems([Problem("(body)", f"not valid JSON: {exc}")])
-    if not isinstance(document, dict):
-        return None, _problems([Problem("(body)", "must be a JSON object")])
-    try:
-        return model.model_validate(document), None
-    except ValidationError as exc:
-        return None, _problems(problems_of(exc))
-
-
 def _event(loc: LocationIn) -> LocationChanged:
     return LocationChanged(**loc.model_dump())
 
@@ -178,17 +195,14 @@ def _unavailable(exc: ReservationsUnavailable) -> JSONResponse:
 
 def build_router(runtime: Runtime, reservations: Reservations | None = None) -> APIRouter:
     """``reservations``: where reserved quantities come from (allocation's HTTP API by default)."""
-    router = APIRouter(prefix="/v1", tags=["inventory"])
+    router = APIRouter(prefix="/v1", tags=["inventory"], route_class=JsonBodyRoute)
     engine = runtime.engine
     reserved_by: Reservations = reservations or AllocationReservations()
 
     # --- locations ---------------------------------------------------------------------------
 
     @router.post("/locations", summary="Create or replace a location (publishes LocationChanged)")
-    async def post_location(request: Request) -> Any:
-        body, error = await _parse(request, LocationIn)
-        if error:
-            return error
+    async def post_location(body: LocationIn) -> Any:
         async with engine.begin() as conn:
             created = await save_location(conn, _event(body))
             view = await get_location(conn, body.location_id)
@@ -200,15 +214,13 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         summary='Change some fields of a location, e.g. {"active": false} to deactivate it '
         "(publishes LocationChanged)",
     )
-    async def patch_location(location_id: str, request: Request) -> Any:
-        try:
-            changes = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            return _problems([Problem("(body)", f"not valid JSON: {exc}")])
+    async def patch_location(
+        location_id: str, changes: Annotated[Any, Body(), documented_as(LocationChanges)]
+    ) -> Any:
         if not isinstance(changes, dict):
-            return _problems([Problem("(body)", "must be a JSON object")])
+            return problem_response([Problem("(body)", "must be a JSON object")])
         if "location_id" in changes and changes["location_id"] != location_id:
-            return _problems([Problem("location_id", "cannot be changed")])
+            return problem_response([Problem("location_id", "cannot be changed")])
         async with engine.begin() as conn:
             try:
                 current = await get_location(conn, location_id, lock=True)
@@ -218,7 +230,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             try:
                 body = LocationIn.model_validate(merged)
             except ValidationError as exc:
-                return _problems(problems_of(exc))
+                return problem_response(problems_of(exc))
             await save_location(conn, _event(body))
             view = await get_location(conn, location_id)
         runtime.relay.notify()
@@ -240,10 +252,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
     # --- stock changes -------------------------------------------------------------------------
 
     @router.post("/receipts", status_code=201, summary="Goods receipt (GRN): add stock per line at bin/lot")
-    async def post_receipt(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
-        body, error = await _parse(request, ReceiptIn)
-        if error:
-            return error
+    async def post_receipt(body: ReceiptIn, x_actor: Annotated[str | None, Header()] = None) -> Any:
         lines = [
             ReceiptLine(ln.sku, ln.bin, ln.lot, ln.qty, ln.received_at, ln.expires_at) for ln in body.lines
         ]
@@ -251,7 +260,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             async with engine.begin() as conn:
                 entries = await receive_goods(conn, body.location_id, body.reference, lines, x_actor)
         except StockRefused as exc:
-            return _problems(exc.problems)
+            return problem_response(exc.problems)
         except DuplicateReceipt as exc:
             return JSONResponse({"detail": [{"field": "reference", "problem": str(exc)}]}, status_code=409)
         runtime.relay.notify()
@@ -262,26 +271,20 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         }
 
     @router.post("/adjustments", status_code=201, summary="Adjust one position (+/-) with a reason code")
-    async def post_adjustment(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
-        body, error = await _parse(request, AdjustmentIn)
-        if error:
-            return error
+    async def post_adjustment(body: AdjustmentIn, x_actor: Annotated[str | None, Header()] = None) -> Any:
         key = PositionKey(body.sku, body.location_id, body.bin, body.lot)
         try:
             async with engine.begin() as conn:
                 entry = await adjust_stock(conn, key, body.delta, body.reason_code, body.reference, x_actor)
         except StockRefused as exc:
-            return _problems(exc.problems)
+            return problem_response(exc.problems)
         runtime.relay.notify()
         return {"change": entry_view(entry)}
 
     @router.post(
         "/transfers", status_code=201, summary="Move stock between bins/locations in one transaction"
     )
-    async def post_transfer(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
-        body, error = await _parse(request, TransferIn)
-        if error:
-            return error
+    async def post_transfer(body: TransferIn, x_actor: Annotated[str | None, Header()] = None) -> Any:
         transfer = Transfer(
             body.sku,
             body.from_location_id,
@@ -297,7 +300,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             async with engine.begin() as conn:
                 entries = await transfer_stock(conn, transfer)
         except StockRefused as exc:
-            return _problems(exc.problems)
+            return problem_response(exc.problems)
         runtime.relay.notify()
         return {"changes": [entry_view(e) for e in entries]}
 
@@ -361,12 +364,15 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         status_code=201,
         summary="Upload a counted sheet (multipart: file, location_id, mode=all_bins|specific_bins, "
         "release_shortfall); returns its preview",
+        # read by hand (each field's own problem; a larger part limit than FastAPI's forms), so documented here
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": StocktakeSheet.model_json_schema()}}}},
     )
     async def post_stocktake(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
         try:
             form = await request.form(max_part_size=MAX_UPLOAD_BYTES)
         except Exception as exc:  # noqa: BLE001 - any malformed multipart body is the client's
-            return _problems([Problem("(body)", f"expected multipart/form-data: {exc}")])
+            return problem_response([Problem("(body)", f"expected multipart/form-data: {exc}")])
         problems = []
         upload = form.get("file")
         location_id = str(form.get("location_id") or "").strip()
@@ -392,15 +398,15 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
                 Problem("release_shortfall", "only in all_bins mode: specific bins never release")
             )
         if problems:
-            return _problems(problems)
+            return problem_response(problems)
         assert isinstance(upload, UploadFile)
         content = await upload.read(MAX_UPLOAD_BYTES + 1)
         if len(content) > MAX_UPLOAD_BYTES:
-            return _problems([Problem("file", f"larger than {MAX_UPLOAD_BYTES} bytes")])
+            return problem_response([Problem("file", f"larger than {MAX_UPLOAD_BYTES} bytes")])
         try:
             sheet = read_sheet(content, upload.filename)
         except UnreadableSheet as exc:
-            return _problems([Problem("file", str(exc))])
+            return problem_response([Problem("file", str(exc))])
         try:
             async with engine.begin() as conn:
                 preview = await upload_count(
@@ -416,7 +422,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         except ReservationsUnavailable as exc:
             return _unavailable(exc)
         except LocationNotFound:
-            return _problems([Problem("location_id", f"unknown location {location_id!r}")])
+            return problem_response([Problem("location_id", f"unknown location {location_id!r}")])
         except SheetRejected as exc:
             return JSONResponse(
                 {
@@ -462,7 +468,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         except StocktakeNotFound:
             return _not_found(f"stock take {stocktake_id}")
         except StockRefused as exc:
-            return _problems(exc.problems, status=409)
+            return problem_response(exc.problems, status=409)
         runtime.relay.notify()
         return result
 
