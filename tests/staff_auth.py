@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from documented_answers import check_documented_answers
 from fastapi import APIRouter, FastAPI
 
 from libs.service_host import errors
@@ -33,6 +34,7 @@ def guarded_app(
     host's error answers (its one validation handler among them)."""
     app = FastAPI()
     errors.install(app)
+    check_documented_answers(app)
     StaffAccess(service, table, StaffTokens(DEV_STAFF_TOKENS), ChannelKeys(channel_keys)).include(app, routers)
     app.state.runtime = runtime
     return app

@@ -64,3 +64,16 @@ def test_every_route_documents_its_422_in_the_project_problem_shape(served: dict
         assert answer == {"$ref": "#/components/schemas/ProblemAnswer"}, (name, method, path)
     for doc in served.values():
         assert "HTTPValidationError" not in doc["components"]["schemas"]  # FastAPI's {loc, msg, type}
+
+
+def test_every_route_documents_the_body_of_its_success_answer(served: dict[str, Any]) -> None:
+    # Integration tests check real answers against these documents (tests/documented_answers.py).
+    missing = []
+    for name, method, path, op in _operations(served):
+        if not path.startswith("/v1/"):
+            continue
+        schemas = [media.get("schema") for status, answer in op["responses"].items() if status.startswith("2")
+                   for media in answer.get("content", {}).values()]
+        if not any(s and s != {} and _resolves(served[name], s) for s in schemas):
+            missing.append(f"{name}: {method} {path}")
+    assert not missing, f"routes whose success answer has no schema: {missing}"

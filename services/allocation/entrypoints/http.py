@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query
@@ -74,6 +75,116 @@ class PolicyIn(BaseModel):
     version: int | None = Field(default=None, description="ignored: the service numbers versions itself")
 
 
+class LineView(BaseModel):
+    line_id: str
+    sku: str
+    qty: int
+    allocated: int
+    backordered: int
+    packed: int
+    shipped: int
+    cancelled: int
+    on_hold: bool
+    backorder_reason: str | None
+
+
+class AllocationOut(BaseModel):
+    allocation_id: int
+    line_id: str
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    qty: int
+    status: str = Field(description="allocated | packed (live); shipped | released | cancelled (history)")
+    shipment_id: str | None
+    manual: bool
+    created_at: datetime
+    explanation: Any = Field(description="why this location, bin and lot: the rule that chose them")
+
+
+class BackorderOut(BaseModel):
+    line_id: str
+    sku: str
+    qty: int
+    on_hold: bool
+    reason: str | None
+    ahead_in_queue: int | None = Field(description="open backorders of the SKU before it; null when held")
+
+
+class AllocationView(BaseModel):
+    """An order as allocation sees it: lines, live allocations with their explanation, history, backorders."""
+
+    order_id: str
+    channel: str
+    placed_at: datetime
+    priority: int
+    ship_complete: bool
+    pickup_location_id: str | None
+    ship_to_country: str | None
+    version: int = Field(description="grows by one per change of the order's allocations")
+    lines: list[LineView]
+    allocations: list[AllocationOut] = Field(description="live units: allocated or packed")
+    history: list[AllocationOut] = Field(description="shipped, released and cancelled allocations")
+    backorders: list[BackorderOut]
+
+
+class TransferOut(BaseModel):
+    from_: AllocationView = Field(alias="from")
+    to: AllocationView
+
+
+class QueuedBackorder(BaseModel):
+    order_id: str
+    line_id: str
+    sku: str
+    qty: int
+    priority: int
+    placed_at: datetime
+    on_hold: bool
+    reason: str | None
+    channel: str
+    ship_complete: bool
+    queue_position: int | None = Field(description="1 = next to be filled; null: held, outside the queue")
+
+
+class PolicyOut(PolicyIn):
+    version: int | None = Field(default=None, description="grows by one per change of the channel's policy")
+    applies_to: str | None = Field(default=None, description="the channel asked for (GET)")
+    inherited: bool | None = Field(default=None, description="true: the channel has none of its own; the default applies")
+    built_in: bool | None = Field(default=None, description="true: nobody has stored a policy yet")
+
+
+class StockRow(BaseModel):
+    sku: str
+    on_hand: int
+    reserved: int
+    backordered_demand: int
+    backordered_on_hold: int
+    available: int = Field(description="sellable, unexpired stock at active locations not reserved")
+    quarantined: int
+
+
+class AgeBucket(BaseModel):
+    age: Literal["<1h", "1h-1d", "1d-3d", "3d-7d", ">7d"]
+    orders: int
+    unallocated_orders: int
+    on_hold_orders: int
+    backordered_units: int
+    oldest_placed_at: datetime | None
+
+
+class OldestBackorder(BaseModel):
+    order_id: str
+    placed_at: datetime
+    backordered: int
+
+
+class BackordersByAge(BaseModel):
+    buckets: list[AgeBucket]
+    oldest_orders: list[OldestBackorder] = Field(description="the 20 longest-waiting orders")
+
+
 def build_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["allocation"], route_class=JsonBodyRoute)
     engine = runtime.engine
@@ -93,14 +204,20 @@ def build_router(runtime: Runtime) -> APIRouter:
         runtime.relay.notify()
         return await view(order_id)
 
-    @router.get("/allocations/{order_id}", summary="An order's lines, allocations (with why) and backorders (with why)")
+    @router.get(
+        "/allocations/{order_id}", summary="An order's lines, allocations (with why) and backorders (with why)",
+        responses={200: {"model": AllocationView}},
+    )
     async def get_allocation(order_id: str) -> Any:
         try:
             return await view(order_id)
         except views.NotFound:
             raise HTTPException(404, f"no order {order_id}") from None
 
-    @router.get("/backorders", summary="Open backorders in fair-queue order (held lines flagged)")
+    @router.get(
+        "/backorders", summary="Open backorders in fair-queue order (held lines flagged)",
+        responses={200: {"model": list[QueuedBackorder]}},
+    )
     async def get_backorders(
         sku: str | None = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
@@ -109,20 +226,32 @@ def build_router(runtime: Runtime) -> APIRouter:
         async with engine.connect() as conn:
             return jsonable_encoder(await views.backorder_queue(conn, sku, limit, offset))
 
-    @router.post("/orders/{order_id}/deallocate", summary="Remove lines' allocations by hand; the lines go on hold")
+    @router.post(
+        "/orders/{order_id}/deallocate", summary="Remove lines' allocations by hand; the lines go on hold",
+        responses={200: {"model": AllocationView}},
+    )
     async def post_deallocate(order_id: str, body: DeallocateRequest) -> Any:
         return await run(order_id, lambda conn: allocating.deallocate(conn, order_id, body.line_ids))
 
-    @router.post("/orders/{order_id}/release-hold", summary="Put held lines back in the queue at their original place")
+    @router.post(
+        "/orders/{order_id}/release-hold", summary="Put held lines back in the queue at their original place",
+        responses={200: {"model": AllocationView}},
+    )
     async def post_release_hold(order_id: str, body: ReleaseHoldRequest | None = None) -> Any:
         body = body or ReleaseHoldRequest()
         return await run(order_id, lambda conn: allocating.release_hold(conn, order_id, body.line_ids))
 
-    @router.post("/orders/{order_id}/reallocate", summary="Re-allocate the order's unpacked units preferring a location")
+    @router.post(
+        "/orders/{order_id}/reallocate", summary="Re-allocate the order's unpacked units preferring a location",
+        responses={200: {"model": AllocationView}},
+    )
     async def post_reallocate(order_id: str, body: ReallocateRequest) -> Any:
         return await run(order_id, lambda conn: allocating.reallocate(conn, order_id, body.location_id))
 
-    @router.post("/transfers", summary="Move allocated units of a SKU from one order to another's backorder")
+    @router.post(
+        "/transfers", summary="Move allocated units of a SKU from one order to another's backorder",
+        responses={200: {"model": TransferOut}},
+    )
     async def post_transfer(body: TransferRequest) -> Any:
         result = await run(body.to_order_id, lambda conn: allocating.transfer(
             conn, body.from_order_id, body.to_order_id, body.sku, body.qty, body.location_id))
@@ -130,12 +259,18 @@ def build_router(runtime: Runtime) -> APIRouter:
             return result
         return {"from": await view(body.from_order_id), "to": result}
 
-    @router.get("/policy", summary="The allocation policy in force for a channel (default '*')")
+    @router.get(
+        "/policy", summary="The allocation policy in force for a channel (default '*')",
+        responses={200: {"model": PolicyOut}},
+    )
     async def get_policy(channel: str | None = None) -> Any:
         async with engine.connect() as conn:
             return await views.get_policy(conn, channel)
 
-    @router.put("/policy", summary="Replace a channel's policy (validated as a whole; every problem listed)")
+    @router.put(
+        "/policy", summary="Replace a channel's policy (validated as a whole; every problem listed)",
+        responses={200: {"model": PolicyOut}},
+    )
     async def put_policy(doc: Annotated[Any, Body(), documented_as(PolicyIn)]) -> Any:
         # Checked before the use case looks the channel up: a policy is stored as jsonb.
         if isinstance(doc, dict) and not isinstance(doc.get("channel", "*"), str):
@@ -151,7 +286,10 @@ def build_router(runtime: Runtime) -> APIRouter:
         runtime.relay.notify()
         return stored
 
-    @router.get("/reports/stock", summary="Per SKU: on hand, reserved, backordered demand, available")
+    @router.get(
+        "/reports/stock", summary="Per SKU: on hand, reserved, backordered demand, available",
+        responses={200: {"model": list[StockRow]}},
+    )
     async def get_stock_report(
         sku: str | None = None,
         limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
@@ -171,7 +309,10 @@ def build_router(runtime: Runtime) -> APIRouter:
         async with engine.connect() as conn:
             return await views.reserved_positions(conn, location_id, sku)
 
-    @router.get("/reports/backorders-by-age", summary="Backordered and unallocated orders by age")
+    @router.get(
+        "/reports/backorders-by-age", summary="Backordered and unallocated orders by age",
+        responses={200: {"model": BackordersByAge}},
+    )
     async def get_backorders_by_age() -> Any:
         async with engine.connect() as conn:
             return jsonable_encoder(await views.backorders_by_age(conn))

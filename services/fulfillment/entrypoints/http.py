@@ -5,6 +5,7 @@ Handlers parse, call one use case and translate its outcome to a status code.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -12,6 +13,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from libs.contracts.events import ReturnLine
 from libs.contracts.problems import ProblemAnswer
 from libs.contracts.storable import Text as Storable
 from libs.service_host import Runtime
@@ -74,6 +76,62 @@ class SkuSettingsOut(BaseModel):
     serialized: bool
 
 
+class PickTarget(BaseModel):
+    order_id: str
+    line_id: str
+    allocation_id: int
+    qty: int
+
+
+class PickRow(BaseModel):
+    sku: str
+    bin: str
+    lot: str
+    qty: int
+    orders: list[PickTarget] = Field(description="who the picked units are for")
+
+
+class PickList(BaseModel):
+    location_id: str
+    total_qty: int
+    rows: list[PickRow] = Field(description="sorted by bin")
+
+
+class ShipmentLineOut(BaseModel):
+    allocation_id: int
+    line_id: str
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    qty: int
+    serials: list[str]
+
+
+class ShipmentOut(BaseModel):
+    shipment_id: str
+    order_id: str
+    status: str = Field(description="pending (allocation has not answered) | packed | rejected | shipped")
+    detail: str | None
+    requested_line_ids: list[str] | None
+    carrier: str | None
+    tracking_number: str | None
+    requested_at: datetime
+    packed_at: datetime | None
+    rejected_at: datetime | None
+    shipped_at: datetime | None
+    total_qty: int
+    lines: list[ShipmentLineOut]
+
+
+class ReturnOut(BaseModel):
+    return_id: str
+    order_id: str
+    currency: str
+    refund_total: str = Field(description="decimal, as a string")
+    lines: list[ReturnLine]
+
+
 def _jsonable(doc: dict[str, Any]) -> Any:
     return orjson.loads(orjson.dumps(doc, default=str))
 
@@ -82,7 +140,10 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
     router = APIRouter(prefix="/v1", tags=["fulfillment"], route_class=JsonBodyRoute)
     engine = runtime.engine
 
-    @router.get("/picklists", summary="Pick lists per location: allocated, not yet packed, sorted by bin")
+    @router.get(
+        "/picklists", summary="Pick lists per location: allocated, not yet packed, sorted by bin",
+        responses={200: {"model": list[PickList]}},
+    )
     async def get_picklists(location_id: str | None = None) -> Any:
         async with engine.connect() as conn:
             return await pick_lists(conn, location_id)
@@ -91,8 +152,8 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
         "/orders/{order_id}/pack",
         summary="Pack what is allocated (optionally only some lines)",
         responses={
-            200: {"description": "packed"},
-            202: {"description": "allocation has not answered yet"},
+            200: {"description": "packed", "model": ShipmentOut},
+            202: {"description": "allocation has not answered yet", "model": ShipmentOut},
             404: {"description": "unknown order"},
             409: {"description": "nothing to pack or refused", "model": ProblemAnswer},
             422: {"description": "bad lines or serial numbers", "model": ProblemAnswer},
@@ -119,7 +180,10 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
             )
         return JSONResponse(shipment, status_code=200 if shipment["status"] == "packed" else 202)
 
-    @router.get("/shipments/{shipment_id}", summary="A shipment: status, carrier, lines with serials")
+    @router.get(
+        "/shipments/{shipment_id}", summary="A shipment: status, carrier, lines with serials",
+        responses={200: {"model": ShipmentOut}},
+    )
     async def get_shipment(shipment_id: str) -> Any:
         async with engine.connect() as conn:
             try:
@@ -128,7 +192,8 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
                 raise HTTPException(404, f"no shipment {shipment_id}") from None
 
     @router.post(
-        "/shipments/{shipment_id}/ship", summary="Ship a packed shipment with carrier and tracking number"
+        "/shipments/{shipment_id}/ship", summary="Ship a packed shipment with carrier and tracking number",
+        responses={200: {"model": ShipmentOut}},
     )
     async def post_ship(shipment_id: str, body: ShipRequest) -> Any:
         try:
@@ -144,7 +209,8 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0) -> APIRou
             return _jsonable(await shipment_view(conn, shipment_id))
 
     @router.post(
-        "/returns", status_code=201, summary="Receive returned units of shipped lines; records the refund"
+        "/returns", status_code=201, summary="Receive returned units of shipped lines; records the refund",
+        responses={201: {"model": ReturnOut}},
     )
     async def post_return(body: ReturnRequest) -> Any:
         lines = [

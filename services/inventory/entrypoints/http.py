@@ -176,6 +176,122 @@ class TransferIn(BaseModel):
     reference: Reference | None = None
 
 
+class LocationOut(BaseModel):
+    location_id: str
+    name: str
+    kind: Literal["warehouse", "store", "3pl"]
+    country: str
+    lat: float | None
+    lon: float | None
+    active: bool
+    priority: int
+    ships_to: list[str]
+    channels: list[str] | None = Field(description="channels it may serve; null: every channel")
+    pickup: bool
+    updated_at: datetime
+
+
+class ChangeOut(BaseModel):
+    """One ledger entry a request caused."""
+
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    delta: int
+    on_hand: int = Field(description="the position's units after the change")
+    seq: int = Field(description="the position's change number (StockAdjusted.seq)")
+    reason: str
+
+
+class ReceiptOut(BaseModel):
+    location_id: str
+    reference: str
+    changes: list[ChangeOut]
+
+
+class AdjustmentOut(BaseModel):
+    change: ChangeOut
+
+
+class TransferOut(BaseModel):
+    changes: list[ChangeOut] = Field(description="the removal and the addition")
+
+
+class PositionOut(BaseModel):
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    on_hand: int
+    sellable: bool
+    seq: int
+    received_at: datetime | None
+    expires_at: datetime | None
+    reserved: int = Field(description="allocation's reservations at the position")
+    available: int
+
+
+class StockOut(BaseModel):
+    sku: str
+    on_hand: int
+    reserved: int
+    available: int
+    positions: list[PositionOut]
+
+
+class LedgerRow(BaseModel):
+    id: int
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    delta: int
+    on_hand_after: int
+    seq: int
+    reason: str
+    reason_code: str | None
+    reference: str | None
+    actor: str | None
+    order_id: str | None
+    allocation_id: int | None
+    release_shortfall: bool
+    at: datetime
+
+
+class CountLineOut(BaseModel):
+    row: int | None = Field(description="the sheet row; null for a position the sheet left out")
+    sku: str
+    bin: str
+    lot: str
+    current: int
+    counted: int
+    delta: int
+    reserved: int
+    new_on_hand: int
+    release_shortfall: bool = Field(description="true: the reservation beyond the count is released")
+    problems: list[str]
+
+
+class StocktakeOut(BaseModel):
+    """An uploaded count: its preview (lines) while open, its result once submitted."""
+
+    stocktake_id: str
+    location_id: str
+    mode: Literal["all_bins", "specific_bins"]
+    release_shortfall: bool
+    status: str
+    filename: str | None
+    uploaded_by: str | None
+    uploaded_at: datetime
+    submitted_by: str | None
+    submitted_at: datetime | None
+    lines: list[CountLineOut] | None = Field(default=None, description="what submitting would do now")
+    changed_positions: int | None = None
+    units_delta: int | None = None
+    already_submitted: bool | None = Field(default=None, description="on submit: true when it was submitted before")
+
+
 def _not_found(what: str) -> JSONResponse:
     return JSONResponse({"detail": f"no {what}"}, status_code=404)
 
@@ -201,7 +317,11 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
 
     # --- locations ---------------------------------------------------------------------------
 
-    @router.post("/locations", summary="Create or replace a location (publishes LocationChanged)")
+    @router.post(
+        "/locations", summary="Create or replace a location (publishes LocationChanged)",
+        responses={200: {"model": LocationOut, "description": "replaced"},
+                   201: {"model": LocationOut, "description": "created"}},
+    )
     async def post_location(body: LocationIn) -> Any:
         async with engine.begin() as conn:
             created = await save_location(conn, _event(body))
@@ -213,6 +333,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         "/locations/{location_id}",
         summary='Change some fields of a location, e.g. {"active": false} to deactivate it '
         "(publishes LocationChanged)",
+        responses={200: {"model": LocationOut}},
     )
     async def patch_location(
         location_id: str, changes: Annotated[Any, Body(), documented_as(LocationChanges)]
@@ -236,12 +357,14 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         runtime.relay.notify()
         return view
 
-    @router.get("/locations", summary="Every location (filter: active=true|false)")
+    @router.get(
+        "/locations", summary="Every location (filter: active=true|false)", responses={200: {"model": list[LocationOut]}}
+    )
     async def get_locations(active: bool | None = None) -> Any:
         async with engine.connect() as conn:
             return await list_locations(conn, active)
 
-    @router.get("/locations/{location_id}", summary="One location")
+    @router.get("/locations/{location_id}", summary="One location", responses={200: {"model": LocationOut}})
     async def get_one_location(location_id: str) -> Any:
         async with engine.connect() as conn:
             try:
@@ -251,7 +374,10 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
 
     # --- stock changes -------------------------------------------------------------------------
 
-    @router.post("/receipts", status_code=201, summary="Goods receipt (GRN): add stock per line at bin/lot")
+    @router.post(
+        "/receipts", status_code=201, summary="Goods receipt (GRN): add stock per line at bin/lot",
+        responses={201: {"model": ReceiptOut}},
+    )
     async def post_receipt(body: ReceiptIn, x_actor: Annotated[str | None, Header()] = None) -> Any:
         lines = [
             ReceiptLine(ln.sku, ln.bin, ln.lot, ln.qty, ln.received_at, ln.expires_at) for ln in body.lines
@@ -270,7 +396,10 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             "changes": [entry_view(e) for e in entries],
         }
 
-    @router.post("/adjustments", status_code=201, summary="Adjust one position (+/-) with a reason code")
+    @router.post(
+        "/adjustments", status_code=201, summary="Adjust one position (+/-) with a reason code",
+        responses={201: {"model": AdjustmentOut}},
+    )
     async def post_adjustment(body: AdjustmentIn, x_actor: Annotated[str | None, Header()] = None) -> Any:
         key = PositionKey(body.sku, body.location_id, body.bin, body.lot)
         try:
@@ -282,7 +411,8 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         return {"change": entry_view(entry)}
 
     @router.post(
-        "/transfers", status_code=201, summary="Move stock between bins/locations in one transaction"
+        "/transfers", status_code=201, summary="Move stock between bins/locations in one transaction",
+        responses={201: {"model": TransferOut}},
     )
     async def post_transfer(body: TransferIn, x_actor: Annotated[str | None, Header()] = None) -> Any:
         transfer = Transfer(
@@ -307,7 +437,8 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
     # --- queries -------------------------------------------------------------------------------
 
     @router.get(
-        "/stock/{sku}", summary="Positions of a SKU with on_hand, reserved (allocation's) and available"
+        "/stock/{sku}", summary="Positions of a SKU with on_hand, reserved (allocation's) and available",
+        responses={200: {"model": StockOut}},
     )
     async def get_stock(sku: str) -> Any:
         try:
@@ -326,7 +457,9 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             "positions": positions,
         }
 
-    @router.get("/ledger", summary="Ledger rows, newest first (page with before_id)")
+    @router.get(
+        "/ledger", summary="Ledger rows, newest first (page with before_id)", responses={200: {"model": list[LedgerRow]}}
+    )
     async def get_ledger(
         sku: str | None = None,
         location_id: str | None = None,
@@ -338,7 +471,13 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
 
     # --- stock take ----------------------------------------------------------------------------
 
-    @router.get("/stocktakes/export", summary="A location's stock list to count (csv or xlsx), counted empty")
+    @router.get(
+        "/stocktakes/export", summary="A location's stock list to count (csv or xlsx), counted empty",
+        response_class=Response,
+        responses={200: {"description": "the sheet to count", "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
+    )
     async def export_stocktake(location_id: str, format: Literal["csv", "xlsx"] = "csv") -> Response:
         async with engine.connect() as conn:
             try:
@@ -367,6 +506,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         # read by hand (each field's own problem; a larger part limit than FastAPI's forms), so documented here
         openapi_extra={"requestBody": {"required": True, "content": {
             "multipart/form-data": {"schema": StocktakeSheet.model_json_schema()}}}},
+        responses={201: {"model": StocktakeOut}},
     )
     async def post_stocktake(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
         try:
@@ -444,7 +584,8 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         return JSONResponse(orjson.loads(orjson.dumps(preview)), status_code=201)
 
     @router.get(
-        "/stocktakes/{stocktake_id}", summary="Preview of an uploaded count (or its result once submitted)"
+        "/stocktakes/{stocktake_id}", summary="Preview of an uploaded count (or its result once submitted)",
+        responses={200: {"model": StocktakeOut}},
     )
     async def get_stocktake(stocktake_id: str) -> Any:
         async with engine.connect() as conn:
@@ -458,6 +599,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
     @router.post(
         "/stocktakes/{stocktake_id}/submit",
         summary="Apply the count as one transaction (reason 'count'); a second submit changes nothing",
+        responses={200: {"model": StocktakeOut}},
     )
     async def post_submit(stocktake_id: str, x_actor: Annotated[str | None, Header()] = None) -> Any:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
@@ -44,6 +45,61 @@ class ChangeRequested(BaseModel):
     status: str = Field(description="'cancellation requested' or 'modification requested'")
 
 
+class OrderLineView(BaseModel):
+    line_id: str
+    sku: str
+    qty: int
+    unit_price: str = Field(description="decimal, as a string")
+    allocated: int
+    backordered: int
+    packed: int
+    shipped: int
+    cancelled: int
+    returned: int
+    on_hold: bool
+    backorder_reason: str | None
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    event_type: str
+    source: str = Field(description="the service or channel that caused it")
+    summary: str
+
+
+class OrderView(BaseModel):
+    """An order: every line's quantities by state and its timeline."""
+
+    order_id: str
+    channel: str
+    external_id: str
+    status: str
+    placed_at: datetime
+    currency: str
+    priority: int
+    ship_complete: bool
+    pickup_location_id: str | None
+    customer: dict[str, Any]
+    ship_to: dict[str, Any]
+    lines: list[OrderLineView]
+    timeline: list[TimelineEntry]
+
+
+class OrderSummary(BaseModel):
+    order_id: str
+    channel: str
+    external_id: str
+    status: str
+    placed_at: datetime
+    received_at: datetime
+
+
+class ChannelStatusCount(BaseModel):
+    channel: str
+    status: str
+    orders: int
+
+
 def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["orders"], route_class=JsonBodyRoute)
     engine = runtime.engine
@@ -81,7 +137,10 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
         return JSONResponse({"order_id": outcome.order_id, "created": outcome.status == "created"},
                             status_code=201 if outcome.status == "created" else 200)
 
-    @router.get("/orders/{order_id}", summary="An order: every line's quantities by state and its timeline")
+    @router.get(
+        "/orders/{order_id}", summary="An order: every line's quantities by state and its timeline",
+        responses={200: {"model": OrderView}},
+    )
     async def get_order(order_id: str) -> Any:
         async with engine.connect() as conn:
             try:
@@ -89,7 +148,10 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
             except OrderNotFound:
                 raise HTTPException(404, f"no order {order_id}") from None
 
-    @router.get("/orders", summary="Orders, newest first, filtered by status and channel")
+    @router.get(
+        "/orders", summary="Orders, newest first, filtered by status and channel",
+        responses={200: {"model": list[OrderSummary]}},
+    )
     async def get_orders(
         status: str | None = None, channel: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
@@ -97,7 +159,10 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
         async with engine.connect() as conn:
             return await list_orders(conn, status, channel, limit, offset)
 
-    @router.get("/reports/orders-by-channel-status", summary="Orders by channel and status (SPEC 3.8)")
+    @router.get(
+        "/reports/orders-by-channel-status", summary="Orders by channel and status (SPEC 3.8)",
+        responses={200: {"model": list[ChannelStatusCount]}},
+    )
     async def get_report() -> Any:
         async with engine.connect() as conn:
             return await orders_by_channel_and_status(conn)
