@@ -8,7 +8,9 @@
 * **503** with ``Retry-After``: the database (or broker) is unreachable; nothing was changed,
   the same request can be sent again.
 
-``install(app)`` hooks all of it into a FastAPI app.
+``install(app)`` hooks all of it into a FastAPI app. Its validation handler is the only one:
+routes declare their bodies (``bodies.py`` decodes them) and never answer a 422 of their own
+for what FastAPI checks; domain refusals use ``problem_response`` with the same shape.
 """
 
 from __future__ import annotations
