@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from documented_answers import check_documented_answers
 from fastapi import APIRouter, FastAPI
 
+from libs.service_host import errors
 from libs.service_host.auth import (
     DEV_CHANNEL_API_KEYS,
     DEV_STAFF_TOKENS,
@@ -28,8 +30,11 @@ def guarded_app(
     service: str, table: AccessTable, routers: Iterable[APIRouter], *, runtime: Any = None,
     channel_keys: str = DEV_CHANNEL_API_KEYS,
 ) -> FastAPI:
-    """A FastAPI app serving ``routers`` behind ``table`` with the development tokens."""
+    """A FastAPI app serving ``routers`` behind ``table`` with the development tokens and the
+    host's error answers (its one validation handler among them)."""
     app = FastAPI()
+    errors.install(app)
+    check_documented_answers(app)
     StaffAccess(service, table, StaffTokens(DEV_STAFF_TOKENS), ChannelKeys(channel_keys)).include(app, routers)
     app.state.runtime = runtime
     return app

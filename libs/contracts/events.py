@@ -11,7 +11,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.contracts.orders import Address, Customer, Problem
+from libs.contracts.orders import Address, Customer
+from libs.contracts.problems import Problem
 
 
 class Event(BaseModel):

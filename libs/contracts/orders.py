@@ -13,7 +13,8 @@ from typing import Annotated, Any, TypeVar
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from libs.contracts.storable import StorableDatetime, Text, problem_text
+from libs.contracts.problems import Problem, problems_of
+from libs.contracts.storable import StorableDatetime, Text
 
 # Looked up once: pycountry's own lookup costs ~5 us per call on the order path.
 COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
@@ -149,22 +150,6 @@ class OrderChangeIn(BaseModel):
     @classmethod
     def _unique_line_ids(cls, lines: list[OrderLineChangeIn]) -> list[OrderLineChangeIn]:
         return unique_line_ids(lines)
-
-
-class Problem(BaseModel):
-    """One thing wrong with an input: where (dotted path) and what."""
-
-    field: str
-    problem: str
-
-
-def problems_of(exc: ValidationError) -> list[Problem]:
-    """Every problem pydantic found, with the field path spelled as a connector author reads it."""
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(body)"
-        out.append(Problem(field=loc, problem=problem_text(err)))
-    return out
 
 
 def validate_channel_order(data: Any) -> tuple[ChannelOrder | None, list[Problem]]:

@@ -33,6 +33,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from libs.contracts.problems import ProblemAnswer
+
 DEV_STAFF_TOKENS = "dev-admin-token:admin,dev-operator-token:operator,dev-viewer-token:viewer"
 DEV_CHANNEL_API_KEYS = "*:dev-key"
 # Every secret the repository ships: never acceptable outside development.
@@ -274,8 +276,12 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ApiKey = Annotated[str | None, Depends(_api_key)]
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No credentials, or unknown ones (`WWW-Authenticate: Bearer`); `{detail: [{field, problem}]}`"},
-    403: {"description": "Known credentials that may not do this (the role needed is named); `{detail: [{field, problem}]}`"},
+    401: {"description": "No credentials, or unknown ones (`WWW-Authenticate: Bearer`); `{detail: [{field, problem}]}`",
+          "model": ProblemAnswer},
+    403: {"description": "Known credentials that may not do this (the role needed is named); `{detail: [{field, problem}]}`",
+          "model": ProblemAnswer},
+    # in place of FastAPI's {loc, msg, type}: the service host answers every validation fault so (errors.py)
+    422: {"description": "Bad input: every problem, each naming its field", "model": ProblemAnswer},
 }
 
 

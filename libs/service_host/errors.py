@@ -8,7 +8,9 @@
 * **503** with ``Retry-After``: the database (or broker) is unreachable; nothing was changed,
   the same request can be sent again.
 
-``install(app)`` hooks all of it into a FastAPI app.
+``install(app)`` hooks all of it into a FastAPI app. Its validation handler is the only one:
+routes declare their bodies (``bodies.py`` decodes them) and never answer a 422 of their own
+for what FastAPI checks; domain refusals use ``problem_response`` with the same shape.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.contracts.problems import Problem
 from libs.contracts.storable import NUL_PROBLEM, problem_text
 from libs.database.errors import describe_error
 from libs.messaging.consumer import is_transient
+from libs.service_host.bodies import not_json
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,10 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 
 
 class HasProblem(Protocol):
+    """What ``problem_response`` reads. Everything outside allocation's domain uses
+    ``libs.contracts.problems.Problem``; ``book.Problem`` and ``policy.PolicyProblem`` are
+    still their own (that domain is being reshaped in parallel)."""
+
     @property
     def field(self) -> str: ...
 
@@ -65,28 +73,30 @@ def problem_response(
     )
 
 
-class _Problem:
-    __slots__ = ("field", "problem")
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-
-
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}
+_NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type"}
 
 
-def problems_of_errors(errors: Sequence[Any]) -> list[_Problem]:
-    """FastAPI's ``{type, loc, msg}`` errors as the project's ``{field, problem}``."""
+def problems_of_errors(errors: Sequence[Any]) -> list[Problem]:
+    """FastAPI's ``{type, loc, msg}`` errors as the project's ``{field, problem}``.
+
+    The body's own faults read as they did when each service parsed its body by hand: a body
+    that is not JSON (or is missing) in the decoder's words, one that is not an object as such."""
     out = []
     for err in errors:
         loc = [str(p) for p in err.get("loc", ())]
+        kind = err.get("type")
+        whole_body = loc == ["body"]
         if loc and loc[0] in _LOCATIONS:
             loc = loc[1:]
-        if err.get("type") == "json_invalid":
-            out.append(_Problem("(body)", f"not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}"))
-            continue
-        out.append(_Problem(".".join(loc) or "(body)", problem_text(err)))
+        if kind == "json_invalid":
+            out.append(Problem("(body)", f"not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}"))
+        elif whole_body and kind == "missing":
+            out.append(Problem("(body)", not_json(b"")))
+        elif whole_body and kind in _NOT_AN_OBJECT:
+            out.append(Problem("(body)", "must be a JSON object"))
+        else:
+            out.append(Problem(".".join(loc) or "(body)", problem_text(err)))
     return out
 
 
@@ -177,7 +187,7 @@ class BodyTooLarge(Exception):
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    response = problem_response([_Problem("(body)", f"larger than {limit} bytes")], status=413)
+    response = problem_response([Problem("(body)", f"larger than {limit} bytes")], status=413)
     await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 

@@ -64,7 +64,6 @@ class Runtime:
     broker: KafkaBroker
     relay: OutboxRelay
     kafka: KafkaSettings
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """One unit of work: a database transaction that wakes the outbox relay when it commits
@@ -84,10 +83,6 @@ class ServiceDefinition:
     background: Callable[[Runtime], list[Callable[[], Any]]] | None = None
     # (method, path) -> who may call it (libs/service_host/auth.py); every route needs a rule.
     access: Mapping[tuple[str, str], Rule] = field(default_factory=dict)
-
-    @property
-    def group_id(self) -> str:
-        return f"oms-{self.name.replace('_', '-')}"
 
 
 def build_app(

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 SERVICES = ("order_intake", "inventory", "allocation", "fulfillment")
 DOC_BOOTSTRAP = "kafka:9092"  # the server named in the documents (docker-compose.yml)
 DOC_DATABASE = "postgresql+asyncpg://oms@localhost:5432/oms"  # never connected to
+DEV_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:15432/oms"  # never connected to either
+DEV_BOOTSTRAP = "127.0.0.1:9092"
 API_VERSION = "1.0.0"
 
 # Topic -> (message key, event models carried). ChannelOrder travels bare (it is what connectors
@@ -190,6 +192,19 @@ async def _build_service(name: str) -> tuple[Any, list[Any], Any] | None:
     return service, routers, (broker, engine, producer, kafka)
 
 
+def served_app(service: Any, routers: list[Any]) -> FastAPI:
+    """The app ``libs.service_host.build_app`` serves for ``service``, with ``routers`` included as
+    its lifespan includes them (each route behind its access rule), without starting it: its
+    ``openapi()`` is the document the service serves at /openapi.json."""
+    from libs.messaging.settings import KafkaSettings
+    from libs.service_host import HostSettings, build_app
+
+    # Development settings on this machine: build_app checks them, never connects with them.
+    app = build_app(service, HostSettings(database_url=DEV_DATABASE), KafkaSettings(bootstrap=DEV_BOOTSTRAP))
+    StaffAccess(service.name, service.access, StaffTokens(DEV_STAFF_TOKENS), ChannelKeys("")).include(app, routers)
+    return app
+
+
 def _describe_publishers(name: str, broker: Any) -> None:
     """Doc-only publishers: the outbox's topics and the dead-letter topics of consumed topics."""
     for topic, description in PUBLISHES.get(name, {}).items():
@@ -313,10 +328,7 @@ async def _build_documents(only: tuple[str, ...] = SERVICES) -> Documents:
                 schema_version="3.0.0",
             ).to_specification()
             asyncapi_doc = _enrich(spec.to_jsonable(), name, broker, kafka.partitions)
-            app = FastAPI(title=title, version=API_VERSION)
-            # served as the host serves them: each route behind its access rule (security schemes)
-            StaffAccess(name, service.access, StaffTokens(DEV_STAFF_TOKENS), ChannelKeys("")).include(app, routers)
-            documents[name] = (asyncapi_doc, app.openapi())
+            documents[name] = (asyncapi_doc, served_app(service, routers).openapi())
         finally:
             await producer.stop()  # never started: only marks it closed
             await engine.dispose()

@@ -6,16 +6,11 @@ so a page can show each problem beside the field it names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-
-@dataclass(frozen=True)
-class Problem:
-    field: str
-    problem: str
+from libs.contracts.problems import Problem
 
 
 class ServiceRefused(Exception):

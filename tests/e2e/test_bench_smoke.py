@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.bench import SCENARIOS, run_scenario
+from bench.run import run_scenario
+from bench.scenarios import SCENARIOS
 from services.cli.launcher import System
 
 pytestmark = pytest.mark.e2e

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from documented_answers import check_documented_answers
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +34,7 @@ def host_app(*routers: Any) -> FastAPI:
     """An app as ``libs.service_host.build_app`` assembles it, without connecting to anything."""
     app = FastAPI()
     errors.install(app)
+    check_documented_answers(app)
     for router in routers:
         app.include_router(router)
     return app

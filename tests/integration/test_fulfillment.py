@@ -411,3 +411,39 @@ async def test_concurrent_pack_requests_of_one_order_leave_one_shipment_and_one_
             text("SELECT status FROM shipments WHERE order_id = :o"), {"o": order_id})).scalars().all()
         assert shipments == ["pending"]
         assert len(await outbox(conn, order_id, "PackRequested")) == 1
+
+
+async def test_every_http_answer_from_pick_list_to_return_is_the_documented_one(engine) -> None:  # type: ignore[no-untyped-def]
+    # host_app checks each 2xx answer against the route's documented model (tests/documented_answers.py)
+    import httpx
+    from http_support import STAFF, host_app, runtime
+
+    from services.fulfillment.entrypoints.http import build_router
+
+    order_id = new_order()
+    await given_allocated_order(engine, order_id, [alloc(1, "L1", "SCREW", 25)])
+    class OrderedAt:  # the prices order intake's API answers for this order (test_return_prices asks the real one)
+        async def of_order(self, wanted: str) -> OrderPrices | None:
+            return prices_of(placed(order_id)) if wanted == order_id else None
+
+    app = host_app(build_router(runtime(engine), pack_wait_seconds=0, prices=OrderedAt()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ff", headers=STAFF) as api:
+        r = await api.get("/v1/picklists", params={"location_id": "WH1"})
+        assert r.status_code == 200 and any(o["order_id"] == order_id for pl in r.json()
+                                            for row in pl["rows"] for o in row["orders"]), r.text
+        r = await api.post(f"/v1/orders/{order_id}/pack", json={})
+        assert r.status_code == 202 and r.json()["status"] == "pending", r.text
+        shipment_id = r.json()["shipment_id"]
+        async with engine.begin() as conn:
+            await apply_allocation_results(conn, [message(result(
+                AllocationPacked, order_id, 2, [alloc(1, "L1", "SCREW", 25, status="packed", shipment_id=shipment_id)],
+                shipment_id=shipment_id))])
+        r = await api.get(f"/v1/shipments/{shipment_id}")
+        assert r.status_code == 200 and r.json()["status"] == "packed", r.text
+        r = await api.post(f"/v1/shipments/{shipment_id}/ship", json={"carrier": "UPS", "tracking_number": "1Z1"})
+        assert r.status_code == 200 and r.json()["status"] == "shipped", r.text
+        r = await api.post("/v1/returns", json={"order_id": order_id, "lines": [
+            {"line_id": "L1", "qty": 2, "condition": "sellable", "location_id": "WH1", "bin": "R-1"}]})
+        assert r.status_code == 201 and r.json()["refund_total"] == "0.8000", r.text
+        r = await api.put("/v1/skus/SCREW", json={"serialized": False})
+        assert r.status_code == 200 and r.json() == {"sku": "SCREW", "serialized": False}, r.text

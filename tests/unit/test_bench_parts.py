@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import orjson
 
-from services.cli.bench_measure import FirstResult, latency_histogram, percentile, phase_stats
-from services.cli.bench_relay import allocation_hop, intake_hop
-from services.cli.bench_report import judge
-from services.cli.bench_workload import Workload, correlation_id, parse_correlation_id
+from bench.measure import FirstResult, latency_histogram, percentile, phase_stats
+from bench.relay import allocation_hop, intake_hop
+from bench.report import judge
+from bench.workload import Workload, correlation_id, parse_correlation_id
 
 
 def _mix() -> Workload:
@@ -76,3 +76,25 @@ def test_relay_hops_keep_the_correlation_id_and_the_snapshot_shape() -> None:
 
     assert type(decode_event(placed)[1]).__name__ == "OrderPlaced"
     assert type(decode_event(result)[1]).__name__ == "OrderAllocated"
+
+
+def test_the_benchmark_lives_beside_the_product_and_the_wheel_does_not_ship_it() -> None:
+    import tomllib
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    root = Path(__file__).parents[2]
+    find = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    shipped = find_packages(where=str(root), include=find["include"])
+    assert "services.cli" in shipped and "libs.service_host" in shipped
+    assert not [p for p in shipped if p == "bench" or p.startswith("bench.")]
+    assert not list((root / "services").rglob("bench*.py")), "benchmark modules inside the product package"
+
+
+def test_each_scenario_is_one_class_named_as_the_command_line_names_it() -> None:
+    from bench.scenarios import SCENARIOS, Scenario
+
+    assert list(SCENARIOS) == ["steady", "flash-sale", "backorder-refill", "stock-shrink"]
+    for name, kind in SCENARIOS.items():
+        assert issubclass(kind, Scenario) and kind.name == name

@@ -1,10 +1,4 @@
-"""Tables of allocation (PostgreSQL schema ``allocation``); DDL in migrations/versions."""
-
-from sqlalchemy import MetaData
-
-from libs.messaging import inbox_table, outbox_table
+"""The PostgreSQL schema of allocation. Its tables are defined by the Alembic migrations in
+migrations/versions; the use cases address them in SQL under this schema."""
 
 SCHEMA = "allocation"
-metadata = MetaData()
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)

@@ -1,10 +1,4 @@
-"""Tables of fulfillment (PostgreSQL schema ``fulfillment``); the DDL is in migrations/versions."""
-
-from sqlalchemy import MetaData
-
-from libs.messaging import inbox_table, outbox_table
+"""The PostgreSQL schema of fulfillment. Its tables are defined by the Alembic migrations in
+migrations/versions; the use cases address them in SQL under this schema."""
 
 SCHEMA = "fulfillment"
-metadata = MetaData()
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)

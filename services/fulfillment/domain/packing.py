@@ -12,14 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from libs.contracts.events import AllocationLine, LineState, ShipmentLine
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a request: where (field path) and what."""
-
-    field: str
-    problem: str
+from libs.contracts.problems import Problem
 
 
 class PackRefused(Exception):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from libs.contracts.events import ReturnLine
-from services.fulfillment.domain.packing import Problem
+from libs.contracts.problems import Problem
 
 
 class ReturnRefused(Exception):

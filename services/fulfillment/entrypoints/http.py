@@ -5,20 +5,23 @@ Handlers parse, call one use case and translate its outcome to a status code.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from libs.contracts.orders import problems_of
+from libs.contracts.events import ReturnLine
+from libs.contracts.problems import ProblemAnswer
 from libs.contracts.storable import Text as Storable
 from libs.service_host import Runtime
 from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
-from libs.service_host.errors import problem_response as _problems
+from libs.service_host.bodies import JsonBodyRoute
+from libs.service_host.errors import problem_response
 from services.fulfillment.adapters.intake_api import IntakePrices
-from services.fulfillment.domain.packing import PackRefused, Problem, ShipRefused
+from services.fulfillment.domain.packing import PackRefused, ShipRefused
 from services.fulfillment.domain.returns import ReturnRefused, ReturnRequestLine
 from services.fulfillment.service_layer.packing import (
     OrderNotFound,
@@ -70,19 +73,65 @@ class SkuSettings(BaseModel):
     serialized: bool
 
 
-async def _parse(request: Request, model: type[BaseModel], *, empty_ok: bool = False) -> Any:
-    """The body as ``model``, or a 422 response listing every problem."""
-    raw = await request.body()
-    if not raw.strip() and empty_ok:
-        return model()
-    try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return _problems([Problem("(body)", f"not valid JSON: {exc}")])
-    try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        return _problems(problems_of(exc))
+class SkuSettingsOut(BaseModel):
+    sku: str
+    serialized: bool
+
+
+class PickTarget(BaseModel):
+    order_id: str
+    line_id: str
+    allocation_id: int
+    qty: int
+
+
+class PickRow(BaseModel):
+    sku: str
+    bin: str
+    lot: str
+    qty: int
+    orders: list[PickTarget] = Field(description="who the picked units are for")
+
+
+class PickList(BaseModel):
+    location_id: str
+    total_qty: int
+    rows: list[PickRow] = Field(description="sorted by bin")
+
+
+class ShipmentLineOut(BaseModel):
+    allocation_id: int
+    line_id: str
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    qty: int
+    serials: list[str]
+
+
+class ShipmentOut(BaseModel):
+    shipment_id: str
+    order_id: str
+    status: str = Field(description="pending (allocation has not answered) | packed | rejected | shipped")
+    detail: str | None
+    requested_line_ids: list[str] | None
+    carrier: str | None
+    tracking_number: str | None
+    requested_at: datetime
+    packed_at: datetime | None
+    rejected_at: datetime | None
+    shipped_at: datetime | None
+    total_qty: int
+    lines: list[ShipmentLineOut]
+
+
+class ReturnOut(BaseModel):
+    return_id: str
+    order_id: str
+    currency: str
+    refund_total: str = Field(description="decimal, as a string")
+    lines: list[ReturnLine]
 
 
 def _jsonable(doc: dict[str, Any]) -> Any:
@@ -100,11 +149,14 @@ def _prices_unavailable(exc: PricesUnavailable) -> JSONResponse:
 
 def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: Prices | None = None) -> APIRouter:
     """``prices``: where a return's unit prices come from (order intake's HTTP API by default)."""
-    router = APIRouter(prefix="/v1", tags=["fulfillment"])
+    router = APIRouter(prefix="/v1", tags=["fulfillment"], route_class=JsonBodyRoute)
     engine = runtime.engine
     order_prices: Prices = prices or IntakePrices()
 
-    @router.get("/picklists", summary="Pick lists per location: allocated, not yet packed, sorted by bin")
+    @router.get(
+        "/picklists", summary="Pick lists per location: allocated, not yet packed, sorted by bin",
+        responses={200: {"model": list[PickList]}},
+    )
     async def get_picklists(location_id: str | None = None) -> Any:
         async with engine.connect() as conn:
             return await pick_lists(conn, location_id)
@@ -113,23 +165,21 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: P
         "/orders/{order_id}/pack",
         summary="Pack what is allocated (optionally only some lines)",
         responses={
-            200: {"description": "packed"},
-            202: {"description": "allocation has not answered yet"},
+            200: {"description": "packed", "model": ShipmentOut},
+            202: {"description": "allocation has not answered yet", "model": ShipmentOut},
             404: {"description": "unknown order"},
-            409: {"description": "nothing to pack or refused"},
-            422: {"description": "bad lines or serial numbers"},
+            409: {"description": "nothing to pack or refused", "model": ProblemAnswer},
+            422: {"description": "bad lines or serial numbers", "model": ProblemAnswer},
         },
     )
-    async def post_pack(order_id: str, request: Request) -> Any:
-        body = await _parse(request, PackRequest, empty_ok=True)
-        if isinstance(body, JSONResponse):
-            return body
+    async def post_pack(order_id: str, body: PackRequest | None = None) -> Any:
+        body = body or PackRequest()
         try:
             shipment_id = await request_pack_when_mirrored(engine, order_id, body.line_ids, body.serials)
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
         except PackRefused as exc:
-            return _problems(exc.problems, 422 if exc.kind == "invalid" else 409)
+            return problem_response(exc.problems, 422 if exc.kind == "invalid" else 409)
         runtime.relay.notify()
         shipment = _jsonable(await await_pack_answer(engine, shipment_id, wait_seconds=pack_wait_seconds))
         if shipment["status"] == "rejected":
@@ -143,7 +193,10 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: P
             )
         return JSONResponse(shipment, status_code=200 if shipment["status"] == "packed" else 202)
 
-    @router.get("/shipments/{shipment_id}", summary="A shipment: status, carrier, lines with serials")
+    @router.get(
+        "/shipments/{shipment_id}", summary="A shipment: status, carrier, lines with serials",
+        responses={200: {"model": ShipmentOut}},
+    )
     async def get_shipment(shipment_id: str) -> Any:
         async with engine.connect() as conn:
             try:
@@ -152,31 +205,31 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: P
                 raise HTTPException(404, f"no shipment {shipment_id}") from None
 
     @router.post(
-        "/shipments/{shipment_id}/ship", summary="Ship a packed shipment with carrier and tracking number"
+        "/shipments/{shipment_id}/ship", summary="Ship a packed shipment with carrier and tracking number",
+        responses={200: {"model": ShipmentOut}},
     )
-    async def post_ship(shipment_id: str, request: Request) -> Any:
-        body = await _parse(request, ShipRequest)
-        if isinstance(body, JSONResponse):
-            return body
+    async def post_ship(shipment_id: str, body: ShipRequest) -> Any:
         try:
             async with engine.begin() as conn:
                 shipped_now = await ship_shipment(conn, shipment_id, body.carrier, body.tracking_number)
         except ShipmentNotFound:
             raise HTTPException(404, f"no shipment {shipment_id}") from None
         except ShipRefused as exc:
-            return _problems(exc.problems, 422 if exc.kind == "invalid" else 409)
+            return problem_response(exc.problems, 422 if exc.kind == "invalid" else 409)
         if shipped_now:
             runtime.relay.notify()
         async with engine.connect() as conn:
             return _jsonable(await shipment_view(conn, shipment_id))
 
     @router.post(
-        "/returns", status_code=201, summary="Receive returned units of shipped lines; records the refund"
+        "/returns", status_code=201, summary="Receive returned units of shipped lines; records the refund",
+        responses={
+            201: {"model": ReturnOut},
+            503: {"description": "order intake cannot be asked for the lines' prices; nothing recorded",
+                  "model": ProblemAnswer},
+        },
     )
-    async def post_return(request: Request) -> Any:
-        body = await _parse(request, ReturnRequest)
-        if isinstance(body, JSONResponse):
-            return body
+    async def post_return(body: ReturnRequest) -> Any:
         lines = [
             ReturnRequestLine(ln.line_id, ln.qty, ln.condition, ln.location_id, ln.bin, ln.lot)
             for ln in body.lines
@@ -195,15 +248,15 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: P
         except OrderNotFound:
             raise HTTPException(404, f"no order {body.order_id}") from None
         except ReturnRefused as exc:
-            return _problems(exc.problems)
+            return problem_response(exc.problems)
         runtime.relay.notify()
         return JSONResponse(result, status_code=201)
 
-    @router.put("/skus/{sku}", summary="Flag a SKU as serialized (serial numbers required at packing)")
-    async def put_sku(sku: str, request: Request) -> Any:
-        body = await _parse(request, SkuSettings)
-        if isinstance(body, JSONResponse):
-            return body
+    @router.put(
+        "/skus/{sku}", summary="Flag a SKU as serialized (serial numbers required at packing)",
+        response_model=SkuSettingsOut,
+    )
+    async def put_sku(sku: str, body: SkuSettings) -> Any:
         async with engine.begin() as conn:
             await set_serialized(conn, sku, body.serialized)
         return {"sku": sku, "serialized": body.serialized}

@@ -12,12 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.contracts import Topic, new_envelope
 from libs.contracts.events import AllocationLine, LineState, OrderShipped, PackRequested, ShipmentLine
+from libs.contracts.problems import Problem
 from libs.messaging import OutboxMessage, write_outbox
 from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.packing import (
     OrderedLine,
     PackRefused,
-    Problem,
     check_pack,
     check_ship,
     new_shipment_id,

@@ -1,10 +1,4 @@
-"""Tables of inventory (PostgreSQL schema ``inventory``); the DDL is in migrations/versions."""
-
-from sqlalchemy import MetaData
-
-from libs.messaging import inbox_table, outbox_table
+"""The PostgreSQL schema of inventory. Its tables are defined by the Alembic migrations in
+migrations/versions; the use cases address them in SQL under this schema."""
 
 SCHEMA = "inventory"
-metadata = MetaData()
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)

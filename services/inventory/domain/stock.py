@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from libs.contracts.problems import Problem
+
 ADJUSTMENT_REASON_CODES = ("damage", "found", "correction", "theft", "other")
 # Reason codes that only make sense in one direction.
 _DECREASE_ONLY = {"damage", "theft"}
@@ -74,12 +76,6 @@ class LedgerEntry:
 @dataclass(frozen=True, slots=True)
 class Refusal:
     index: int  # which change of the request
-    problem: str
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    field: str
     problem: str
 
 

@@ -11,17 +11,26 @@ from typing import Annotated, Any, Literal
 
 import orjson
 import pycountry
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from starlette.datastructures import UploadFile
 
 from libs.contracts.events import LocationChanged
-from libs.contracts.orders import problems_of
+from libs.contracts.problems import Problem, problems_of
 from libs.contracts.storable import INT64_MAX, NUL_PROBLEM, StorableDatetime, Text
 from libs.service_host import Runtime
 from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
-from libs.service_host.errors import problem_response as _problems
+from libs.service_host.bodies import JsonBodyRoute, documented_as
+from libs.service_host.errors import problem_response
 from services.inventory.adapters.allocation_api import AllocationReservations
 from services.inventory.adapters.sheets import (
     XLSX_MEDIA_TYPE,
@@ -30,7 +39,7 @@ from services.inventory.adapters.sheets import (
     write_csv,
     write_xlsx,
 )
-from services.inventory.domain.stock import ADJUSTMENT_REASON_CODES, PositionKey, Problem, Transfer
+from services.inventory.domain.stock import ADJUSTMENT_REASON_CODES, PositionKey, Transfer
 from services.inventory.domain.stocktake import EXPORT_COLUMNS, MAX_PROBLEMS_LISTED, MODES
 from services.inventory.service_layer.locations import (
     LocationNotFound,
@@ -104,6 +113,27 @@ class LocationIn(BaseModel):
         return sorted({_country(v) for v in values})
 
 
+# PATCH /v1/locations/{location_id} takes any fields of LocationIn; the merged location is then
+# checked as a whole (so this model documents the body, LocationIn checks it).
+LocationChanges = create_model(
+    "LocationChanges",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="Some fields of a location; the rest stay as they are.",
+    **{name: (f.annotation | None, Field(default=None, description=f.description))  # type: ignore[operator, call-overload]
+       for name, f in LocationIn.model_fields.items()},
+)
+
+
+class StocktakeSheet(BaseModel):
+    """The form of ``POST /v1/stocktakes`` (multipart/form-data), checked field by field by the route."""
+
+    file: bytes = Field(description="the counted sheet, CSV or XLSX (as exported by /v1/stocktakes/export)")
+    location_id: str
+    mode: Literal["all_bins", "specific_bins"] = Field(
+        description="all_bins: the sheet is the whole location; specific_bins: only the bins it lists")
+    release_shortfall: bool = Field(default=False, description="only in all_bins mode")
+
+
 class ReceiptLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sku: Code
@@ -146,21 +176,124 @@ class TransferIn(BaseModel):
     reference: Reference | None = None
 
 
+class LocationOut(BaseModel):
+    location_id: str
+    name: str
+    kind: Literal["warehouse", "store", "3pl"]
+    country: str
+    lat: float | None
+    lon: float | None
+    active: bool
+    priority: int
+    ships_to: list[str]
+    channels: list[str] | None = Field(description="channels it may serve; null: every channel")
+    pickup: bool
+    updated_at: datetime
+
+
+class ChangeOut(BaseModel):
+    """One ledger entry a request caused."""
+
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    delta: int
+    on_hand: int = Field(description="the position's units after the change")
+    seq: int = Field(description="the position's change number (StockAdjusted.seq)")
+    reason: str
+
+
+class ReceiptOut(BaseModel):
+    location_id: str
+    reference: str
+    changes: list[ChangeOut]
+
+
+class AdjustmentOut(BaseModel):
+    change: ChangeOut
+
+
+class TransferOut(BaseModel):
+    changes: list[ChangeOut] = Field(description="the removal and the addition")
+
+
+class PositionOut(BaseModel):
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    on_hand: int
+    sellable: bool
+    seq: int
+    received_at: datetime | None
+    expires_at: datetime | None
+    reserved: int = Field(description="allocation's reservations at the position")
+    available: int
+
+
+class StockOut(BaseModel):
+    sku: str
+    on_hand: int
+    reserved: int
+    available: int
+    positions: list[PositionOut]
+
+
+class LedgerRow(BaseModel):
+    id: int
+    sku: str
+    location_id: str
+    bin: str
+    lot: str
+    delta: int
+    on_hand_after: int
+    seq: int
+    reason: str
+    reason_code: str | None
+    reference: str | None
+    actor: str | None
+    order_id: str | None
+    allocation_id: int | None
+    release_shortfall: bool
+    at: datetime
+
+
+class CountLineOut(BaseModel):
+    row: int | None = Field(description="the sheet row; null for a position the sheet left out")
+    sku: str
+    bin: str
+    lot: str
+    current: int
+    counted: int
+    delta: int
+    reserved: int
+    new_on_hand: int
+    release_shortfall: bool = Field(description="true: the reservation beyond the count is released")
+    problems: list[str]
+
+
+class StocktakeOut(BaseModel):
+    """An uploaded count: its preview (lines) while open, its result once submitted."""
+
+    stocktake_id: str
+    location_id: str
+    mode: Literal["all_bins", "specific_bins"]
+    release_shortfall: bool
+    status: str
+    filename: str | None
+    uploaded_by: str | None
+    uploaded_at: datetime
+    submitted_by: str | None
+    submitted_at: datetime | None
+    lines: list[CountLineOut] | None = Field(default=None, description="what submitting would do now")
+    changed_positions: int | None = None
+    units_delta: int | None = None
+    already_submitted: bool | None = Field(default=None, description="on submit: true when it was submitted before")
+
+
 def _not_found(what: str) -> JSONResponse:
     return JSONResponse({"detail": f"no {what}"}, status_code=404)
-
-
-async def _parse(request: Request, model: type[BaseModel]) -> tuple[Any, JSONResponse | None]:
-    try:
-        document = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        return None, _problems([Problem("(body)", f"not valid JSON: {exc}")])
-    if not isinstance(document, dict):
-        return None, _problems([Problem("(body)", "must be a JSON object")])
-    try:
-        return model.model_validate(document), None
-    except ValidationError as exc:
-        return None, _problems(problems_of(exc))
 
 
 def _event(loc: LocationIn) -> LocationChanged:
@@ -178,17 +311,18 @@ def _unavailable(exc: ReservationsUnavailable) -> JSONResponse:
 
 def build_router(runtime: Runtime, reservations: Reservations | None = None) -> APIRouter:
     """``reservations``: where reserved quantities come from (allocation's HTTP API by default)."""
-    router = APIRouter(prefix="/v1", tags=["inventory"])
+    router = APIRouter(prefix="/v1", tags=["inventory"], route_class=JsonBodyRoute)
     engine = runtime.engine
     reserved_by: Reservations = reservations or AllocationReservations()
 
     # --- locations ---------------------------------------------------------------------------
 
-    @router.post("/locations", summary="Create or replace a location (publishes LocationChanged)")
-    async def post_location(request: Request) -> Any:
-        body, error = await _parse(request, LocationIn)
-        if error:
-            return error
+    @router.post(
+        "/locations", summary="Create or replace a location (publishes LocationChanged)",
+        responses={200: {"model": LocationOut, "description": "replaced"},
+                   201: {"model": LocationOut, "description": "created"}},
+    )
+    async def post_location(body: LocationIn) -> Any:
         async with engine.begin() as conn:
             created = await save_location(conn, _event(body))
             view = await get_location(conn, body.location_id)
@@ -199,16 +333,15 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         "/locations/{location_id}",
         summary='Change some fields of a location, e.g. {"active": false} to deactivate it '
         "(publishes LocationChanged)",
+        responses={200: {"model": LocationOut}},
     )
-    async def patch_location(location_id: str, request: Request) -> Any:
-        try:
-            changes = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            return _problems([Problem("(body)", f"not valid JSON: {exc}")])
+    async def patch_location(
+        location_id: str, changes: Annotated[Any, Body(), documented_as(LocationChanges)]
+    ) -> Any:
         if not isinstance(changes, dict):
-            return _problems([Problem("(body)", "must be a JSON object")])
+            return problem_response([Problem("(body)", "must be a JSON object")])
         if "location_id" in changes and changes["location_id"] != location_id:
-            return _problems([Problem("location_id", "cannot be changed")])
+            return problem_response([Problem("location_id", "cannot be changed")])
         async with engine.begin() as conn:
             try:
                 current = await get_location(conn, location_id, lock=True)
@@ -218,18 +351,20 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             try:
                 body = LocationIn.model_validate(merged)
             except ValidationError as exc:
-                return _problems(problems_of(exc))
+                return problem_response(problems_of(exc))
             await save_location(conn, _event(body))
             view = await get_location(conn, location_id)
         runtime.relay.notify()
         return view
 
-    @router.get("/locations", summary="Every location (filter: active=true|false)")
+    @router.get(
+        "/locations", summary="Every location (filter: active=true|false)", responses={200: {"model": list[LocationOut]}}
+    )
     async def get_locations(active: bool | None = None) -> Any:
         async with engine.connect() as conn:
             return await list_locations(conn, active)
 
-    @router.get("/locations/{location_id}", summary="One location")
+    @router.get("/locations/{location_id}", summary="One location", responses={200: {"model": LocationOut}})
     async def get_one_location(location_id: str) -> Any:
         async with engine.connect() as conn:
             try:
@@ -239,11 +374,11 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
 
     # --- stock changes -------------------------------------------------------------------------
 
-    @router.post("/receipts", status_code=201, summary="Goods receipt (GRN): add stock per line at bin/lot")
-    async def post_receipt(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
-        body, error = await _parse(request, ReceiptIn)
-        if error:
-            return error
+    @router.post(
+        "/receipts", status_code=201, summary="Goods receipt (GRN): add stock per line at bin/lot",
+        responses={201: {"model": ReceiptOut}},
+    )
+    async def post_receipt(body: ReceiptIn, x_actor: Annotated[str | None, Header()] = None) -> Any:
         lines = [
             ReceiptLine(ln.sku, ln.bin, ln.lot, ln.qty, ln.received_at, ln.expires_at) for ln in body.lines
         ]
@@ -251,7 +386,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             async with engine.begin() as conn:
                 entries = await receive_goods(conn, body.location_id, body.reference, lines, x_actor)
         except StockRefused as exc:
-            return _problems(exc.problems)
+            return problem_response(exc.problems)
         except DuplicateReceipt as exc:
             return JSONResponse({"detail": [{"field": "reference", "problem": str(exc)}]}, status_code=409)
         runtime.relay.notify()
@@ -261,27 +396,25 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             "changes": [entry_view(e) for e in entries],
         }
 
-    @router.post("/adjustments", status_code=201, summary="Adjust one position (+/-) with a reason code")
-    async def post_adjustment(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
-        body, error = await _parse(request, AdjustmentIn)
-        if error:
-            return error
+    @router.post(
+        "/adjustments", status_code=201, summary="Adjust one position (+/-) with a reason code",
+        responses={201: {"model": AdjustmentOut}},
+    )
+    async def post_adjustment(body: AdjustmentIn, x_actor: Annotated[str | None, Header()] = None) -> Any:
         key = PositionKey(body.sku, body.location_id, body.bin, body.lot)
         try:
             async with engine.begin() as conn:
                 entry = await adjust_stock(conn, key, body.delta, body.reason_code, body.reference, x_actor)
         except StockRefused as exc:
-            return _problems(exc.problems)
+            return problem_response(exc.problems)
         runtime.relay.notify()
         return {"change": entry_view(entry)}
 
     @router.post(
-        "/transfers", status_code=201, summary="Move stock between bins/locations in one transaction"
+        "/transfers", status_code=201, summary="Move stock between bins/locations in one transaction",
+        responses={201: {"model": TransferOut}},
     )
-    async def post_transfer(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
-        body, error = await _parse(request, TransferIn)
-        if error:
-            return error
+    async def post_transfer(body: TransferIn, x_actor: Annotated[str | None, Header()] = None) -> Any:
         transfer = Transfer(
             body.sku,
             body.from_location_id,
@@ -297,14 +430,15 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             async with engine.begin() as conn:
                 entries = await transfer_stock(conn, transfer)
         except StockRefused as exc:
-            return _problems(exc.problems)
+            return problem_response(exc.problems)
         runtime.relay.notify()
         return {"changes": [entry_view(e) for e in entries]}
 
     # --- queries -------------------------------------------------------------------------------
 
     @router.get(
-        "/stock/{sku}", summary="Positions of a SKU with on_hand, reserved (allocation's) and available"
+        "/stock/{sku}", summary="Positions of a SKU with on_hand, reserved (allocation's) and available",
+        responses={200: {"model": StockOut}},
     )
     async def get_stock(sku: str) -> Any:
         try:
@@ -323,7 +457,9 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             "positions": positions,
         }
 
-    @router.get("/ledger", summary="Ledger rows, newest first (page with before_id)")
+    @router.get(
+        "/ledger", summary="Ledger rows, newest first (page with before_id)", responses={200: {"model": list[LedgerRow]}}
+    )
     async def get_ledger(
         sku: str | None = None,
         location_id: str | None = None,
@@ -335,7 +471,13 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
 
     # --- stock take ----------------------------------------------------------------------------
 
-    @router.get("/stocktakes/export", summary="A location's stock list to count (csv or xlsx), counted empty")
+    @router.get(
+        "/stocktakes/export", summary="A location's stock list to count (csv or xlsx), counted empty",
+        response_class=Response,
+        responses={200: {"description": "the sheet to count", "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
+    )
     async def export_stocktake(location_id: str, format: Literal["csv", "xlsx"] = "csv") -> Response:
         async with engine.connect() as conn:
             try:
@@ -361,12 +503,16 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         status_code=201,
         summary="Upload a counted sheet (multipart: file, location_id, mode=all_bins|specific_bins, "
         "release_shortfall); returns its preview",
+        # read by hand (each field's own problem; a larger part limit than FastAPI's forms), so documented here
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "multipart/form-data": {"schema": StocktakeSheet.model_json_schema()}}}},
+        responses={201: {"model": StocktakeOut}},
     )
     async def post_stocktake(request: Request, x_actor: Annotated[str | None, Header()] = None) -> Any:
         try:
             form = await request.form(max_part_size=MAX_UPLOAD_BYTES)
         except Exception as exc:  # noqa: BLE001 - any malformed multipart body is the client's
-            return _problems([Problem("(body)", f"expected multipart/form-data: {exc}")])
+            return problem_response([Problem("(body)", f"expected multipart/form-data: {exc}")])
         problems = []
         upload = form.get("file")
         location_id = str(form.get("location_id") or "").strip()
@@ -392,15 +538,15 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
                 Problem("release_shortfall", "only in all_bins mode: specific bins never release")
             )
         if problems:
-            return _problems(problems)
+            return problem_response(problems)
         assert isinstance(upload, UploadFile)
         content = await upload.read(MAX_UPLOAD_BYTES + 1)
         if len(content) > MAX_UPLOAD_BYTES:
-            return _problems([Problem("file", f"larger than {MAX_UPLOAD_BYTES} bytes")])
+            return problem_response([Problem("file", f"larger than {MAX_UPLOAD_BYTES} bytes")])
         try:
             sheet = read_sheet(content, upload.filename)
         except UnreadableSheet as exc:
-            return _problems([Problem("file", str(exc))])
+            return problem_response([Problem("file", str(exc))])
         try:
             async with engine.begin() as conn:
                 preview = await upload_count(
@@ -416,7 +562,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         except ReservationsUnavailable as exc:
             return _unavailable(exc)
         except LocationNotFound:
-            return _problems([Problem("location_id", f"unknown location {location_id!r}")])
+            return problem_response([Problem("location_id", f"unknown location {location_id!r}")])
         except SheetRejected as exc:
             return JSONResponse(
                 {
@@ -438,7 +584,8 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         return JSONResponse(orjson.loads(orjson.dumps(preview)), status_code=201)
 
     @router.get(
-        "/stocktakes/{stocktake_id}", summary="Preview of an uploaded count (or its result once submitted)"
+        "/stocktakes/{stocktake_id}", summary="Preview of an uploaded count (or its result once submitted)",
+        responses={200: {"model": StocktakeOut}},
     )
     async def get_stocktake(stocktake_id: str) -> Any:
         async with engine.connect() as conn:
@@ -452,6 +599,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
     @router.post(
         "/stocktakes/{stocktake_id}/submit",
         summary="Apply the count as one transaction (reason 'count'); a second submit changes nothing",
+        responses={200: {"model": StocktakeOut}},
     )
     async def post_submit(stocktake_id: str, x_actor: Annotated[str | None, Header()] = None) -> Any:
         try:
@@ -462,7 +610,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
         except StocktakeNotFound:
             return _not_found(f"stock take {stocktake_id}")
         except StockRefused as exc:
-            return _problems(exc.problems, status=409)
+            return problem_response(exc.problems, status=409)
         runtime.relay.notify()
         return result
 

@@ -20,12 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic, new_envelope
 from libs.contracts.events import StockAdjusted
+from libs.contracts.problems import Problem
 from libs.messaging import OutboxMessage, write_outbox
 from services.inventory.adapters.tables import SCHEMA
 from services.inventory.domain.stock import (
     LedgerEntry,
     PositionKey,
-    Problem,
     StockChange,
     StockPosition,
     Transfer,

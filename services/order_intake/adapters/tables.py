@@ -1,10 +1,4 @@
-"""Tables of order intake (PostgreSQL schema ``order_intake``)."""
-
-from sqlalchemy import MetaData
-
-from libs.messaging import inbox_table, outbox_table
+"""The PostgreSQL schema of order intake. Its tables are defined by the Alembic migrations in
+migrations/versions; the use cases address them in SQL under this schema."""
 
 SCHEMA = "order_intake"
-metadata = MetaData()
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)

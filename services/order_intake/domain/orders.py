@@ -8,7 +8,8 @@ import uuid
 import orjson
 
 from libs.contracts.events import LineState
-from libs.contracts.orders import ChannelOrder, Problem
+from libs.contracts.orders import ChannelOrder
+from libs.contracts.problems import Problem
 
 
 def new_order_id() -> str:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from libs.contracts.events import LineChange
-from libs.contracts.orders import OrderChangeIn, Problem, problems_of
+from libs.contracts.orders import ChannelOrder, OrderChangeIn
+from libs.contracts.problems import Problem
 from libs.contracts.storable import INT64_MAX, Text
 from libs.service_host import Runtime
 from libs.service_host.auth import CHANNEL_KEY, VIEWER, AccessTable, ChannelKeys, Role, StaffOrChannel
-from libs.service_host.errors import problem_response as _problems
-from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders
+from libs.service_host.bodies import JsonBodyRoute, documented_as
+from libs.service_host.errors import problem_response
+from services.order_intake.service_layer.placing import Incoming, place_orders
 from services.order_intake.service_layer.tracking import (
     ChangeRefused,
     OrderNotFound,
@@ -32,17 +35,89 @@ class CancelRequest(BaseModel):
     reason: Text = Field(default="customer request", max_length=500)
 
 
+class Placed(BaseModel):
+    order_id: str
+    created: bool = Field(description="false: the same order was placed before (idempotent retry)")
+
+
+class ChangeRequested(BaseModel):
+    order_id: str
+    status: str = Field(description="'cancellation requested' or 'modification requested'")
+
+
+class OrderLineView(BaseModel):
+    line_id: str
+    sku: str
+    qty: int
+    unit_price: str = Field(description="decimal, as a string")
+    allocated: int
+    backordered: int
+    packed: int
+    shipped: int
+    cancelled: int
+    returned: int
+    on_hold: bool
+    backorder_reason: str | None
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    event_type: str
+    source: str = Field(description="the service or channel that caused it")
+    summary: str
+
+
+class OrderView(BaseModel):
+    """An order: every line's quantities by state and its timeline."""
+
+    order_id: str
+    channel: str
+    external_id: str
+    status: str
+    placed_at: datetime
+    currency: str
+    priority: int
+    ship_complete: bool
+    pickup_location_id: str | None
+    customer: dict[str, Any]
+    ship_to: dict[str, Any]
+    lines: list[OrderLineView]
+    timeline: list[TimelineEntry]
+
+
+class OrderSummary(BaseModel):
+    order_id: str
+    channel: str
+    external_id: str
+    status: str
+    placed_at: datetime
+    received_at: datetime
+
+
+class ChannelStatusCount(BaseModel):
+    channel: str
+    status: str
+    orders: int
+
+
 def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["orders"])
+    router = APIRouter(prefix="/v1", tags=["orders"], route_class=JsonBodyRoute)
     engine = runtime.engine
 
-    @router.post("/orders", status_code=201, summary="Place an order (authenticated per channel with X-API-Key)")
-    async def post_order(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
-        document, parse_problem = parse_json(await request.body())
-        if parse_problem:
-            return _problems([parse_problem])
+    @router.post(
+        "/orders",
+        status_code=201,
+        summary="Place an order (authenticated per channel with X-API-Key)",
+        response_model=Placed,
+        responses={200: {"model": Placed, "description": "placed before: the same order"}},
+    )
+    async def post_order(
+        # checked by the use case (every problem at once), after the key of the order's channel
+        document: Annotated[Any, Body(), documented_as(ChannelOrder)],
+        x_api_key: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
         if not isinstance(document, dict):
-            return _problems([Problem(field="(body)", problem="must be a JSON object")])
+            return problem_response([Problem(field="(body)", problem="must be a JSON object")])
         channel = document.get("channel")
         if not isinstance(channel, str) or not api_keys.allows(channel, x_api_key):
             return JSONResponse(
@@ -54,7 +129,7 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
         async with engine.begin() as conn:
             [outcome] = await place_orders(conn, [Incoming(document, key)], publish_rejections=False)
         if outcome.status == "rejected":
-            return _problems(outcome.problems)
+            return problem_response(outcome.problems)
         if outcome.status == "conflict":
             return JSONResponse(
                 {"detail": [p.model_dump() for p in outcome.problems], "order_id": outcome.order_id}, status_code=409)
@@ -62,7 +137,10 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
         return JSONResponse({"order_id": outcome.order_id, "created": outcome.status == "created"},
                             status_code=201 if outcome.status == "created" else 200)
 
-    @router.get("/orders/{order_id}", summary="An order: every line's quantities by state and its timeline")
+    @router.get(
+        "/orders/{order_id}", summary="An order: every line's quantities by state and its timeline",
+        responses={200: {"model": OrderView}},
+    )
     async def get_order(order_id: str) -> Any:
         async with engine.connect() as conn:
             try:
@@ -70,7 +148,10 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
             except OrderNotFound:
                 raise HTTPException(404, f"no order {order_id}") from None
 
-    @router.get("/orders", summary="Orders, newest first, filtered by status and channel")
+    @router.get(
+        "/orders", summary="Orders, newest first, filtered by status and channel",
+        responses={200: {"model": list[OrderSummary]}},
+    )
     async def get_orders(
         status: str | None = None, channel: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100, offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
@@ -78,12 +159,18 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
         async with engine.connect() as conn:
             return await list_orders(conn, status, channel, limit, offset)
 
-    @router.get("/reports/orders-by-channel-status", summary="Orders by channel and status (SPEC 3.8)")
+    @router.get(
+        "/reports/orders-by-channel-status", summary="Orders by channel and status (SPEC 3.8)",
+        responses={200: {"model": list[ChannelStatusCount]}},
+    )
     async def get_report() -> Any:
         async with engine.connect() as conn:
             return await orders_by_channel_and_status(conn)
 
-    @router.post("/orders/{order_id}/cancel", status_code=202, summary="Cancel the order or some lines")
+    @router.post(
+        "/orders/{order_id}/cancel", status_code=202, summary="Cancel the order or some lines",
+        response_model=ChangeRequested,
+    )
     async def post_cancel(order_id: str, body: CancelRequest | None = None) -> Any:
         body = body or CancelRequest()
         try:
@@ -92,19 +179,15 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
         except ChangeRefused as exc:
-            return _problems(exc.problems)
+            return problem_response(exc.problems)
         runtime.relay.notify()
         return {"order_id": order_id, "status": "cancellation requested"}
 
-    @router.patch("/orders/{order_id}", status_code=202, summary="Change line quantities, add lines, or priority")
-    async def patch_order(order_id: str, request: Request) -> Any:
-        document, parse_problem = parse_json(await request.body())
-        if parse_problem:
-            return _problems([parse_problem])
-        try:
-            body = OrderChangeIn.model_validate(document)
-        except ValidationError as exc:
-            return _problems(problems_of(exc))
+    @router.patch(
+        "/orders/{order_id}", status_code=202, summary="Change line quantities, add lines, or priority",
+        response_model=ChangeRequested,
+    )
+    async def patch_order(order_id: str, body: OrderChangeIn) -> Any:
         changes = [LineChange.model_construct(**ln.model_dump()) for ln in body.lines]  # validated above
         try:
             async with engine.begin() as conn:
@@ -112,7 +195,7 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
         except ChangeRefused as exc:
-            return _problems(exc.problems)
+            return problem_response(exc.problems)
         runtime.relay.notify()
         return {"order_id": order_id, "status": "modification requested"}
 

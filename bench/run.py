@@ -1,8 +1,8 @@
-"""``oms bench SCENARIO``: the project's benchmark (SPEC section 7), run on one machine with the
-broker, PostgreSQL, the four services and a separate load-generator process together.
+"""One benchmark run (SPEC section 7) on one machine with the broker, PostgreSQL, the four
+services and a separate load-generator process together.
 
-Scenarios: ``steady``, ``flash-sale``, ``backorder-refill``, ``stock-shrink`` (see
-docs/benchmark.md). Each run:
+Scenarios: ``steady``, ``flash-sale``, ``backorder-refill``, ``stock-shrink``, one class each in
+``bench/scenarios.py`` (see docs/benchmark.md). Each run:
 
 1. starts the system (embedded broker and PostgreSQL unless OMS_KAFKA_BOOTSTRAP /
    OMS_DATABASE_URL are set) or uses a running ``System`` handed in;
@@ -18,9 +18,7 @@ docs/benchmark.md). Each run:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import math
 import os
 import secrets
 import sys
@@ -37,10 +35,7 @@ from typing import Any
 import httpx
 import orjson
 
-from libs.contracts import Topic
-from libs.messaging.kafka import ensure_topics
-from libs.messaging.settings import KafkaSettings
-from services.cli.bench_measure import (
+from bench.measure import (
     LINE_STATES,
     FirstResult,
     ProcessMeter,
@@ -48,26 +43,21 @@ from services.cli.bench_measure import (
     phase_stats,
     wait_lag_zero,
 )
-from services.cli.bench_report import budget_rows, judge, machine_facts, write_all
-from services.cli.bench_workload import Workload
+from bench.report import budget_rows, judge, machine_facts, write_all
+from bench.scenarios import LOCATIONS, SCENARIOS, Phase, Scenario
+from bench.workload import Workload
+from libs.contracts import Topic
+from libs.messaging.kafka import ensure_topics
+from libs.messaging.settings import KafkaSettings
 from services.cli.launcher import SERVICES, STAFF_HEADERS, System
 
-SCENARIOS = ("steady", "flash-sale", "backorder-refill", "stock-shrink")
-LOCATIONS = 5
 RELAY_SEQ_BASE = 900_000_000
+# The folder that holds bench/: the load generator and relay processes import from it.
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
 class BenchFailure(RuntimeError):
     """The run could not be completed (the system did not answer in time, a call failed)."""
-
-
-@dataclass
-class Phase:
-    name: str
-    workload: Workload
-    seqs: range
-    rate: float | None
-    measure: bool = True  # warm-up phases are checked but not reported
 
 
 @dataclass
@@ -97,11 +87,13 @@ class Bench:
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
     on_hand: dict[tuple[str, str, str, str], int] = field(default_factory=dict)  # seeded, then adjusted
     bench_skus: set[str] = field(default_factory=set)
+    kind: Scenario = field(init=False)  # what SCENARIOS names ``scenario``
 
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         if self.scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {self.scenario!r}; one of: {', '.join(SCENARIOS)}")
+        self.kind = SCENARIOS[self.scenario]()
         started = datetime.now(UTC)
         self.load_at_start = [round(x, 2) for x in os.getloadavg()]
         own_system = self.system is None
@@ -137,60 +129,18 @@ class Bench:
         finally:
             await self.http.aclose()
 
-    # --- scenario plans -----------------------------------------------------------------------
+    # --- the scenario's plan -------------------------------------------------------------------
     def _plan(self) -> list[Phase]:
-        s, r = self.smoke, self.run_id
-        if self.scenario == "steady":
-            skus = [f"{r}-S{i:05d}" for i in range(50 if s else 10_000)]
-            wl = Workload("mix", r, skus, zipf_s=0.8, max_lines=5, max_qty=2)
-            n1, n2 = (150, self.orders or 150) if s else (15_000, self.orders or 50_000)
-            rate1 = self.rate or (200.0 if s else 1000.0)
-            return [Phase("warm-up", self._warm_workload(), self._seqs(0, 5 if s else 50), 50.0, measure=False),
-                    Phase(f"rate-{rate1:g}", wl, self._seqs(10_000_000, n1), rate1),
-                    Phase("full-speed", wl, self._seqs(20_000_000, n2), None)]
-        if self.scenario == "flash-sale":
-            n = self.orders or (300 if s else 50_000)
-            wl = Workload("single", r, [f"{r}-FLASH"], qty=1)
-            return [Phase("warm-up", self._warm_workload(), self._seqs(0, 5 if s else 50), 50.0, measure=False),
-                    Phase("flash-sale", wl, self._seqs(10_000_000, n), self.rate)]
-        if self.scenario == "backorder-refill":
-            n = self.orders or (300 if s else 20_000)
-            wl = Workload("single", r, [f"{r}-REFILL"], qty=1)
-            return [Phase("warm-up", self._warm_workload(), self._seqs(0, 5 if s else 50), 50.0, measure=False),
-                    Phase("backorder-queue", wl, self._seqs(10_000_000, n), self.rate)]
-        skus = [f"{r}-K{i:04d}" for i in range(20 if s else 200)]
-        wl = Workload("mix", r, skus, zipf_s=0.5, max_lines=3, max_qty=2)
-        n = self.orders or (200 if s else 3_000)
-        return [Phase("warm-up", self._warm_workload(), self._seqs(0, 5 if s else 50), 50.0, measure=False),
-                Phase("allocate", wl, self._seqs(10_000_000, n), self.rate)]
+        return self.kind.phases(self)
 
-    def _group(self, service: str, topic: str) -> str:
+    def group(self, service: str, topic: str) -> str:
         """The consumer group a service uses for ``topic`` (services append OMS_KAFKA_GROUP_SUFFIX)."""
         assert self.system is not None
         suffix = self.system.extra_env.get("OMS_KAFKA_GROUP_SUFFIX", os.environ.get("OMS_KAFKA_GROUP_SUFFIX", ""))
         return f"oms-{service}{suffix}"  # one group per service, over all its topics
 
-    def _seqs(self, offset: int, count: int) -> range:
+    def seqs(self, offset: int, count: int) -> range:
         return range(self.seq_base + offset, self.seq_base + offset + count)
-
-    def _warm_workload(self) -> Workload:
-        return Workload("single", self.run_id, [f"{self.run_id}-WARM"], qty=1)
-
-    def _stock_plan(self, phases: list[Phase]) -> dict[str, int]:
-        """Units per SKU to receive before the load (spread over the locations)."""
-        plan: dict[str, int] = {f"{self.run_id}-WARM": 1_000}
-        if self.scenario == "flash-sale":
-            plan[f"{self.run_id}-FLASH"] = 100 if self.smoke else 10_000
-        elif self.scenario == "backorder-refill":
-            pass  # the queue SKU starts with nothing
-        else:
-            wl = phases[-1].workload
-            total_orders = sum(len(p.seqs) for p in phases if p.workload is wl)
-            avg_units = (wl.max_lines + 1) / 2 * (wl.max_qty + 1) / 2
-            cover = 1.3 if self.scenario == "steady" else 1.6
-            for sku, share in zip(wl.skus, wl.popularity(), strict=True):
-                plan[sku] = math.ceil(share * total_orders * avg_units * cover) + 2 * LOCATIONS
-        return plan
 
     # --- transport ceiling ------------------------------------------------------------------------
     async def _relay_phases(self) -> None:
@@ -202,10 +152,10 @@ class Bench:
         procs = []
         for hop, a, b in (("intake", src, mid), ("allocation", mid, dst)):
             procs.append(await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.cli.bench_relay", "--bootstrap", self.bootstrap, "--hop", hop,
+                sys.executable, "-m", "bench.relay", "--bootstrap", self.bootstrap, "--hop", hop,
                 "--source", a, "--target", b, "--group", f"bench.{self.run_id}.relay-{hop}",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                env=self.system.env_for("relay", 0),  # the services' Kafka settings, read the same way
+                env=_importable(self.system.env_for("relay", 0)),  # the services' Kafka settings, read the same way
             ))
         collector = ResultCollector(self.bootstrap, dst)
         try:
@@ -216,7 +166,7 @@ class Bench:
             await collector.start()
             meter = self._meter({"relay-intake": (procs[0].pid, False), "relay-allocation": (procs[1].pid, False)})
             for i, phase in enumerate(phases):
-                seqs = self._seqs(RELAY_SEQ_BASE + i * 10_000_000, len(phase.seqs))
+                seqs = self.seqs(RELAY_SEQ_BASE + i * 10_000_000, len(phase.seqs))
                 t0 = time.monotonic()
                 if phase.measure:
                     meter.begin()
@@ -247,37 +197,37 @@ class Bench:
         wl_file = self.workdir_ / f"workload-{uuid.uuid4().hex[:8]}.json"
         wl_file.write_bytes(orjson.dumps(workload.to_json()))
         summary = wl_file.with_suffix(".summary.json")
-        args = [sys.executable, "-m", "services.cli.bench_loadgen", "--bootstrap", self.bootstrap,
+        args = [sys.executable, "-m", "bench.loadgen", "--bootstrap", self.bootstrap,
                 "--topic", topic, "--workload", str(wl_file), "--seq-start", str(seqs.start),
                 "--orders", str(len(seqs)), "--summary", str(summary)]
         if rate:
             args += ["--rate", str(rate)]
-        proc = await asyncio.create_subprocess_exec(*args)
+        proc = await asyncio.create_subprocess_exec(*args, env=_importable(dict(os.environ)))
         if await proc.wait() != 0:
             raise BenchFailure(f"load generator exited with {proc.returncode}")
         return orjson.loads(summary.read_bytes())
 
     # --- seeding ----------------------------------------------------------------------------------
-    async def _call(self, method: str, service: str, path: str, **kw: Any) -> Any:
+    async def call(self, method: str, service: str, path: str, **kw: Any) -> Any:
         assert self.system is not None
         resp = await self.http.request(method, self.system.url(service) + path, **kw)
         if resp.status_code >= 400:
             raise BenchFailure(f"{method} {service}{path} -> {resp.status_code}: {resp.text[:500]}")
         return resp.json() if resp.content else None
 
-    def _locations(self) -> list[str]:
+    def locations(self) -> list[str]:
         return [f"{self.run_id}-WH{i + 1}" for i in range(LOCATIONS)]
 
     async def _seed(self, stock: dict[str, int]) -> None:
         t0 = time.monotonic()
-        for i, loc in enumerate(self._locations()):
-            await self._call("POST", "inventory", "/v1/locations", json={
+        for i, loc in enumerate(self.locations()):
+            await self.call("POST", "inventory", "/v1/locations", json={
                 "location_id": loc, "name": f"Bench warehouse {i + 1}", "kind": "warehouse", "country": "DE",
                 "lat": 48.0 + i, "lon": 8.0 + i, "ships_to": ["DE"], "priority": LOCATIONS - i, "active": True})
         per_location: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for sku, units in stock.items():
             self.bench_skus.add(sku)
-            locs = self._locations() if units >= LOCATIONS * 2 else self._locations()[:1]
+            locs = self.locations() if units >= LOCATIONS * 2 else self.locations()[:1]
             share, rest = divmod(units, len(locs))
             for j, loc in enumerate(locs):
                 qty = share + (1 if j < rest else 0)
@@ -289,7 +239,7 @@ class Bench:
 
         async def receipt(loc: str, n: int, chunk: list[dict[str, Any]]) -> None:
             async with sem:
-                await self._call("POST", "inventory", "/v1/receipts",
+                await self.call("POST", "inventory", "/v1/receipts",
                                  json={"location_id": loc, "reference": f"{self.run_id}-GRN-{n}", "lines": chunk})
 
         jobs = []
@@ -302,7 +252,7 @@ class Bench:
         await asyncio.gather(*jobs)
         self.say(f"seeded {LOCATIONS} locations, {lines_total:,} positions in {requests} receipts; "
                  "waiting for allocation to consume them")
-        waited = await wait_lag_zero(self.bootstrap, self._group("allocation", Topic.INVENTORY), Topic.INVENTORY,
+        waited = await wait_lag_zero(self.bootstrap, self.group("allocation", Topic.INVENTORY), Topic.INVENTORY,
                                      say=self.say)
         self.extra["seeding"] = {"positions": lines_total, "receipts": requests,
                                  "seconds": round(time.monotonic() - t0, 1),
@@ -311,7 +261,7 @@ class Bench:
     # --- the measured part ------------------------------------------------------------------------
     async def _scenario(self, system: System) -> None:
         phases = self._plan()
-        await self._seed(self._stock_plan(phases))
+        await self._seed(self.kind.stock(self, phases))
         collector = ResultCollector(self.bootstrap, Topic.ALLOCATIONS)
         await collector.start()
         self.collector = collector
@@ -347,10 +297,7 @@ class Bench:
                                  f"p50 {stats['latency_ms']['p50']:.0f} / p99 {stats['latency_ms']['p99']:.0f} ms")
                 if phase.name == "warm-up":
                     await collector.quiet(0.5)
-            if self.scenario == "backorder-refill":
-                await self._refill(phases[-1])
-            elif self.scenario == "stock-shrink":
-                await self._shrink(phases[-1])
+            await self.kind.after_load(self, phases[-1])
             self.resources = meter.end(time.monotonic() - (t_load or time.monotonic()))
             await self._settle()
             await self._check_settled(phases)
@@ -374,137 +321,6 @@ class Bench:
                 "p99": round(st["latency_ms"]["p99"] / max(relay["latency_ms"]["p99"], 0.001), 1),
             }
 
-    async def _refill(self, queue: Phase) -> None:
-        """One receipt of exactly the queued quantity; time from it to the last fill result."""
-        c = self.collector
-        await c.quiet(1.0)
-        orders = {c.first[s].order_id: c.first[s] for s in queue.seqs if s in c.first}
-        units = sum(q for r in orders.values() for _, q, _, _ in r.lines)
-        sku, loc = queue.workload.skus[0], self._locations()[0]
-        self.bench_skus.add(sku)
-        self.say(f"refill: one receipt of {units:,} units of {sku} for {len(orders):,} backordered orders")
-        t_receipt = time.time_ns()
-        await self._call("POST", "inventory", "/v1/receipts", json={
-            "location_id": loc, "reference": f"{self.run_id}-REFILL",
-            "lines": [{"sku": sku, "bin": "A-01", "lot": "", "qty": units}]})
-        self.on_hand[(sku, loc, "A-01", "")] = self.on_hand.get((sku, loc, "A-01", ""), 0) + units
-
-        def filled(order_id: str) -> bool:
-            snap = c.latest.get(order_id)
-            return snap is not None and all(ln.get("allocated", 0) == ln["qty"] for ln in snap.lines)
-
-        deadline, last_progress, last_n = time.monotonic() + 900, time.monotonic(), -1
-        while time.monotonic() < deadline:
-            n = sum(1 for o in orders if filled(o))
-            if n == len(orders):
-                break
-            if n != last_n:
-                last_n, last_progress = n, time.monotonic()
-            elif time.monotonic() - last_progress > 60:
-                break
-            await asyncio.sleep(0.2)
-        done = [o for o in orders if filled(o)]
-        if len(done) != len(orders):
-            self.problems.append(f"refill: {len(orders) - len(done)} of {len(orders)} backordered orders "
-                                 "were not filled by a receipt of exactly their quantity")
-        fill_times = [t for t, oid, _ in c.arrivals if t >= t_receipt and oid in orders]
-        last = max(fill_times) if fill_times else t_receipt
-        seconds = max((last - t_receipt) / 1e9, 1e-9)
-        lines = sum(len(orders[o].lines) for o in done)
-        fills_per_s = sorted(t for t in fill_times)
-        series: dict[int, int] = defaultdict(int)
-        for t in fills_per_s:
-            series[int((t - t_receipt) // 1_000_000_000)] += 1
-        self.phases["refill"] = {
-            "offered": "1 receipt",
-            "services": {"orders": len(done), "lines": lines, "seconds": round(seconds, 3),
-                         "orders_per_s": round(len(done) / seconds, 1), "lines_per_s": round(lines / seconds, 1),
-                         "per_second": [[s, series.get(s, 0), series.get(s, 0)] for s in range(int(seconds) + 1)]},
-        }
-        relay = self.phases.get(queue.name, {}).get("relay")
-        if relay:
-            self.phases["refill"]["ratio"] = {"orders_per_s": round(lines / seconds / relay["lines_per_s"], 3)}
-        self.say(f"  refill: {lines:,} lines in {seconds:.2f} s = {lines / seconds:,.0f} lines/s")
-
-    async def _shrink(self, alloc: Phase) -> None:
-        """Lower positions below their reservations; time until all affected orders were re-published."""
-        c = self.collector
-        await c.quiet(1.0)
-        by_position: dict[tuple[str, str, str, str], list[tuple[int, int, str]]] = defaultdict(list)
-        for order_id, snap in list(c.latest.items()):
-            for a in snap.allocations:
-                if a.get("status", "allocated") == "allocated":
-                    key = (a["sku"], a["location_id"], a["bin"], a.get("lot", ""))
-                    if key in self.on_hand:
-                        by_position[key].append((a["allocation_id"], a["qty"], order_id))
-        targets = sorted(k for k, allocs in by_position.items() if sum(q for _, q, _ in allocs) > 1)[::2]
-        expected: set[str] = set()
-        adjustments = []
-        for key in targets:
-            allocs = sorted(by_position[key], reverse=True)  # newest allocation first
-            reserved = sum(q for _, q, _ in allocs)
-            new_on_hand = reserved // 2
-            shortfall = reserved - new_on_hand
-            for _, qty, order_id in allocs:
-                if shortfall <= 0:
-                    break
-                expected.add(order_id)
-                shortfall -= qty
-            adjustments.append((key, new_on_hand - self.on_hand[key]))
-        versions_before = {o: s.version for o, s in c.latest.items()}
-        self.say(f"shrink: {len(adjustments)} positions lowered below their reservations; "
-                 f"{len(expected)} orders must be reallocated or backordered")
-        sem = asyncio.Semaphore(8)
-
-        async def adjust(key: tuple[str, str, str, str], delta: int) -> None:
-            sku, loc, bin_, lot = key
-            async with sem:
-                await self._call("POST", "inventory", "/v1/adjustments", json={
-                    "sku": sku, "location_id": loc, "bin": bin_, "lot": lot, "delta": delta,
-                    "reason_code": "damage", "reference": f"{self.run_id}-SHRINK"})
-            self.on_hand[key] += delta
-
-        t0 = time.time_ns()
-        await asyncio.gather(*(adjust(k, d) for k, d in adjustments))
-        t_posted = time.time_ns()
-
-        def updated(order_id: str) -> bool:
-            snap = c.latest.get(order_id)
-            return snap is not None and snap.version > versions_before.get(order_id, 0)
-
-        deadline, last_progress, last_n = time.monotonic() + 600, time.monotonic(), -1
-        while time.monotonic() < deadline:
-            n = sum(1 for o in expected if updated(o))
-            if n == len(expected):
-                break
-            if n != last_n:
-                last_n, last_progress = n, time.monotonic()
-            elif time.monotonic() - last_progress > 60:
-                break
-            await asyncio.sleep(0.2)
-        await wait_lag_zero(self.bootstrap, self._group("allocation", Topic.INVENTORY), Topic.INVENTORY, limit_s=300)
-        await c.quiet(1.0)
-        missing = [o for o in expected if not updated(o)]
-        if missing:
-            self.problems.append(f"shrink: {len(missing)} of {len(expected)} affected orders got no new "
-                                 f"allocation result (e.g. {missing[:3]})")
-        changed = {o for t, o, v in c.arrivals if t >= t0 and v > versions_before.get(o, 0)}
-        times = [t for t, o, v in c.arrivals if t >= t0 and v > versions_before.get(o, 0)]
-        last = max(times) if times else t_posted
-        seconds = max((last - t0) / 1e9, 1e-9)
-        self.phases["shrink"] = {
-            "offered": f"{len(adjustments)} adjustments",
-            "services": {"orders": len(changed), "lines": len(changed), "seconds": round(seconds, 3),
-                         "orders_per_s": round(len(changed) / seconds, 1),
-                         "lines_per_s": round(len(changed) / seconds, 1)},
-        }
-        self.extra["shrink"] = {"positions_lowered": len(adjustments), "orders_expected": len(expected),
-                                "orders_changed": len(changed),
-                                "adjustments_posted_s": round((t_posted - t0) / 1e9, 2),
-                                "all_results_s": round(seconds, 2)}
-        self.say(f"  shrink: {len(changed)} orders re-published in {seconds:.2f} s "
-                 f"(adjustments posted in {(t_posted - t0) / 1e9:.2f} s)")
-
     # --- correctness -----------------------------------------------------------------------------
     def _check_first_results(self, phase: Phase, got: list[FirstResult]) -> None:
         bad = 0
@@ -519,26 +335,12 @@ class Bench:
                                          f"lines {r.lines} vs ordered {want}: allocated + backordered != qty")
         if bad > 5:
             self.problems.append(f"{phase.name}: {bad} first results in all broke allocated + backordered = qty")
-        if self.scenario == "flash-sale" and phase.name == "flash-sale":
-            stock = 100 if self.smoke else 10_000
-            allocated = sum(a for r in got for _, _, a, _ in r.lines)
-            backordered = sum(b for r in got for _, _, _, b in r.lines)
-            expected_alloc = min(stock, len(phase.seqs))
-            self.extra["flash-sale"] = {"stock": stock, "orders": len(got), "allocated": allocated,
-                                        "backordered": backordered}
-            if allocated != expected_alloc or backordered != len(phase.seqs) - expected_alloc:
-                self.problems.append(f"flash sale: {allocated} allocated and {backordered} backordered from "
-                                     f"{stock} units for {len(phase.seqs)} orders (expected exactly "
-                                     f"{expected_alloc} and {len(phase.seqs) - expected_alloc})")
-        if self.scenario == "backorder-refill" and phase.name == "backorder-queue":
-            allocated = sum(a for r in got for _, _, a, _ in r.lines)
-            if allocated:
-                self.problems.append(f"backorder queue: {allocated} units allocated from a SKU with no stock")
+        self.kind.check_first_results(self, phase, got)
 
     async def _settle(self) -> None:
         """Until allocation has consumed everything and no result arrived for a second."""
-        for group, topic in ((self._group("allocation", Topic.ORDERS), Topic.ORDERS),
-                             (self._group("allocation", Topic.INVENTORY), Topic.INVENTORY)):
+        for group, topic in ((self.group("allocation", Topic.ORDERS), Topic.ORDERS),
+                             (self.group("allocation", Topic.INVENTORY), Topic.INVENTORY)):
             try:
                 await wait_lag_zero(self.bootstrap, group, topic, limit_s=120)
             except TimeoutError as exc:
@@ -576,11 +378,7 @@ class Bench:
             if res > on_hand:
                 self.problems.append(f"oversold (allocation stock report): {row['sku']} reserved {res} > "
                                      f"on_hand {on_hand}")
-            if self.scenario == "flash-sale" and row["sku"].endswith("-FLASH"):
-                stock = 100 if self.smoke else 10_000
-                self.extra.setdefault("flash-sale", {})["reserved_in_report"] = res
-                if res != stock:
-                    self.problems.append(f"flash sale: stock report shows {res} reserved, expected exactly {stock}")
+            self.kind.check_report_row(self, row, res)
         missing = self.bench_skus - {r["sku"] for r in rows}
         if missing:
             self.problems.append(f"stock report lacks {len(missing)} SKUs of this run (e.g. {sorted(missing)[:3]})")
@@ -680,34 +478,7 @@ def run_scenario(scenario: str, **kw: Any) -> dict[str, Any]:
     return Bench(scenario, **kw).run()
 
 
-def main(args: argparse.Namespace) -> int:
-    scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
-    if any(s not in SCENARIOS for s in scenarios):
-        print(f"unknown scenario {args.scenario!r}; one of: {', '.join(SCENARIOS)}, all", file=sys.stderr)
-        return 2
-    # Ports: the services' own variables (OMS_<SERVICE>_PORT) and OMS_BENCH_KAFKA_PORT /
-    # OMS_BENCH_PG_PORT for the embedded infrastructure, so a benchmark can run beside `oms up`.
-    env = os.environ
-    ports = {name: int(env.get(f"OMS_{name.upper()}_PORT", port)) for name, port in SERVICES.items()}
-    infra_ports = {"kafka_port": int(env.get("OMS_BENCH_KAFKA_PORT", 19092)),
-                   "pg_port": int(env.get("OMS_BENCH_PG_PORT", 15432))}
-    failed = False
-    for scenario in scenarios:
-        result = run_scenario(scenario, smoke=args.smoke, orders=args.orders, rate=args.rate, out=Path(args.out),
-                              ports=ports, note=getattr(args, "note", ""), **infra_ports)
-        print(f"\n{scenario}: {'correct' if result['correct'] else 'FAILURE'} — {result['headline']}")
-        for problem in result["problems"]:
-            print(f"  problem: {problem}")
-        for row in result["targets"]:
-            print(f"  {row['label']}: {row['value']:,} (target {row['target']}) {'pass' if row['pass'] else 'FAIL'}")
-        rows = budget_rows(result)
-        if rows:
-            print("  CPU ms per order, measured against budget:")
-            for b in rows:
-                measured = "-" if b["ms_per_order"] is None else f"{b['ms_per_order']:.3f}"
-                budget = "-" if b["budget_ms"] is None else f"{b['budget_ms']:.2f}"
-                over = "" if b["over"] is None else (f"  over by {b['over']:.3f}" if b["over"] > 0 else "  within")
-                print(f"    {b['process']:<18} {measured:>7} / {budget:>5}{over}")
-        print("  written: " + ", ".join(result["files"].values()))
-        failed |= not result["correct"]
-    return 1 if failed else 0
+def _importable(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a child process that runs ``python -m bench.<module>`` from any directory."""
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH", "")]))
+    return env

@@ -17,7 +17,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.cli.bench_workload import parse_correlation_id
+from bench.workload import parse_correlation_id
 
 # Event types of AllocationResult snapshots (libs/contracts/events.py).
 RESULT_TYPES = frozenset({

@@ -1,6 +1,6 @@
 """Benchmark load generator: its own OS process, publishing channel orders to a topic.
 
-    python -m services.cli.bench_loadgen --bootstrap HOST:PORT --topic T --workload FILE.json \
+    python -m bench.loadgen --bootstrap HOST:PORT --topic T --workload FILE.json \
         --seq-start S --orders N [--rate R] [--summary OUT.json]
 
 Each message: key ``{channel}:{external_id}``, JSON ChannelOrder, header
@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from services.cli.bench_workload import Workload, correlation_id
+from bench.workload import Workload, correlation_id
 
 MAX_IN_FLIGHT = 5_000
 

@@ -1,6 +1,6 @@
 """Transport ceiling: one hop of a bare relay through the same broker, no database.
 
-    python -m services.cli.bench_relay --bootstrap B --hop intake|allocation --source T --target T --group G
+    python -m bench.relay --bootstrap B --hop intake|allocation --source T --target T --group G
 
 Two of these chained (channel orders -> "intake" hop -> "allocation" hop -> results) carry a
 message over the same number of broker hops as the services do (channel-orders -> order intake
