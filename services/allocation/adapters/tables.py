@@ -1,10 +1,4 @@
-"""Tables of allocation (PostgreSQL schema ``allocation``); DDL in migrations/versions."""
-
-from sqlalchemy import MetaData
-
-from libs.messaging import inbox_table, outbox_table
+"""The PostgreSQL schema of allocation; its tables' DDL is in migrations/versions, and their
+columns as read and written are named in repository.py (row types and bulk upserts)."""
 
 SCHEMA = "allocation"
-metadata = MetaData()
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)

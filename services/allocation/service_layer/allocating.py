@@ -113,8 +113,9 @@ def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUI
             "detail": r.detail,
             "shipment_id": r.shipment_id,
             "lines": [
-                {"line_id": ln[0], "sku": ln[1], "qty": ln[2], "allocated": ln[3], "backordered": ln[4],
-                 "packed": ln[5], "shipped": ln[6], "cancelled": ln[7], "on_hold": ln[8], "backorder_reason": ln[9]}
+                {"line_id": ln.line_id, "sku": ln.sku, "qty": ln.qty, "allocated": ln.allocated,
+                 "backordered": ln.backordered, "packed": ln.packed, "shipped": ln.shipped, "cancelled": ln.cancelled,
+                 "on_hold": ln.on_hold, "backorder_reason": ln.backorder_reason}
                 for ln in r.lines
             ],
             "allocations": [

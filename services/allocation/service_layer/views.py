@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.allocation.adapters.queries import FREE_UNITS, QUEUE_KEY, QUEUE_ORDER
 from services.allocation.domain.policy import DEFAULT_CHANNEL, Policy, policy_from_json
 
 
@@ -30,8 +31,7 @@ async def allocation_view(conn: AsyncConnection, order_id: str) -> dict[str, Any
         for r in await conn.execute(
             text(
                 "SELECT l.line_id, (SELECT count(*) FROM order_lines q WHERE q.sku = l.sku AND q.backordered > 0"
-                " AND NOT q.on_hold AND (-q.priority, q.placed_at, q.order_id, q.line_id)"
-                " < (-l.priority, l.placed_at, l.order_id, l.line_id)) AS ahead"
+                f" AND NOT q.on_hold AND {QUEUE_KEY.format(t='q.')} < {QUEUE_KEY.format(t='l.')}) AS ahead"
                 " FROM order_lines l WHERE l.order_id = :o AND l.backordered > 0 AND NOT l.on_hold"
             ),
             {"o": order_id},
@@ -80,7 +80,7 @@ async def backorder_queue(conn: AsyncConnection, sku: str | None, limit: int, of
             "SELECT l.order_id, l.line_id, l.sku, l.backordered AS qty, l.priority, l.placed_at, l.on_hold,"
             " l.backorder_reason AS reason, o.channel, o.ship_complete FROM order_lines l JOIN orders o USING (order_id)"
             " WHERE l.backordered > 0 AND (CAST(:s AS text) IS NULL OR l.sku = :s)"
-            " ORDER BY l.sku, l.on_hold, l.priority DESC, l.placed_at, l.order_id, l.line_id LIMIT :n OFFSET :off"
+            f" ORDER BY l.sku, l.on_hold, {QUEUE_ORDER.format(t='l.')} LIMIT :n OFFSET :off"
         ),
         {"s": sku, "n": limit, "off": offset},
     )
@@ -114,8 +114,7 @@ async def stock_report(conn: AsyncConnection, sku: str | None, limit: int, offse
     rows = await conn.execute(
         text(
             "WITH s AS (SELECT p.sku, sum(p.on_hand) AS on_hand, sum(p.reserved) AS reserved,"
-            " sum(CASE WHEN p.sellable AND l.active AND (p.expires_at IS NULL OR p.expires_at > now())"
-            " THEN greatest(p.on_hand - p.reserved, 0) ELSE 0 END) AS available,"
+            f" sum({FREE_UNITS.format(now='now()')}) AS available,"
             " sum(CASE WHEN NOT p.sellable THEN p.on_hand ELSE 0 END) AS quarantined"
             " FROM positions p LEFT JOIN locations l USING (location_id)"
             " WHERE CAST(:s AS text) IS NULL OR p.sku = :s GROUP BY p.sku),"
