@@ -10,6 +10,12 @@ Each is written once here and pinned to its Python definition by
 
 ``{t}`` stands for the table alias with its dot (``"l."``), ``{now}`` for the instant expired lots
 are judged at.
+
+Collation: Python compares ids by code point, PostgreSQL text by the database's collation. They
+agree on ids of lower case letters and digits (the OMS's order ids, ``ord_<hex>``, differ only
+after their common prefix); a database created with a linguistic locale (en_US) may order ids
+with punctuation or mixed case differently. Ties on (priority, placed_at) are needed for it to
+matter; a database created with ``--locale=C`` (or ``COLLATE "C"`` columns) rules it out.
 """
 
 from __future__ import annotations
