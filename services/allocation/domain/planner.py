@@ -114,7 +114,8 @@ class LocationPlanner:
             free_at = free_of(sku)  # one pass over the SKU's positions, not one per candidate: the hot path
             for loc in cands:
                 lid = loc.location_id
-                avail[(lid, sku)] = available_to_promise(free_at.get(lid, 0), policy, sku, lid)
+                free = free_at.get(lid)  # none free: nothing to promise, whatever is held back
+                avail[(lid, sku)] = available_to_promise(free, policy, sku, lid) if free else 0
         used = {a.location_id for a in order.live_allocations()}  # they count towards the cap
         need_by_sku: dict[str, int] = {}
         for line, q in remaining.items():
