@@ -12,7 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from allocation_support import fresh_engine
+from allocation_support import fresh_engine, outbox
 from sqlalchemy import text
 
 from services.allocation.adapters import repository
@@ -20,6 +20,8 @@ from services.allocation.adapters.queries import QUEUE_ORDER, free_units_by_loca
 from services.allocation.domain.availability import free_by_location
 from services.allocation.domain.book import AllocationBook, QueueSlice
 from services.allocation.domain.model import Location, Order, OrderLine, StockPosition
+from services.allocation.domain.policy import parse_policy
+from services.allocation.service_layer.availability import publish_dirty
 from services.allocation.service_layer.views import allocation_view, backorder_queue, stock_report
 
 pytestmark = pytest.mark.integration
@@ -109,5 +111,40 @@ async def test_sql_adds_up_free_units_as_the_domain_does(database_url: str) -> N
             for sku in ("A", "B"):
                 mine = [p for p in positions if p.sku == sku]
                 assert report[sku]["available"] == sum(free_by_location(mine, by_id, later).values())
+    finally:
+        await engine.dispose()
+
+
+async def test_stock_report_available_is_on_hand_less_reserved_less_safety_stock_like_the_feed(database_url: str) -> None:
+    """SPEC 3: available = on_hand - reserved - safety_stock (the default policy's), per location,
+    never below zero; the availability feed's total is the same figure."""
+    locations = [Location("WH1", "one", "DE"), Location("WH2", "two", "DE"), Location("WH3", "three", "DE")]
+    positions = [StockPosition("A", "WH1", "b", "", on_hand=10, reserved=4, seq=1),  # 6 free, 3 held back: 3
+                 StockPosition("A", "WH2", "b", "", on_hand=1, reserved=0, seq=1),  # 1 free, 1 held back: 0
+                 StockPosition("A", "WH3", "b", "", on_hand=5, reserved=0, seq=1)]  # 5 free, 1 held back: 4
+    policy, problems = parse_policy({"safety_stock": [{"sku": "A", "location_id": "WH1", "qty": 3},
+                                                      {"sku": "*", "location_id": "*", "qty": 1}]},
+                                    ["WH1", "WH2", "WH3"], version=1)
+    assert policy is not None, problems
+    book = AllocationBook(locations=locations, policies=[], positions=positions, orders=[], skus=["A"], now=T0)
+    for p in positions:
+        book.changes.position(p)
+    for loc in locations:
+        book.changes.locations[loc.location_id] = loc
+    book.changes.policies[policy.channel] = policy
+    engine = await fresh_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await repository.write_changes(conn, book)
+        async with engine.begin() as conn:
+            [report] = await stock_report(conn, "A", 10, 0)
+            assert (report["on_hand"], report["reserved"], report["available"]) == (16, 4, 7)
+            await conn.execute(text("INSERT INTO skus (sku, availability_dirty) VALUES ('A', true)"))
+            assert await publish_dirty(conn) == 1
+        [feed] = [e for e in await outbox(engine) if e["event_type"] == "AvailabilityChanged"]
+        assert feed["data"]["total"] == 7
+        assert feed["data"]["locations"] == [{"location_id": "WH1", "available": 3},
+                                             {"location_id": "WH2", "available": 0},
+                                             {"location_id": "WH3", "available": 4}]
     finally:
         await engine.dispose()

@@ -6,7 +6,8 @@ Each is written once here and pinned to its Python definition by
   ``QUEUE_KEY`` (a row value that compares like the key), for the queue loader, the queue view
   and an order's place in the queue (the index ``order_lines_queue_idx`` follows it too);
 - free units per location, ``domain.availability.free_by_location``: ``FREE_UNITS``, summed by
-  the availability feed (``free_units_by_location``) and the stock report.
+  ``free_units_by_location`` for the availability feed and the stock report alike (both then
+  apply ``domain.availability.available_to_promise``).
 
 ``{t}`` stands for the table alias with its dot (``"l."``), ``{now}`` for the instant expired lots
 are judged at.

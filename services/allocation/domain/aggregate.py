@@ -256,7 +256,7 @@ class BookCore:
             return "on hold: deallocated by hand; release the hold to queue it again"
         if plan is not None and not plan.candidates:
             if order.pickup_location_id:
-                return f"no eligible location: pickup location {order.pickup_location_id} is unknown, inactive or not for this channel"
+                return f"no eligible location: {self.planner.pickup_refusal(order)}"
             return f"no eligible location: none active ships to {order.country or '?'} for channel {order.channel}"
         if ship_complete_wait:
             return "ship_complete: waits until every line can be allocated at once"

@@ -40,3 +40,10 @@ def available_to_promise(free: int, policy: Policy, sku: str, location_id: str, 
     per-location figure, which no channel's buffer applies to), the channel's buffer."""
     held_back = policy.safety(sku, location_id) + (policy.buffer if channel_buffer else 0)
     return max(0, free - held_back)
+
+
+def available_by_location(sku: str, free_at: dict[str, int], policy: Policy) -> dict[str, int]:
+    """What SPEC 3 calls a SKU's available (on_hand - reserved - safety_stock) per location, for
+    no channel in particular: ``policy`` is the default one, and no channel's buffer applies. The
+    availability feed's per-location figures and total, and the stock report, are this."""
+    return {loc: available_to_promise(free, policy, sku, loc, channel_buffer=False) for loc, free in free_at.items()}

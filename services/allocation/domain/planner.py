@@ -59,11 +59,26 @@ class LocationPlanner:
             found = self._cache[key] = self._rank(order, policy, prefer)
         return found
 
+    def pickup_refusal(self, order: Order) -> str | None:
+        """Why the order's pickup location cannot serve it, or None when it can (SPEC 3.1.1: a
+        pickup order may use its pickup location only, and only one that offers pickup)."""
+        lid = order.pickup_location_id
+        loc = self.locations.get(lid or "")
+        if loc is None:
+            return f"pickup location {lid} is unknown"
+        if not loc.active:
+            return f"pickup location {lid} is inactive"
+        if not loc.pickup:
+            return f"pickup location {lid} does not offer pickup"
+        if not loc.serves_channel(order.channel):
+            return f"pickup location {lid} does not serve channel {order.channel}"
+        return None
+
     def _rank(self, order: Order, policy: Policy, prefer: str | None) -> Ranked:
         if order.pickup_location_id:
-            loc = self.locations.get(order.pickup_location_id)
-            if loc is None or not loc.active or not loc.serves_channel(order.channel):
+            if self.pickup_refusal(order) is not None:
                 return []
+            loc = self.locations[order.pickup_location_id]
             return [(loc, f"pickup location {loc.location_id} (buy online, pick up in store)")]
         locs = [
             loc for loc in self.locations.values()

@@ -136,7 +136,8 @@ class StockCommands(BookCore):
                 reason=f"location {lid} deactivated: waiting to be re-allocated",
                 change="location deactivated", what=f"released at {lid}")
             self.run_pending_fills()
-        if old is None or not old.active or old.ships_to != loc.ships_to or old.channels != loc.channels:
+        if (old is None or not old.active or old.ships_to != loc.ships_to or old.channels != loc.channels
+                or (loc.pickup and not old.pickup)):
             if loc.active:
                 if lid not in self.location_allocations_loaded:
                     raise SliceTooSmall(locations={lid})

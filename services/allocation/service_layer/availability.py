@@ -19,7 +19,7 @@ from libs.contracts.envelope import Envelope
 from libs.messaging import OutboxMessage, write_outbox
 from services.allocation.adapters.queries import free_units_by_location
 from services.allocation.adapters.tables import SCHEMA
-from services.allocation.domain.availability import available_to_promise
+from services.allocation.domain.availability import available_by_location, available_to_promise
 from services.allocation.domain.policy import DEFAULT_CHANNEL, Policy, policy_from_json
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,7 @@ def availability_of(sku: str, free_at: dict[str, int], policies: dict[str, Polic
     ``positions`` is left empty: it carried reserved quantities per position for inventory's
     mirror, which is gone (stock takes ask ``GET /v1/reports/reserved``). Each entry cost a
     loop here and bytes on every event of the busiest topic."""
-    default = policies.get(DEFAULT_CHANNEL) or Policy()
-    per_location = {loc: available_to_promise(free, default, sku, loc, channel_buffer=False)
-                    for loc, free in free_at.items()}
+    per_location = available_by_location(sku, free_at, policies.get(DEFAULT_CHANNEL) or Policy())
     channels = {}
     for ch, pol in policies.items():
         channels[ch] = sum(available_to_promise(free, pol, sku, loc) for loc, free in free_at.items())
