@@ -20,7 +20,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.allocation.adapters.queries import QUEUE_ORDER
@@ -352,13 +352,15 @@ class BulkUpsert:
         return (f"INSERT INTO {self.table} ({names}) SELECT {values} FROM unnest({arrays}) AS u({names})"
                 f" ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {', '.join(sets)}")
 
+    @cached_property
+    def statement(self) -> TextClause:
+        return text(self.sql)  # built once: parsing the bind parameters of a long text costs
+
     async def run(self, conn: AsyncConnection, items: Iterable[object], **computed: list[Any]) -> None:
         """Write ``items``: each column read from the item's attribute of that name, unless given in ``computed``."""
-        read = [n for n in self.names if n not in computed]
-        rows = list(map(attrgetter(*read), items)) if len(read) > 1 else [(getattr(x, read[0]),) for x in items]
-        params: dict[str, Any] = dict(zip(read, (list(col) for col in zip(*rows, strict=True)), strict=True)) \
-            if rows else {n: [] for n in read}
-        await conn.execute(text(self.sql), params | computed)
+        items = list(items)
+        params: dict[str, Any] = {n: list(map(attrgetter(n), items)) for n in self.names if n not in computed}
+        await conn.execute(self.statement, params | computed)
 
 
 LOCATIONS = BulkUpsert(

@@ -77,7 +77,3 @@ class FairQueue:
         q = self.slice(sku)
         if not q.complete and q.boundary is not None and line.queue_key() > q.boundary:
             raise SliceTooSmall(queues={sku})
-
-    def require_complete(self, sku: str) -> None:
-        if not self.slice(sku).complete:
-            raise SliceTooSmall(queues={sku})

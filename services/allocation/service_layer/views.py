@@ -130,7 +130,7 @@ async def stock_report(conn: AsyncConnection, sku: str | None, limit: int, offse
         ),
         {"s": sku, "n": limit, "off": offset},
     )
-    out = [{k: (int(v) if k != "sku" else v) for k, v in r.items()} for r in rows.mappings()]
+    out: list[dict[str, Any]] = [{k: (int(v) if k != "sku" else v) for k, v in r.items()} for r in rows.mappings()]
     if sku is not None and not out and offset == 0:  # a SKU we have not heard of yet: nothing of it
         out = [{"sku": sku, "on_hand": 0, "reserved": 0, "backordered_demand": 0, "backordered_on_hold": 0,
                 "quarantined": 0}]
