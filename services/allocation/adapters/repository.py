@@ -180,7 +180,7 @@ class Slice:
             )
             skus |= {r.sku for r in rows}
             queues |= {r.sku for r in rows}
-        skus |= {k[0] for k in need.positions}
+        skus |= {sku for sku, _, _, _ in need.positions}
         queues -= {s for s in queues if s in self.queues and self.queues[s].complete and s not in need.queues}
         await self._lock_skus(conn, skus | queues)
         if locs:
@@ -191,12 +191,13 @@ class Slice:
         positions = need.positions - self.position_allocs
         if positions:
             ps = sorted(positions)
+            skus_, locs_, bins_, lots_ = (list(column) for column in zip(*ps, strict=True))
             rows = await self._q(
                 conn,
                 "SELECT DISTINCT a.order_id FROM allocations a JOIN unnest(CAST(:s AS text[]), CAST(:l AS text[]),"
                 " CAST(:b AS text[]), CAST(:t AS text[])) AS k(s, l, b, t) ON a.sku = k.s AND a.location_id = k.l"
                 " AND a.bin = k.b AND a.lot = k.t WHERE a.status = 'allocated'",
-                s=[p[0] for p in ps], l=[p[1] for p in ps], b=[p[2] for p in ps], t=[p[3] for p in ps],
+                s=skus_, l=locs_, b=bins_, t=lots_,
             )
             orders |= {r.order_id for r in rows}
         queue_skus = sorted(s for s in queues if not (s in self.queues and self.queues[s].complete))
@@ -415,10 +416,11 @@ async def assign_allocation_ids(conn: AsyncConnection, book: AllocationBook) -> 
     if not new:
         return
     rows = await conn.execute(
-        text("SELECT nextval(pg_get_serial_sequence('allocations', 'allocation_id')) FROM generate_series(1, :n)"),
+        text("SELECT nextval(pg_get_serial_sequence('allocations', 'allocation_id')) AS allocation_id"
+             " FROM generate_series(1, :n)"),
         {"n": len(new)},
     )
-    for a, allocation_id in zip(new, sorted(r[0] for r in rows), strict=True):
+    for a, allocation_id in zip(new, sorted(r.allocation_id for r in rows), strict=True):
         a.allocation_id = allocation_id
 
 
@@ -470,7 +472,8 @@ async def keep_early_events(conn: AsyncConnection, events: list[tuple[str, uuid.
     await conn.execute(
         text("INSERT INTO early_order_events (order_id, event_id, envelope) SELECT * FROM unnest("
              "CAST(:o AS text[]), CAST(:e AS uuid[]), CAST(:v AS bytea[]))"),
-        {"o": [e[0] for e in events], "e": [e[1] for e in events], "v": [e[2] for e in events]},
+        {"o": [order_id for order_id, _, _ in events], "e": [event_id for _, event_id, _ in events],
+         "v": [envelope for _, _, envelope in events]},
     )
 
 
@@ -481,4 +484,4 @@ async def take_early_events(conn: AsyncConnection, order_ids: list[str]) -> list
         text("DELETE FROM early_order_events WHERE order_id = ANY(:o) RETURNING id, order_id, envelope"),
         {"o": order_ids},
     )
-    return [(r[1], bytes(r[2])) for r in sorted(rows.all())]
+    return [(r.order_id, bytes(r.envelope)) for r in sorted(rows.all(), key=lambda r: r.id)]

@@ -51,7 +51,7 @@ def availability_of(sku: str, free_at: dict[str, int], policies: dict[str, Polic
 
 async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     """One window: publish AvailabilityChanged for up to ``limit`` dirty SKUs; return how many."""
-    skus = [r[0] for r in await conn.execute(
+    skus = [r.sku for r in await conn.execute(
         text("SELECT sku FROM skus WHERE availability_dirty ORDER BY sku LIMIT :n FOR UPDATE SKIP LOCKED"), {"n": limit})]
     if not skus:
         return 0
