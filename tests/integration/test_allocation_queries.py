@@ -14,13 +14,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from allocation_support import fresh_engine, outbox
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.allocation.adapters import repository
 from services.allocation.adapters.queries import QUEUE_ORDER, free_units_by_location
 from services.allocation.domain.availability import free_by_location
 from services.allocation.domain.book import AllocationBook, QueueSlice
 from services.allocation.domain.model import Location, Order, OrderLine, StockPosition
-from services.allocation.domain.policy import parse_policy
+from services.allocation.domain.policy import Policy, parse_policy
 from services.allocation.service_layer.availability import publish_dirty
 from services.allocation.service_layer.views import allocation_view, backorder_queue, stock_report
 
@@ -75,6 +76,23 @@ async def test_sql_reads_the_fair_queue_in_the_order_of_queue_key(database_url: 
         await engine.dispose()
 
 
+async def stored(database_url: str, locations: list[Location], positions: list[StockPosition],
+                 *policies: Policy) -> AsyncEngine:
+    """A fresh allocation schema holding these rows, written by the allocation writer."""
+    book = AllocationBook(locations=locations, policies=[], positions=positions, orders=[],
+                          skus={p.sku for p in positions}, now=T0)
+    for p in positions:
+        book.changes.position(p)
+    for loc in locations:
+        book.changes.locations[loc.location_id] = loc
+    for policy in policies:
+        book.changes.policies[policy.channel] = policy
+    engine = await fresh_engine(database_url)
+    async with engine.begin() as conn:
+        await repository.write_changes(conn, book)
+    return engine
+
+
 async def test_sql_adds_up_free_units_as_the_domain_does(database_url: str) -> None:
     now = T0
     locations = [Location("OPEN", "open", "DE"), Location("SHUT", "shut", "DE", active=False),
@@ -92,15 +110,8 @@ async def test_sql_adds_up_free_units_as_the_domain_does(database_url: str) -> N
     by_id = {loc.location_id: loc for loc in locations}
     expected = {sku: {loc: n for loc, n in free_by_location([p for p in positions if p.sku == sku], by_id, now).items() if n}
                 for sku in ("A", "B")}
-    book = AllocationBook(locations=locations, policies=[], positions=positions, orders=[], skus=["A", "B"], now=now)
-    for p in positions:
-        book.changes.position(p)
-    for loc in locations:
-        book.changes.locations[loc.location_id] = loc
-    engine = await fresh_engine(database_url)
+    engine = await stored(database_url, locations, positions)
     try:
-        async with engine.begin() as conn:
-            await repository.write_changes(conn, book)
         async with engine.begin() as conn:
             found = await free_units_by_location(conn, ["A", "B"], now)
             assert {sku: {loc: n for loc, n in free.items() if n} for sku, free in found.items()} == expected
@@ -126,16 +137,8 @@ async def test_stock_report_available_is_on_hand_less_reserved_less_safety_stock
                                                       {"sku": "*", "location_id": "*", "qty": 1}]},
                                     ["WH1", "WH2", "WH3"], version=1)
     assert policy is not None, problems
-    book = AllocationBook(locations=locations, policies=[], positions=positions, orders=[], skus=["A"], now=T0)
-    for p in positions:
-        book.changes.position(p)
-    for loc in locations:
-        book.changes.locations[loc.location_id] = loc
-    book.changes.policies[policy.channel] = policy
-    engine = await fresh_engine(database_url)
+    engine = await stored(database_url, locations, positions, policy)
     try:
-        async with engine.begin() as conn:
-            await repository.write_changes(conn, book)
         async with engine.begin() as conn:
             [report] = await stock_report(conn, "A", 10, 0)
             assert (report["on_hand"], report["reserved"], report["available"]) == (16, 4, 7)

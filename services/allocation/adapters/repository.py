@@ -12,8 +12,8 @@ which the consumer retries as a transient error.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import cached_property
 from operator import attrgetter
@@ -31,7 +31,24 @@ from services.allocation.domain.policy import Policy, policy_from_json
 QUEUE_FIRST_LOAD = 2000
 
 
-# Rows as loaded, by column name: each SELECT lists the fields of its row type (``_columns``).
+# Rows as loaded, by column name. Positions, orders and allocations are read as the domain
+# dataclasses' own fields: the SELECT lists them in declaration order (``_fields_of``), so
+# ``StockPosition(*row)`` puts each column into the field of its name (and runs at C speed).
+def _fields_of(cls: type, *, until: str | None = None, constants: Mapping[str, str] | None = None) -> str:
+    names = []
+    for f in fields(cls):
+        if f.name == until:
+            break
+        names.append(f"{constants[f.name]} AS {f.name}" if constants and f.name in constants else f.name)
+    return ", ".join(names)
+
+
+FieldsRow = Any  # a row of ``_fields_of(cls)``: a sequence of cls's fields, named as them
+POSITION_FIELDS = _fields_of(StockPosition)
+ORDER_FIELDS = _fields_of(Order, until="lines")
+ALLOCATION_FIELDS = _fields_of(Allocation, constants={"local_seq": "0"})  # local_seq: the book's own counter
+
+
 class LocationRow(NamedTuple):
     location_id: str
     name: str
@@ -46,32 +63,6 @@ class LocationRow(NamedTuple):
     pickup: bool
 
 
-class PositionRow(NamedTuple):
-    sku: str
-    location_id: str
-    bin: str
-    lot: str
-    on_hand: int
-    reserved: int
-    seq: int
-    sellable: bool
-    received_at: datetime | None
-    expires_at: datetime | None
-
-
-class OrderRow(NamedTuple):
-    order_id: str
-    channel: str
-    placed_at: datetime
-    priority: int
-    ship_complete: bool
-    pickup_location_id: str | None
-    country: str
-    lat: float | None
-    lon: float | None
-    version: int
-
-
 class LineRow(NamedTuple):
     order_id: str
     line_id: str
@@ -83,22 +74,6 @@ class LineRow(NamedTuple):
     backorder_reason: str | None
 
 
-class AllocationRow(NamedTuple):
-    allocation_id: int
-    order_id: str
-    line_id: str
-    sku: str
-    location_id: str
-    bin: str
-    lot: str
-    qty: int
-    status: str
-    shipment_id: str | None
-    rule: str
-    created_at: datetime | None
-    manual: bool
-
-
 class QueueRow(NamedTuple):
     sku: str
     order_id: str
@@ -107,8 +82,8 @@ class QueueRow(NamedTuple):
     placed_at: datetime
 
 
-def _columns(row: type[tuple[Any, ...]], alias: str = "") -> str:
-    return ", ".join(f"{alias}{name}" for name in row._fields)  # type: ignore[attr-defined]
+def _columns(row: type[tuple[Any, ...]]) -> str:
+    return ", ".join(row._fields)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -139,10 +114,10 @@ class Slice:
         self.skus: set[str] = set()
         self.locations: list[LocationRow] | None = None
         self.policies: list[Policy] | None = None
-        self.positions: dict[PositionKey, PositionRow] = {}
-        self.orders: dict[str, OrderRow] = {}
+        self.positions: dict[PositionKey, FieldsRow] = {}  # of StockPosition
+        self.orders: dict[str, FieldsRow] = {}  # of Order
         self.lines: dict[str, list[LineRow]] = {}
-        self.allocations: dict[str, list[AllocationRow]] = {}
+        self.allocations: dict[str, list[FieldsRow]] = {}  # of Allocation
         self.queue_limits: dict[str, int] = {}
         self.queue_hints: dict[str, int] = {}
         self.queues: dict[str, QueueSlice] = {}
@@ -224,8 +199,7 @@ class Slice:
             return
         await self._q(conn, "INSERT INTO skus (sku) SELECT unnest(CAST(:s AS text[])) ON CONFLICT DO NOTHING", s=new)
         await self._q(conn, "SELECT sku FROM skus WHERE sku = ANY(:s) ORDER BY sku FOR UPDATE", s=new)
-        rows = await self._q(conn, f"SELECT {_columns(PositionRow)} FROM positions WHERE sku = ANY(:s)", s=new)
-        for r in map(PositionRow._make, rows):
+        for r in await self._q(conn, f"SELECT {POSITION_FIELDS} FROM positions WHERE sku = ANY(:s)", s=new):
             self.positions[(r.sku, r.location_id, r.bin, r.lot)] = r
         self.skus |= set(new)
 
@@ -264,9 +238,9 @@ class Slice:
             return
         self.looked_up_orders |= set(ids)
         rows = await self._q(
-            conn, f"SELECT {_columns(OrderRow)} FROM orders WHERE order_id = ANY(:o) ORDER BY order_id FOR UPDATE", o=ids)
+            conn, f"SELECT {ORDER_FIELDS} FROM orders WHERE order_id = ANY(:o) ORDER BY order_id FOR UPDATE", o=ids)
         found = []
-        for r in map(OrderRow._make, rows):
+        for r in rows:
             found.append(r.order_id)
             self.orders[r.order_id] = r
             self.lines[r.order_id] = []
@@ -280,9 +254,9 @@ class Slice:
         # Shipped units too: a line's shipped quantity is the sum of its shipped allocations, so a
         # book without them would rebuild a partly shipped line as all zeros (and write it back).
         # Released ones hold nothing and are left out.
-        for a in map(AllocationRow._make, await self._q(
-                conn, f"SELECT {_columns(AllocationRow)} FROM allocations WHERE order_id = ANY(:o)"
-                " AND status IN ('allocated', 'packed', 'shipped') ORDER BY allocation_id", o=found)):
+        for a in await self._q(
+                conn, f"SELECT {ALLOCATION_FIELDS} FROM allocations WHERE order_id = ANY(:o)"
+                " AND status IN ('allocated', 'packed', 'shipped') ORDER BY allocation_id", o=found):
             self.allocations[a.order_id].append(a)
 
     # ------------------------------------------------------------------ building a book
@@ -293,17 +267,10 @@ class Slice:
                      channels=None if r.channels is None else tuple(r.channels), pickup=r.pickup)
             for r in self.locations or []
         ]
-        positions = [
-            StockPosition(sku=r.sku, location_id=r.location_id, bin=r.bin, lot=r.lot, on_hand=r.on_hand,
-                          reserved=r.reserved, seq=r.seq, sellable=r.sellable, received_at=r.received_at,
-                          expires_at=r.expires_at)
-            for r in self.positions.values()
-        ]
+        positions = [StockPosition(*r) for r in self.positions.values()]
         orders = []
         for oid, o in self.orders.items():
-            order = Order(order_id=o.order_id, channel=o.channel, placed_at=o.placed_at, priority=o.priority,
-                          ship_complete=o.ship_complete, pickup_location_id=o.pickup_location_id, country=o.country,
-                          lat=o.lat, lon=o.lon, version=o.version)
+            order = Order(*o)
             for ln in self.lines[oid]:
                 order.lines[ln.line_id] = OrderLine(order, ln.line_id, ln.sku, ln.qty, backordered=ln.backordered,
                                                     cancelled=ln.cancelled, on_hold=ln.on_hold,
@@ -311,10 +278,7 @@ class Slice:
             for a in self.allocations[oid]:
                 line = order.lines.get(a.line_id)
                 if line is not None:
-                    line.allocations.append(Allocation(
-                        allocation_id=a.allocation_id, order_id=a.order_id, line_id=a.line_id, sku=a.sku,
-                        location_id=a.location_id, bin=a.bin, lot=a.lot, qty=a.qty, status=a.status,
-                        shipment_id=a.shipment_id, rule=a.rule, created_at=a.created_at, manual=a.manual))
+                    line.allocations.append(Allocation(*a))
             orders.append(order)
         return AllocationBook(
             locations=locations, policies=self.policies or [], positions=positions, orders=orders, skus=self.skus,
