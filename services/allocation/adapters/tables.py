@@ -1,4 +1,4 @@
-"""The PostgreSQL schema of allocation. Its tables are defined by the Alembic migrations in
-migrations/versions; the use cases address them in SQL under this schema."""
+"""The PostgreSQL schema of allocation; its tables' DDL is in migrations/versions, and their
+columns as read and written are named in repository.py (row types and bulk upserts)."""
 
 SCHEMA = "allocation"

@@ -1,7 +1,9 @@
 """The allocation service's model: locations, stock positions, orders, lines, allocations.
 
 Pure data with the few rules that belong to one object; the rules that span objects live in
-``book.py`` (the in-memory slice of SKUs and orders a transaction works on).
+``book.py`` (the order/line aggregate and its commands), ``planner.py`` (where stock comes from),
+``queue.py`` (the fair backorder queue), ``availability.py`` (available-to-promise) and
+``changes.py`` (what a command changed, for the writer and the published results).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 LIVE = ("allocated", "packed")
+PositionKey = tuple[str, str, str, str]  # (sku, location_id, bin, lot)
 
 
 @dataclass
@@ -51,7 +54,7 @@ class StockPosition:
     expires_at: datetime | None = None
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
+    def key(self) -> PositionKey:
         return (self.sku, self.location_id, self.bin, self.lot)
 
     @property
@@ -95,7 +98,7 @@ class Allocation:
         return self.status in LIVE
 
     @property
-    def position_key(self) -> tuple[str, str, str, str]:
+    def position_key(self) -> PositionKey:
         return (self.sku, self.location_id, self.bin, self.lot)
 
     def recency(self) -> tuple[int, int]:
@@ -140,8 +143,9 @@ class OrderLine:
         return self.backordered > 0 and not self.on_hold
 
     def queue_key(self) -> tuple[object, ...]:
-        """The fair queue: priority desc, placed_at asc, order_id, line_id."""
-        return (-self.order.priority, self.order.placed_at, self.order.order_id, self.line_id)
+        """This line's place in the fair queue (see ``queue_key``)."""
+        order = self.order
+        return queue_key(order.priority, order.placed_at, order.order_id, self.line_id)
 
     def conserved(self) -> bool:
         return self.allocated + self.backordered + self.packed + self.shipped + self.cancelled == self.qty
@@ -165,16 +169,13 @@ class Order:
         return [a for line in self.lines.values() for a in line.allocations if a.live]
 
 
-@dataclass(frozen=True)
-class Backorder:
-    """An open backorder as operations see it: what waits and why."""
+def queue_key(priority: int, placed_at: datetime, order_id: str, line_id: str) -> tuple[object, ...]:
+    """The fair queue (SPEC 3.1.5), its one definition: priority desc, placed_at asc, order_id, line_id.
 
-    order_id: str
-    line_id: str
-    sku: str
-    qty: int
-    on_hold: bool
-    reason: str | None
+    Smaller comes first. The SQL that reads the queue in this order (``adapters/queries.py``:
+    ``QUEUE_ORDER``, ``QUEUE_KEY``) is pinned to this function by
+    ``tests/integration/test_allocation_queries.py``."""
+    return (-priority, placed_at, order_id, line_id)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

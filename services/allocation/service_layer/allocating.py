@@ -35,7 +35,7 @@ from services.allocation.adapters.repository import (
 )
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.domain.book import AllocationBook, OrderResult, SliceTooSmall
-from services.allocation.domain.model import Location, Order, OrderLine
+from services.allocation.domain.model import Location, Order, OrderLine, queue_key
 from services.allocation.domain.policy import PolicyProblem, parse_policy
 
 SOURCE = "allocation"
@@ -114,8 +114,9 @@ def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUI
             "shipment_id": r.shipment_id,
             "ship_complete": r.ship_complete,
             "lines": [
-                {"line_id": ln[0], "sku": ln[1], "qty": ln[2], "allocated": ln[3], "backordered": ln[4],
-                 "packed": ln[5], "shipped": ln[6], "cancelled": ln[7], "on_hold": ln[8], "backorder_reason": ln[9]}
+                {"line_id": ln.line_id, "sku": ln.sku, "qty": ln.qty, "allocated": ln.allocated,
+                 "backordered": ln.backordered, "packed": ln.packed, "shipped": ln.shipped, "cancelled": ln.cancelled,
+                 "on_hold": ln.on_hold, "backorder_reason": ln.backorder_reason}
                 for ln in r.lines
             ],
             "allocations": [
@@ -267,7 +268,7 @@ def in_queue_order(messages: Sequence[tuple[Envelope, Event]]) -> list[tuple[Env
     changes: list[tuple[Envelope, Event]] = []
 
     def flush() -> None:
-        placed.sort(key=lambda m: (-m[1].priority, m[1].placed_at, m[1].order_id))
+        placed.sort(key=lambda m: queue_key(m[1].priority, m[1].placed_at, m[1].order_id, ""))
         out.extend(placed)
         out.extend(changes)
         placed.clear()
@@ -337,7 +338,7 @@ class PolicyRefused(ValueError):
 
 async def put_policy(conn: AsyncConnection, document: Any) -> dict[str, Any]:
     """Validate and store a channel's policy; refill every queue (it may free stock)."""
-    known = [r[0] for r in await conn.execute(text("SELECT location_id FROM locations"))]
+    known = [r.location_id for r in await conn.execute(text("SELECT location_id FROM locations"))]
     channel = document.get("channel", "*") if isinstance(document, dict) else "*"
     current = (await conn.execute(
         text("SELECT version FROM policies WHERE channel = :c FOR UPDATE"), {"c": channel})).scalar()

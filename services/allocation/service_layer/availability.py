@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from libs.contracts import Topic
 from libs.contracts.envelope import Envelope
 from libs.messaging import OutboxMessage, write_outbox
+from services.allocation.adapters.queries import free_units_by_location
 from services.allocation.adapters.tables import SCHEMA
+from services.allocation.domain.availability import available_by_location, available_to_promise
 from services.allocation.domain.policy import DEFAULT_CHANNEL, Policy, policy_from_json
 
 log = logging.getLogger(__name__)
@@ -27,16 +29,16 @@ BUILTIN_POLICY = Policy()  # one object: building a Policy per SKU was ~4 % of a
 
 def availability_of(sku: str, free_at: dict[str, int], policies: dict[str, Policy], now: datetime) -> dict[str, Any]:
     """AvailabilityChanged payload for one SKU (plain JSON) from what is free per location
-    (sellable on hand minus reserved, at active locations).
+    (``domain.availability.free_by_location``): available-to-promise per location (the default
+    policy's safety stock held back) and per channel (its own safety stock and buffer too).
 
     ``positions`` is left empty: it carried reserved quantities per position for inventory's
     mirror, which is gone (stock takes ask ``GET /v1/reports/reserved``). Each entry cost a
     loop here and bytes on every event of the busiest topic."""
-    default = policies.get(DEFAULT_CHANNEL) or BUILTIN_POLICY
-    per_location = {loc: max(0, free - default.safety(sku, loc)) for loc, free in free_at.items()}
+    per_location = available_by_location(sku, free_at, policies.get(DEFAULT_CHANNEL) or BUILTIN_POLICY)
     channels = {}
     for ch, pol in policies.items():
-        channels[ch] = sum(max(0, free - pol.safety(sku, loc) - pol.buffer) for loc, free in free_at.items())
+        channels[ch] = sum(available_to_promise(free, pol, sku, loc) for loc, free in free_at.items())
     channels.setdefault(DEFAULT_CHANNEL, sum(per_location.values()))
     return {
         "sku": sku,
@@ -50,20 +52,12 @@ def availability_of(sku: str, free_at: dict[str, int], policies: dict[str, Polic
 
 async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     """One window: publish AvailabilityChanged for up to ``limit`` dirty SKUs; return how many."""
-    skus = [r[0] for r in await conn.execute(
+    skus = [r.sku for r in await conn.execute(
         text("SELECT sku FROM skus WHERE availability_dirty ORDER BY sku LIMIT :n FOR UPDATE SKIP LOCKED"), {"n": limit})]
     if not skus:
         return 0
     now = datetime.now(UTC)
-    # Free units per (sku, location) summed by the database: one row per location, not per bin/lot.
-    free: dict[str, dict[str, int]] = {s: {} for s in skus}
-    for r in await conn.execute(text(
-            "SELECT p.sku, p.location_id, sum(CASE WHEN p.sellable AND coalesce(l.active, false)"
-            " AND (p.expires_at IS NULL OR p.expires_at > :now)"  # expired lots are never allocated, so never promised
-            " THEN greatest(p.on_hand - p.reserved, 0) ELSE 0 END) AS free"
-            " FROM positions p LEFT JOIN locations l USING (location_id)"
-            " WHERE p.sku = ANY(:s) GROUP BY p.sku, p.location_id"), {"s": skus, "now": now}):
-        free[r.sku][r.location_id] = int(r.free)
+    free = await free_units_by_location(conn, skus, now)
     policies = {r.channel: policy_from_json(r.document)
                 for r in await conn.execute(text("SELECT channel, document FROM policies"))}
     messages = []

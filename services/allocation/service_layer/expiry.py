@@ -40,11 +40,11 @@ async def release_expired_lots(conn: AsyncConnection, now: datetime, since: date
         ),
         {"now": now, "since": since, "n": MAX_LOTS_PER_SWEEP},
     )).all()
-    keys: list[PositionKey] = [(r[0], r[1], r[2], r[3]) for r in rows]
+    keys: list[PositionKey] = [(r.sku, r.location_id, r.bin, r.lot) for r in rows]
     if not keys:
         return 0
     # Empty correlation: each result correlates with its own order.
-    await run_commands(conn, Need(positions=set(keys), queues={k[0] for k in keys}),
+    await run_commands(conn, Need(positions=set(keys), queues={sku for sku, _, _, _ in keys}),
                        [(None, "", lambda b: b.release_expired(keys))], now=now)
     return len(keys)
 

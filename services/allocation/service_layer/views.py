@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.allocation.adapters.queries import QUEUE_KEY, QUEUE_ORDER, free_units_by_location
+from services.allocation.domain.availability import available_by_location
 from services.allocation.domain.policy import DEFAULT_CHANNEL, Policy, policy_from_json
 
 
@@ -30,8 +33,7 @@ async def allocation_view(conn: AsyncConnection, order_id: str) -> dict[str, Any
         for r in await conn.execute(
             text(
                 "SELECT l.line_id, (SELECT count(*) FROM order_lines q WHERE q.sku = l.sku AND q.backordered > 0"
-                " AND NOT q.on_hold AND (-q.priority, q.placed_at, q.order_id, q.line_id)"
-                " < (-l.priority, l.placed_at, l.order_id, l.line_id)) AS ahead"
+                f" AND NOT q.on_hold AND {QUEUE_KEY.format(t='q.')} < {QUEUE_KEY.format(t='l.')}) AS ahead"
                 " FROM order_lines l WHERE l.order_id = :o AND l.backordered > 0 AND NOT l.on_hold"
             ),
             {"o": order_id},
@@ -80,7 +82,7 @@ async def backorder_queue(conn: AsyncConnection, sku: str | None, limit: int, of
             "SELECT l.order_id, l.line_id, l.sku, l.backordered AS qty, l.priority, l.placed_at, l.on_hold,"
             " l.backorder_reason AS reason, o.channel, o.ship_complete FROM order_lines l JOIN orders o USING (order_id)"
             " WHERE l.backordered > 0 AND (CAST(:s AS text) IS NULL OR l.sku = :s)"
-            " ORDER BY l.sku, l.on_hold, l.priority DESC, l.placed_at, l.order_id, l.line_id LIMIT :n OFFSET :off"
+            f" ORDER BY l.sku, l.on_hold, {QUEUE_ORDER.format(t='l.')} LIMIT :n OFFSET :off"
         ),
         {"s": sku, "n": limit, "off": offset},
     )
@@ -110,29 +112,41 @@ async def get_policy(conn: AsyncConnection, channel: str | None) -> dict[str, An
 
 
 async def stock_report(conn: AsyncConnection, sku: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
-    """Per SKU: on hand, reserved, backordered demand, available (sellable, unexpired stock at active locations)."""
+    """Per SKU: on hand, reserved, backordered demand, and available as SPEC 3 defines it: on hand
+    less reserved less safety stock, counting sellable, unexpired stock at active locations only
+    (``domain.availability.available_by_location`` under the default policy, the availability
+    feed's total)."""
     rows = await conn.execute(
         text(
             "WITH s AS (SELECT p.sku, sum(p.on_hand) AS on_hand, sum(p.reserved) AS reserved,"
-            " sum(CASE WHEN p.sellable AND l.active AND (p.expires_at IS NULL OR p.expires_at > now())"
-            " THEN greatest(p.on_hand - p.reserved, 0) ELSE 0 END) AS available,"
             " sum(CASE WHEN NOT p.sellable THEN p.on_hand ELSE 0 END) AS quarantined"
-            " FROM positions p LEFT JOIN locations l USING (location_id)"
-            " WHERE CAST(:s AS text) IS NULL OR p.sku = :s GROUP BY p.sku),"
+            " FROM positions p WHERE CAST(:s AS text) IS NULL OR p.sku = :s GROUP BY p.sku),"
             " b AS (SELECT sku, sum(backordered) AS backordered, sum(backordered) FILTER (WHERE on_hold) AS on_hold"
             " FROM order_lines WHERE backordered > 0 AND (CAST(:s AS text) IS NULL OR sku = :s) GROUP BY sku)"
             " SELECT coalesce(s.sku, b.sku) AS sku, coalesce(s.on_hand, 0) AS on_hand, coalesce(s.reserved, 0) AS reserved,"
             " coalesce(b.backordered, 0) AS backordered_demand, coalesce(b.on_hold, 0) AS backordered_on_hold,"
-            " coalesce(s.available, 0) AS available, coalesce(s.quarantined, 0) AS quarantined"
+            " coalesce(s.quarantined, 0) AS quarantined"
             " FROM s FULL JOIN b ON s.sku = b.sku ORDER BY 1 LIMIT :n OFFSET :off"
         ),
         {"s": sku, "n": limit, "off": offset},
     )
-    out = [{k: (int(v) if k != "sku" else v) for k, v in r.items()} for r in rows.mappings()]
+    out: list[dict[str, Any]] = [{k: (int(v) if k != "sku" else v) for k, v in r.items()} for r in rows.mappings()]
     if sku is not None and not out and offset == 0:  # a SKU we have not heard of yet: nothing of it
         out = [{"sku": sku, "on_hand": 0, "reserved": 0, "backordered_demand": 0, "backordered_on_hold": 0,
-                "available": 0, "quarantined": 0}]
+                "quarantined": 0}]
+    free = await free_units_by_location(conn, [r["sku"] for r in out], datetime.now(UTC))
+    policy = await default_policy(conn)
+    for r in out:
+        quarantined = r.pop("quarantined")  # (after available, as the report always listed them)
+        r["available"] = sum(available_by_location(r["sku"], free[r["sku"]], policy).values())
+        r["quarantined"] = quarantined
     return out
+
+
+async def default_policy(conn: AsyncConnection) -> Policy:
+    row = (await conn.execute(text("SELECT document, version FROM policies WHERE channel = :c"),
+                              {"c": DEFAULT_CHANNEL})).first()
+    return Policy() if row is None else policy_from_json({**row.document, "version": row.version})
 
 
 async def reserved_positions(conn: AsyncConnection, location_id: str | None, sku: str | None) -> list[dict[str, Any]]:
