@@ -28,8 +28,8 @@ def background(runtime: Runtime) -> list[Callable[[], Any]]:
     # OMS_EXPIRY_SWEEP_INTERVAL_MS: how often lots that expired under allocated units are released.
     sweep = int(os.environ.get("OMS_EXPIRY_SWEEP_INTERVAL_MS", "60000")) / 1000
     return [
-        lambda: run_publisher(runtime.engine, runtime.relay.notify, interval=interval),
-        lambda: run_expiry_sweep(runtime.engine, runtime.relay.notify, interval=sweep),
+        lambda: run_publisher(runtime.transaction, interval=interval),
+        lambda: run_expiry_sweep(runtime.transaction, interval=sweep),
     ]
 
 

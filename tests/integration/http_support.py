@@ -16,8 +16,12 @@ STAFF = {"Authorization": "Bearer dev-admin-token"}
 
 
 def runtime(engine: AsyncEngine) -> Any:
-    """What routers need of a Runtime: the engine and a relay to wake."""
-    return SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    """What routers need of a Runtime: the engine, a relay to wake and the unit of work that
+    wakes it (``Runtime.transaction``)."""
+    from libs.messaging.outbox import Transactions
+
+    relay = SimpleNamespace(notify=lambda: None)
+    return SimpleNamespace(engine=engine, relay=relay, transaction=Transactions(engine, relay).begin)  # type: ignore[arg-type]
 
 
 def channel_keys(spec: str) -> Any:

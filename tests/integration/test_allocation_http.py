@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import httpx
 import pytest
 from allocation_support import fresh_engine, location, order, outbox, stock
+from http_support import runtime as http_runtime
 from sqlalchemy import text
 from staff_auth import ADMIN, OPERATOR, VIEWER, guarded_app
 
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.integration
 async def api(database_url: str):  # type: ignore[no-untyped-def]
     engine = await fresh_engine(database_url)
     app = guarded_app("allocation", ACCESS, [
-        build_router(SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None)))])  # type: ignore[arg-type]
+        build_router(http_runtime(engine))])  # type: ignore[arg-type]
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://alloc", headers=ADMIN
     ) as client:

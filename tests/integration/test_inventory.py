@@ -9,7 +9,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import orjson
@@ -18,6 +17,7 @@ from allocation_support import fresh_engine
 from allocation_support import location as alloc_location
 from allocation_support import order as alloc_order
 from allocation_support import stock as alloc_stock
+from http_support import runtime as http_runtime
 from openpyxl import load_workbook
 from sqlalchemy import text
 from staff_auth import ADMIN, guarded_app
@@ -367,7 +367,7 @@ async def test_returns_go_back_to_stock_or_into_quarantine(engine, location):
 async def allocation(database_url: str):  # type: ignore[no-untyped-def]
     """The real allocation service's HTTP API on the same database, as inventory reaches it."""
     engine = await fresh_engine(database_url)
-    runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    runtime = http_runtime(engine)
     app = guarded_app("allocation", ALLOCATION_ACCESS, [alloc_router(runtime)])  # type: ignore[arg-type]
     # inventory presents its configured token (the development viewer token by default)
     source = AllocationReservations("http://allocation", transport=httpx.ASGITransport(app=app))
@@ -486,7 +486,7 @@ async def test_specific_bins_changes_only_the_listed_rows(engine, location, allo
 
 @pytest.fixture
 async def client(engine, allocation):  # type: ignore[no-untyped-def]
-    runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    runtime = http_runtime(engine)
     app = guarded_app("inventory", ACCESS, [build_router(runtime, allocation)])  # type: ignore[arg-type]
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://inventory", headers=ADMIN
@@ -610,7 +610,7 @@ async def test_stock_view_and_stock_take_read_reserved_from_allocation(client, e
 async def test_stock_take_answers_503_and_changes_nothing_when_allocation_cannot_be_asked(engine, location):
     s = sku()
     await receive(engine, location, (s, "A-01", "", 5))
-    runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    runtime = http_runtime(engine)
     # nothing listens on port 9 of this machine: allocation is down
     app = guarded_app("inventory", ACCESS, [build_router(runtime, AllocationReservations("http://127.0.0.1:9"))])  # type: ignore[arg-type]
     async with httpx.AsyncClient(

@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
+from http_support import runtime as http_runtime
 from staff_auth import OPERATOR, VIEWER, guarded_app
 
 from libs.database import create_engine, upgrade_schema
@@ -31,7 +31,7 @@ POS_KEY = {"X-API-Key": f"pos-key-{RUN}-0123456789"}
 async def api(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     engine = create_engine(database_url, schema=SCHEMA)
     await upgrade_schema(engine, schema=SCHEMA, versions_dir=VERSIONS)
-    runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    runtime = http_runtime(engine)
     app = guarded_app("order_intake", ACCESS, [build_router(runtime, ChannelKeys(KEYS))],  # type: ignore[arg-type]
                       runtime=runtime, channel_keys=KEYS)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:

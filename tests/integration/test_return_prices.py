@@ -8,11 +8,11 @@ import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from http_support import runtime as http_runtime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from staff_auth import OPERATOR, guarded_app
@@ -40,7 +40,7 @@ KEYS = f"web-{RUN}:web-key-{RUN}-0123456789"
 
 
 def _runtime(engine: AsyncEngine) -> Any:
-    return SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    return http_runtime(engine)
 
 
 @pytest.fixture

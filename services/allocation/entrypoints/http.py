@@ -195,13 +195,12 @@ def build_router(runtime: Runtime) -> APIRouter:
 
     async def run(order_id: str, fn: Any) -> Any:
         try:
-            async with engine.begin() as conn:
+            async with runtime.transaction() as conn:
                 await fn(conn)
         except UnknownOrder as exc:
             raise HTTPException(404, f"no order {exc.args[0]}") from None
         except CommandRefused as exc:
             return problem_response(exc.problems)
-        runtime.relay.notify()
         return await view(order_id)
 
     @router.get(
@@ -279,11 +278,10 @@ def build_router(runtime: Runtime) -> APIRouter:
         if unstorable := storable_problems(doc):
             return problem_response([Problem(field=f, problem=p) for f, p in unstorable])
         try:
-            async with engine.begin() as conn:
+            async with runtime.transaction() as conn:
                 stored = await allocating.put_policy(conn, doc)
         except allocating.PolicyRefused as exc:
             return problem_response(exc.problems)
-        runtime.relay.notify()
         return stored
 
     @router.get(

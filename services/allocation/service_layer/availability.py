@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic
 from libs.contracts.envelope import Envelope
@@ -73,14 +75,12 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     return len(skus)
 
 
-async def run_publisher(engine: AsyncEngine, notify: Any, interval: float = 1.0) -> None:
+async def run_publisher(transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]], interval: float = 1.0) -> None:
     """Background loop of the service: never dies on a database hiccup."""
     while True:
         try:
-            async with engine.begin() as conn:
+            async with transaction() as conn:
                 n = await publish_dirty(conn)
-            if n:
-                notify()
             if n >= 2000:
                 continue  # a backlog: no pause until it is drained
         except asyncio.CancelledError:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.allocation.adapters.repository import Need
 from services.allocation.domain.book import PositionKey
@@ -49,17 +50,15 @@ async def release_expired_lots(conn: AsyncConnection, now: datetime, since: date
     return len(keys)
 
 
-async def run_expiry_sweep(engine: AsyncEngine, notify: Any, interval: float = 60.0) -> None:
+async def run_expiry_sweep(transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]], interval: float = 60.0) -> None:
     """Background loop of the service: never dies on a database hiccup."""
     since: datetime | None = datetime.now(UTC) - FIRST_LOOK_BACK
     while True:
         now = datetime.now(UTC)
         try:
-            async with engine.begin() as conn:
+            async with transaction() as conn:
                 n = await release_expired_lots(conn, now, since)
             since = now
-            if n:
-                notify()
             if n >= MAX_LOTS_PER_SWEEP:
                 continue  # more waiting: no pause until it is drained
         except asyncio.CancelledError:

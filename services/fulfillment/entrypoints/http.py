@@ -175,12 +175,11 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: P
     async def post_pack(order_id: str, body: PackRequest | None = None) -> Any:
         body = body or PackRequest()
         try:
-            shipment_id = await request_pack_when_mirrored(engine, order_id, body.line_ids, body.serials)
+            shipment_id = await request_pack_when_mirrored(runtime.transaction, order_id, body.line_ids, body.serials)
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
         except PackRefused as exc:
             return problem_response(exc.problems, 422 if exc.kind == "invalid" else 409)
-        runtime.relay.notify()
         shipment = _jsonable(await await_pack_answer(engine, shipment_id, wait_seconds=pack_wait_seconds))
         if shipment["status"] == "rejected":
             return JSONResponse(
@@ -210,14 +209,12 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: P
     )
     async def post_ship(shipment_id: str, body: ShipRequest) -> Any:
         try:
-            async with engine.begin() as conn:
-                shipped_now = await ship_shipment(conn, shipment_id, body.carrier, body.tracking_number)
+            async with runtime.transaction() as conn:
+                await ship_shipment(conn, shipment_id, body.carrier, body.tracking_number)
         except ShipmentNotFound:
             raise HTTPException(404, f"no shipment {shipment_id}") from None
         except ShipRefused as exc:
             return problem_response(exc.problems, 422 if exc.kind == "invalid" else 409)
-        if shipped_now:
-            runtime.relay.notify()
         async with engine.connect() as conn:
             return _jsonable(await shipment_view(conn, shipment_id))
 
@@ -241,7 +238,7 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: P
         if prices is None:
             raise HTTPException(404, f"no order {body.order_id}")
         try:
-            async with engine.begin() as conn:
+            async with runtime.transaction() as conn:
                 result = await receive_return(conn, body.order_id, lines, prices)
         except PricesUnavailable as exc:
             return _prices_unavailable(exc)
@@ -249,7 +246,6 @@ def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: P
             raise HTTPException(404, f"no order {body.order_id}") from None
         except ReturnRefused as exc:
             return problem_response(exc.problems)
-        runtime.relay.notify()
         return JSONResponse(result, status_code=201)
 
     @router.put(

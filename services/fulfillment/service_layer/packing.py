@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
@@ -163,7 +165,7 @@ async def request_pack(
 
 
 async def request_pack_when_mirrored(
-    engine: AsyncEngine,
+    transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
     order_id: str,
     line_ids: list[str] | None,
     serials: dict[str, list[str]],
@@ -171,10 +173,11 @@ async def request_pack_when_mirrored(
     grace_seconds: float = 2.0,
     interval: float = 0.05,
 ) -> str:
-    """``request_pack`` in its own transaction, allowing the mirrors a moment to catch up.
+    """``request_pack`` in its own unit of work (``transaction()``, e.g. ``Runtime.transaction``,
+    which wakes the relay for the PackRequested), allowing the mirror a moment to catch up.
 
-    Our copies of the order (OrderPlaced) and of its allocations (AllocationResult) come from
-    other consumer groups than the ones an operator's screen reads from, so an operator can ask
+    Our copy of the order's allocations (AllocationResult) comes through our own consumer, not
+    through what an operator's screen reads from, so an operator can ask
     to pack an allocation we have not mirrored yet. An unknown order or a refusal because of
     the order's state (nothing allocated, ship-complete not whole) is therefore re-checked for
     ``grace_seconds`` before it is answered; bad input is answered at once.
@@ -182,7 +185,7 @@ async def request_pack_when_mirrored(
     deadline = time.monotonic() + grace_seconds
     while True:
         try:
-            async with engine.begin() as conn:
+            async with transaction() as conn:
                 return await request_pack(conn, order_id, line_ids, serials)
         except (OrderNotFound, PackRefused) as exc:
             if isinstance(exc, PackRefused) and exc.kind != "conflict":

@@ -323,10 +323,9 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
                    201: {"model": LocationOut, "description": "created"}},
     )
     async def post_location(body: LocationIn) -> Any:
-        async with engine.begin() as conn:
+        async with runtime.transaction() as conn:
             created = await save_location(conn, _event(body))
             view = await get_location(conn, body.location_id)
-        runtime.relay.notify()
         return JSONResponse(orjson.loads(orjson.dumps(view)), status_code=201 if created else 200)
 
     @router.patch(
@@ -342,7 +341,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             return problem_response([Problem("(body)", "must be a JSON object")])
         if "location_id" in changes and changes["location_id"] != location_id:
             return problem_response([Problem("location_id", "cannot be changed")])
-        async with engine.begin() as conn:
+        async with runtime.transaction() as conn:
             try:
                 current = await get_location(conn, location_id, lock=True)
             except LocationNotFound:
@@ -354,7 +353,6 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
                 return problem_response(problems_of(exc))
             await save_location(conn, _event(body))
             view = await get_location(conn, location_id)
-        runtime.relay.notify()
         return view
 
     @router.get(
@@ -383,13 +381,12 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             ReceiptLine(ln.sku, ln.bin, ln.lot, ln.qty, ln.received_at, ln.expires_at) for ln in body.lines
         ]
         try:
-            async with engine.begin() as conn:
+            async with runtime.transaction() as conn:
                 entries = await receive_goods(conn, body.location_id, body.reference, lines, x_actor)
         except StockRefused as exc:
             return problem_response(exc.problems)
         except DuplicateReceipt as exc:
             return JSONResponse({"detail": [{"field": "reference", "problem": str(exc)}]}, status_code=409)
-        runtime.relay.notify()
         return {
             "location_id": body.location_id,
             "reference": body.reference,
@@ -403,11 +400,10 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
     async def post_adjustment(body: AdjustmentIn, x_actor: Annotated[str | None, Header()] = None) -> Any:
         key = PositionKey(body.sku, body.location_id, body.bin, body.lot)
         try:
-            async with engine.begin() as conn:
+            async with runtime.transaction() as conn:
                 entry = await adjust_stock(conn, key, body.delta, body.reason_code, body.reference, x_actor)
         except StockRefused as exc:
             return problem_response(exc.problems)
-        runtime.relay.notify()
         return {"change": entry_view(entry)}
 
     @router.post(
@@ -427,11 +423,10 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             x_actor,
         )
         try:
-            async with engine.begin() as conn:
+            async with runtime.transaction() as conn:
                 entries = await transfer_stock(conn, transfer)
         except StockRefused as exc:
             return problem_response(exc.problems)
-        runtime.relay.notify()
         return {"changes": [entry_view(e) for e in entries]}
 
     # --- queries -------------------------------------------------------------------------------
@@ -603,7 +598,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
     )
     async def post_submit(stocktake_id: str, x_actor: Annotated[str | None, Header()] = None) -> Any:
         try:
-            async with engine.begin() as conn:
+            async with runtime.transaction() as conn:
                 result = await submit_stocktake(conn, stocktake_id, x_actor, reserved_by)
         except ReservationsUnavailable as exc:
             return _unavailable(exc)
@@ -611,7 +606,6 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             return _not_found(f"stock take {stocktake_id}")
         except StockRefused as exc:
             return problem_response(exc.problems, status=409)
-        runtime.relay.notify()
         return result
 
     return router

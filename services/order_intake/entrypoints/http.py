@@ -126,14 +126,13 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
                 headers={"WWW-Authenticate": 'ApiKey realm="oms", header="X-API-Key"'},
             )
         key = f"{channel}:{document.get('external_id')}"
-        async with engine.begin() as conn:
+        async with runtime.transaction() as conn:
             [outcome] = await place_orders(conn, [Incoming(document, key)], publish_rejections=False)
         if outcome.status == "rejected":
             return problem_response(outcome.problems)
         if outcome.status == "conflict":
             return JSONResponse(
                 {"detail": [p.model_dump() for p in outcome.problems], "order_id": outcome.order_id}, status_code=409)
-        runtime.relay.notify()
         return JSONResponse({"order_id": outcome.order_id, "created": outcome.status == "created"},
                             status_code=201 if outcome.status == "created" else 200)
 
@@ -174,13 +173,12 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
     async def post_cancel(order_id: str, body: CancelRequest | None = None) -> Any:
         body = body or CancelRequest()
         try:
-            async with engine.begin() as conn:
+            async with runtime.transaction() as conn:
                 await cancel_order(conn, order_id, body.line_ids, body.reason)
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
         except ChangeRefused as exc:
             return problem_response(exc.problems)
-        runtime.relay.notify()
         return {"order_id": order_id, "status": "cancellation requested"}
 
     @router.patch(
@@ -190,13 +188,12 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
     async def patch_order(order_id: str, body: OrderChangeIn) -> Any:
         changes = [LineChange.model_construct(**ln.model_dump()) for ln in body.lines]  # validated above
         try:
-            async with engine.begin() as conn:
+            async with runtime.transaction() as conn:
                 await modify_order(conn, order_id, changes, body.priority)
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
         except ChangeRefused as exc:
             return problem_response(exc.problems)
-        runtime.relay.notify()
         return {"order_id": order_id, "status": "modification requested"}
 
     return router
