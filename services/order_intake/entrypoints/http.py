@@ -14,6 +14,7 @@ from libs.contracts.storable import INT64_MAX, Text
 from libs.service_host import Runtime
 from libs.service_host.auth import CHANNEL_KEY, VIEWER, AccessTable, ChannelKeys, Role, StaffOrChannel
 from libs.service_host.errors import problem_response as _problems
+from services.order_intake.entrypoints.shopify import SIGNED, WEBHOOK_PATH
 from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders
 from services.order_intake.service_layer.tracking import (
     ChangeRefused,
@@ -138,4 +139,5 @@ ACCESS: AccessTable = {
     ("GET", "/v1/reports/orders-by-channel-status"): VIEWER,
     ("POST", "/v1/orders/{order_id}/cancel"): StaffOrChannel(Role.OPERATOR, _channel_of_order),
     ("PATCH", "/v1/orders/{order_id}"): StaffOrChannel(Role.OPERATOR, _channel_of_order),
+    ("POST", WEBHOOK_PATH): SIGNED,  # Shopify signs its webhooks; the route verifies them
 }
