@@ -147,14 +147,16 @@ def build_router(runtime: Runtime, connector: ShopifyConnector) -> APIRouter:
 
 
 def register(runtime: Runtime, group_id: str, connector: ShopifyConnector) -> None:
-    """The availability feed -> ``oms.shopify.inventory-levels.v1`` (every shop with mappings)."""
+    """The availability feed -> ``oms.shopify.inventory-levels.v1`` (every shop with mappings).
+    Subscribed only when some shop has mappings: availability is the busiest topic, and without
+    mappings there is nothing to tell Shopify."""
     kafka = runtime.kafka
     group_id = f"{group_id}.{Topic.AVAILABILITY}"
     shops = [s for s in connector.shops if s.mapping.inventory_items and s.mapping.locations]
+    if not shops:
+        return
 
     async def handle(deliveries: Sequence[Delivery[EventMessage]]) -> None:
-        if not shops:
-            return  # nothing mapped: nothing to tell Shopify
         async with runtime.engine.begin() as conn:
             written = await publish_inventory_levels(conn, shops, deliveries)
         if written:
