@@ -121,6 +121,10 @@ class ChannelKeys:
             return False
         return hmac.compare_digest(expected, _digest(key))
 
+    def named_channels(self) -> frozenset[str]:
+        """The channels that have a key of their own (not ``*``)."""
+        return frozenset(c for c in self._digests if c != "*")
+
     def known(self, key: str | None) -> bool:
         """Is ``key`` the key of some channel? (constant time over all keys)"""
         if not key:

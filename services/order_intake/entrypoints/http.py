@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
@@ -12,9 +14,20 @@ from libs.contracts.events import LineChange
 from libs.contracts.orders import OrderChangeIn, Problem, problems_of
 from libs.contracts.storable import INT64_MAX, Text
 from libs.service_host import Runtime
-from libs.service_host.auth import CHANNEL_KEY, VIEWER, AccessTable, ChannelKeys, Role, StaffOrChannel
+from libs.service_host.auth import (
+    ADMIN,
+    CHANNEL_KEY,
+    OPERATOR,
+    VIEWER,
+    AccessTable,
+    ChannelKeys,
+    Role,
+    StaffOrChannel,
+)
 from libs.service_host.errors import problem_response as _problems
+from services.order_intake.domain.rules import RuleIn
 from services.order_intake.entrypoints.shopify import SIGNED, WEBHOOK_PATH
+from services.order_intake.service_layer import rules
 from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders
 from services.order_intake.service_layer.tracking import (
     ChangeRefused,
@@ -28,14 +41,35 @@ from services.order_intake.service_layer.tracking import (
 )
 
 
+class HoldRequest(BaseModel):
+    reason: Text = Field(min_length=1, max_length=500)
+
+
+class HoldAnswer(BaseModel):
+    order_id: str
+    status: str
+
+
+class ReleaseAnswer(BaseModel):
+    order_id: str
+    announced_events: int = Field(description="OrderPlaced and the changes kept while held, now published")
+
+
+class RuleOut(RuleIn):
+    rule_id: str
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
 class CancelRequest(BaseModel):
     line_ids: list[Text] | None = Field(default=None, description="omit to cancel the whole order")
     reason: Text = Field(default="customer request", max_length=500)
 
 
-def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
+def build_router(runtime: Runtime, api_keys: ChannelKeys, connector_channels: frozenset[str] = frozenset()) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["orders"])
     engine = runtime.engine
+    configured_channels = api_keys.named_channels() | connector_channels
 
     @router.post("/orders", status_code=201, summary="Place an order (authenticated per channel with X-API-Key)")
     async def post_order(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
@@ -117,7 +151,78 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
         runtime.relay.notify()
         return {"order_id": order_id, "status": "modification requested"}
 
+    @router.post("/orders/{order_id}/hold", response_model=HoldAnswer,
+                 summary="Hold an order not yet announced to allocation (a rule's hold): confirm it with a reason")
+    async def post_hold(order_id: str, body: HoldRequest, request: Request) -> Any:
+        try:
+            async with engine.begin() as conn:
+                await rules.hold_order(conn, order_id, body.reason, _staff(request))
+        except OrderNotFound:
+            raise HTTPException(404, f"no order {order_id}") from None
+        except rules.HoldRefused as exc:
+            return _problems(exc.problems, status=exc.status)
+        return HoldAnswer(order_id=order_id, status="held")
+
+    @router.post("/orders/{order_id}/release-hold", response_model=ReleaseAnswer,
+                 summary="Release an order held at intake: it is announced to allocation with the changes made meanwhile")
+    async def post_release_hold(order_id: str, request: Request) -> Any:
+        try:
+            async with engine.begin() as conn:
+                announced = await rules.release_hold(conn, order_id, _staff(request))
+        except OrderNotFound:
+            raise HTTPException(404, f"no order {order_id}") from None
+        except rules.HoldRefused as exc:
+            return _problems(exc.problems, status=exc.status)
+        runtime.relay.notify()
+        return ReleaseAnswer(order_id=order_id, announced_events=announced)
+
+    @router.get("/rules", response_model=list[RuleOut], summary="Channel rules in evaluation order")
+    async def get_rules() -> Any:
+        async with engine.connect() as conn:
+            return await rules.list_rules(conn)
+
+    @router.get("/rules/{rule_id}", response_model=RuleOut, summary="One channel rule")
+    async def get_rule(rule_id: str) -> Any:
+        async with engine.connect() as conn:
+            try:
+                return await rules.get_rule(conn, rule_id)
+            except rules.RuleNotFound:
+                raise HTTPException(404, f"no rule {rule_id}") from None
+
+    @router.post("/rules", status_code=201, response_model=RuleOut,
+                 summary="Add a channel rule (applies to the next order placed, no restart)")
+    async def post_rule(body: RuleIn) -> Any:
+        return await _save(None, body)
+
+    @router.put("/rules/{rule_id}", response_model=RuleOut, summary="Replace a channel rule")
+    async def put_rule(rule_id: str, body: RuleIn) -> Any:
+        return await _save(rule_id, body)
+
+    @router.delete("/rules/{rule_id}", status_code=204, summary="Delete a channel rule")
+    async def delete_rule(rule_id: str) -> Response:
+        try:
+            async with engine.begin() as conn:
+                await rules.delete_rule(conn, rule_id)
+        except rules.RuleNotFound:
+            raise HTTPException(404, f"no rule {rule_id}") from None
+        return Response(status_code=204)
+
+    async def _save(rule_id: str | None, body: RuleIn) -> Any:
+        try:
+            async with engine.begin() as conn:
+                saved = await rules.save_rule(conn, rule_id, body, configured_channels)
+        except rules.RuleNotFound:
+            raise HTTPException(404, f"no rule {rule_id}") from None
+        except rules.HoldRefused as exc:
+            return _problems(exc.problems, status=exc.status)
+        return JSONResponse(jsonable_encoder(saved), status_code=201 if rule_id is None else 200)
+
     return router
+
+
+def _staff(request: Request) -> str:
+    role = getattr(request.state, "staff_role", None)
+    return f"staff ({role.label})" if role is not None else "staff"
 
 
 async def _channel_of_order(request: Request) -> str | None:
@@ -140,4 +245,11 @@ ACCESS: AccessTable = {
     ("POST", "/v1/orders/{order_id}/cancel"): StaffOrChannel(Role.OPERATOR, _channel_of_order),
     ("PATCH", "/v1/orders/{order_id}"): StaffOrChannel(Role.OPERATOR, _channel_of_order),
     ("POST", WEBHOOK_PATH): SIGNED,  # Shopify signs its webhooks; the route verifies them
+    ("POST", "/v1/orders/{order_id}/hold"): OPERATOR,
+    ("POST", "/v1/orders/{order_id}/release-hold"): OPERATOR,
+    ("GET", "/v1/rules"): VIEWER,
+    ("GET", "/v1/rules/{rule_id}"): VIEWER,
+    ("POST", "/v1/rules"): ADMIN,  # rules decide what is allocated when: like the allocation policy
+    ("PUT", "/v1/rules/{rule_id}"): ADMIN,
+    ("DELETE", "/v1/rules/{rule_id}"): ADMIN,
 }
