@@ -18,8 +18,7 @@ def wire(runtime: Runtime) -> list[Any]:
     connector = shopify.ShopifyConnector.from_settings()
     shopify.register(runtime, GROUP_ID + runtime.kafka.group_suffix, connector)
     keys = ChannelKeys(AuthSettings().channel_api_keys.get_secret_value())
-    connector_channels = frozenset(shop.channel for shop in connector.shops)
-    return [http.build_router(runtime, keys, connector_channels), shopify.build_router(runtime, connector)]
+    return [http.build_router(runtime, keys, connector)]
 
 
 SERVICE = ServiceDefinition(

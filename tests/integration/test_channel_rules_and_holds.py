@@ -41,8 +41,7 @@ async def api(database_url: str, env: SimpleNamespace) -> AsyncIterator[httpx.As
     await upgrade_schema(engine, schema=SCHEMA, versions_dir=VERSIONS)
     keys = f"{env.channel}:{env.key['X-API-Key']}"
     runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
-    routers = [http.build_router(runtime, ChannelKeys(keys)),  # type: ignore[arg-type]
-               shopify.build_router(runtime, shopify.ShopifyConnector("", {}))]  # type: ignore[arg-type]
+    routers = [http.build_router(runtime, ChannelKeys(keys), shopify.ShopifyConnector("", {}))]  # type: ignore[arg-type]
     app = guarded_app("order_intake", http.ACCESS, routers, runtime=runtime, channel_keys=keys)
     errors.install(app)  # the host's 422 {field, problem} answers
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:

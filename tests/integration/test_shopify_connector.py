@@ -55,7 +55,7 @@ def shop() -> str:
 async def api(engine, shop: str) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
     runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
     connector = shopify.ShopifyConnector(f"{shop}:{SECRET}", {})
-    routers = [http.build_router(runtime, ChannelKeys("*:dev-key")), shopify.build_router(runtime, connector)]  # type: ignore[arg-type]
+    routers = [http.build_router(runtime, ChannelKeys("*:dev-key"), connector)]  # type: ignore[arg-type]
     app = guarded_app("order_intake", http.ACCESS, routers, runtime=runtime)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
         yield client

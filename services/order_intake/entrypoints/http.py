@@ -26,7 +26,8 @@ from libs.service_host.auth import (
 )
 from libs.service_host.errors import problem_response as _problems
 from services.order_intake.domain.rules import RuleIn
-from services.order_intake.entrypoints.shopify import SIGNED, WEBHOOK_PATH
+from services.order_intake.entrypoints import shopify
+from services.order_intake.entrypoints.shopify import SIGNED, WEBHOOK_PATH, ShopifyConnector
 from services.order_intake.service_layer import rules
 from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders
 from services.order_intake.service_layer.tracking import (
@@ -66,10 +67,13 @@ class CancelRequest(BaseModel):
     reason: Text = Field(default="customer request", max_length=500)
 
 
-def build_router(runtime: Runtime, api_keys: ChannelKeys, connector_channels: frozenset[str] = frozenset()) -> APIRouter:
+def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConnector | None = None) -> APIRouter:
+    """Every route of order intake, the Shopify connector's webhook included (``connector``:
+    its shops; default: from the environment)."""
+    connector = connector or ShopifyConnector.from_settings()
     router = APIRouter(prefix="/v1", tags=["orders"])
     engine = runtime.engine
-    configured_channels = api_keys.named_channels() | connector_channels
+    configured_channels = api_keys.named_channels() | frozenset(shop.channel for shop in connector.shops)
 
     @router.post("/orders", status_code=201, summary="Place an order (authenticated per channel with X-API-Key)")
     async def post_order(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> JSONResponse:
@@ -217,6 +221,7 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector_channels: fr
             return _problems(exc.problems, status=exc.status)
         return JSONResponse(jsonable_encoder(saved), status_code=201 if rule_id is None else 200)
 
+    shopify.add_routes(router, runtime, connector)
     return router
 
 

@@ -40,7 +40,8 @@ from services.order_intake.service_layer.shopify import (
     publish_inventory_levels,
 )
 
-WEBHOOK_PATH = "/v1/connectors/shopify/webhooks"
+WEBHOOK_ROUTE = "/connectors/shopify/webhooks"  # under order intake's /v1 router
+WEBHOOK_PATH = "/v1" + WEBHOOK_ROUTE
 SIGNED = SignedBody("X-Shopify-Hmac-Sha256", "base64 HMAC-SHA256 of the raw body with the shop's webhook secret"
                     " (OMS_SHOPIFY_WEBHOOK_SECRETS), shop from X-Shopify-Shop-Domain")
 
@@ -102,11 +103,12 @@ def _unauthorized(field: str, problem: str) -> JSONResponse:
     return JSONResponse({"detail": [{"field": field, "problem": problem}]}, status_code=401)
 
 
-def build_router(runtime: Runtime, connector: ShopifyConnector) -> APIRouter:
-    router = APIRouter(tags=["connectors"])
+def add_routes(router: APIRouter, runtime: Runtime, connector: ShopifyConnector) -> None:
+    """Add the webhook route to order intake's ``/v1`` router."""
 
     @router.post(
-        WEBHOOK_PATH,
+        WEBHOOK_ROUTE,
+        tags=["connectors"],
         response_model=WebhookAnswer,
         summary="Shopify order webhooks: orders/create, orders/updated, orders/cancelled",
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -142,8 +144,6 @@ def build_router(runtime: Runtime, connector: ShopifyConnector) -> APIRouter:
         if outcome.did:
             runtime.relay.notify()
         return WebhookAnswer(order_id=outcome.order_id, did=outcome.did)
-
-    return router
 
 
 def register(runtime: Runtime, group_id: str, connector: ShopifyConnector) -> None:
