@@ -131,7 +131,7 @@ def test_the_house_rule_holds_reads_need_viewer_changes_operator_or_admin() -> N
     admin = {(m, p) for _, m, p, rule in STAFF_ROUTES if rule == auth.ADMIN}
     assert admin == {("PUT", "/v1/policy"), ("POST", "/v1/locations"), ("PATCH", "/v1/locations/{location_id}"),
                      ("PUT", "/v1/skus/{sku}"), ("POST", "/v1/rules"), ("PUT", "/v1/rules/{rule_id}"),
-                     ("DELETE", "/v1/rules/{rule_id}")}
+                     ("DELETE", "/v1/rules/{rule_id}"), ("POST", "/v1/customers/{customer_id}/erase")}
 
 
 async def test_a_route_without_a_rule_or_a_rule_without_a_route_refuses_to_serve() -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.contracts.events import LineChange
 from libs.contracts.orders import OrderChangeIn, Problem, problems_of
@@ -25,10 +26,11 @@ from libs.service_host.auth import (
     StaffOrChannel,
 )
 from libs.service_host.errors import problem_response as _problems
+from services.order_intake.domain.customers import MergePolicy
 from services.order_intake.domain.rules import RuleIn
 from services.order_intake.entrypoints import shopify
 from services.order_intake.entrypoints.shopify import SIGNED, WEBHOOK_PATH, ShopifyConnector
-from services.order_intake.service_layer import rules
+from services.order_intake.service_layer import customers, rules
 from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders
 from services.order_intake.service_layer.tracking import (
     ChangeRefused,
@@ -60,6 +62,48 @@ class RuleOut(RuleIn):
     rule_id: str
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+class CustomerIdentity(BaseModel):
+    channel: str
+    customer_id: str | None
+
+
+class CustomerRecord(BaseModel):
+    customer_id: str
+    name: str | None
+    email: str | None
+    tags: list[str]
+    identities: list[CustomerIdentity]
+    erased: dict[str, Any] | None = Field(description="{erased_at, erased_by, reason, orders} once erased")
+    orders: list[dict[str, Any]]
+    open_backorders: dict[str, int]
+    returns: dict[str, Any]
+    lifetime_value: dict[str, str] = Field(description="per currency: ordered minus cancelled and returned")
+
+
+class CustomerFound(BaseModel):
+    customer_id: str
+    name: str | None
+    email: str | None
+    orders: int
+    last_order_at: datetime
+    channels: list[str]
+
+
+class ErasureRequest(BaseModel):
+    reason: Text = Field(default="erasure requested by the customer", max_length=500)
+
+
+class ErasureAnswer(BaseModel):
+    customer_id: str
+    orders_erased: int
+
+
+class CustomerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_CUSTOMER_", extra="ignore")
+
+    merge_by_email: str = ""  # channels whose customers are one person per e-mail ("*": all)
 
 
 class CancelRequest(BaseModel):
@@ -221,6 +265,41 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
             return _problems(exc.problems, status=exc.status)
         return JSONResponse(jsonable_encoder(saved), status_code=201 if rule_id is None else 200)
 
+    merge = MergePolicy.parse(CustomerSettings().merge_by_email)
+
+    @router.get("/customers/{customer_id}", response_model=CustomerRecord,
+                summary="A customer: identities, orders, open backorders, returns, lifetime value per currency")
+    async def get_customer(customer_id: str) -> Any:
+        async with engine.connect() as conn:
+            try:
+                return await customers.customer_record(conn, customer_id, merge)
+            except customers.CustomerNotFound:
+                return _problems([Problem(field="customer_id", problem=f"no customer {customer_id}")], status=404)
+
+    @router.get("/customers", response_model=list[CustomerFound],
+                summary="Find customers by e-mail (exact, any case), name (part) and channel")
+    async def find_customers(
+        email: Annotated[Text | None, Query(max_length=320)] = None,
+        name: Annotated[Text | None, Query(min_length=2, max_length=200)] = None,
+        channel: Annotated[Text | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> Any:
+        if email is None and name is None:
+            return _problems([Problem(field="email", problem="give an email or a name to search by")])
+        async with engine.connect() as conn:
+            return await customers.search_customers(conn, merge, email=email, name=name, channel=channel, limit=limit)
+
+    @router.post("/customers/{customer_id}/erase", response_model=ErasureAnswer,
+                 summary="Erase a customer's personal data from their orders; totals stay; the erasure is recorded")
+    async def post_erase(customer_id: str, request: Request, body: ErasureRequest | None = None) -> Any:
+        try:
+            async with engine.begin() as conn:
+                erased = await customers.erase_customer(conn, customer_id, merge, _staff(request),
+                                                        (body or ErasureRequest()).reason)
+        except customers.CustomerNotFound:
+            return _problems([Problem(field="customer_id", problem=f"no customer {customer_id}")], status=404)
+        return ErasureAnswer(customer_id=customer_id, orders_erased=erased)
+
     shopify.add_routes(router, runtime, connector)
     return router
 
@@ -257,4 +336,7 @@ ACCESS: AccessTable = {
     ("POST", "/v1/rules"): ADMIN,  # rules decide what is allocated when: like the allocation policy
     ("PUT", "/v1/rules/{rule_id}"): ADMIN,
     ("DELETE", "/v1/rules/{rule_id}"): ADMIN,
+    ("GET", "/v1/customers/{customer_id}"): VIEWER,
+    ("GET", "/v1/customers"): VIEWER,
+    ("POST", "/v1/customers/{customer_id}/erase"): ADMIN,  # irreversible, personal data
 }
