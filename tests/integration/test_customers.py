@@ -109,11 +109,19 @@ async def test_a_customer_record_merges_by_email_where_allowed_and_adds_up(api) 
 async def test_erasure_removes_the_person_keeps_the_totals_and_is_recorded(api) -> None:  # type: ignore[no-untyped-def]
     person = {"customer_id": "77", "name": "Grace Hopper", "email": f"grace.{RUN}@example.com"}
     order_id = await place(api, POS, person, [("SKU-A", 2, "10.00")])
+    rule = await api.post("/v1/rules", headers=ADMIN, json={
+        "name": "hold big", "conditions": {"channels": [POS], "skus": ["SKU-HELD"]}, "actions": {"hold": True}})
+    held = await place(api, POS, person, [("SKU-HELD", 1, "1.00")])  # its OrderPlaced waits with the hold
     customer = customer_id_of(POS, person, POLICY)
     assert customer is not None
     assert (await api.post(f"/v1/customers/{customer}/erase", headers=OPERATOR)).status_code == 403
     erased = await api.post(f"/v1/customers/{customer}/erase", json={"reason": "GDPR art. 17 request"}, headers=ADMIN)
-    assert erased.json() == {"customer_id": customer, "orders_erased": 1}
+    assert erased.json() == {"customer_id": customer, "orders_erased": 2}
+    await api.delete(f"/v1/rules/{rule.json()['rule_id']}", headers=ADMIN)
+    assert (await api.post(f"/v1/orders/{held}/release-hold", headers=OPERATOR)).status_code == 200
+    async with api.engine.connect() as conn:
+        announced = (await conn.execute(text("SELECT value FROM outbox WHERE key = :o"), {"o": held})).scalar()
+    assert b"Grace" not in announced and b"grace" not in announced and b"erased_customer" in announced
 
     async with api.engine.connect() as conn:
         row = (await conn.execute(text("SELECT customer, ship_to FROM orders WHERE order_id = :o"), {"o": order_id})).one()
@@ -122,8 +130,8 @@ async def test_erasure_removes_the_person_keeps_the_totals_and_is_recorded(api) 
     assert "Grace" not in str(view) and "grace" not in str(view)
     record = (await api.get(f"/v1/customers/{customer}", headers=VIEWER)).json()
     assert record["name"] is None and record["email"] is None and record["identities"] == []
-    assert record["lifetime_value"] == {"EUR": "20.00"} and [o["order_id"] for o in record["orders"]] == [order_id]
-    assert record["erased"]["reason"] == "GDPR art. 17 request" and record["erased"]["orders"] == 1
+    assert record["lifetime_value"] == {"EUR": "21.00"} and [o["order_id"] for o in record["orders"]] == [order_id, held]
+    assert record["erased"]["reason"] == "GDPR art. 17 request" and record["erased"]["orders"] == 2
     assert (await api.get("/v1/customers", params={"email": person["email"]}, headers=VIEWER)).json() == []
 
 

@@ -131,6 +131,15 @@ async def erase_customer(conn: AsyncConnection, customer_id: str, policy: MergeP
              f" WHERE {CUSTOMER_ID_SQL} = :id AND NOT o.customer ? 'erased_customer' RETURNING o.order_id"),
         {"id": customer_id, **_params(policy)},
     )).all()
+    # A held order's OrderPlaced waits in held_messages with the customer in it: erase it there too.
+    await conn.execute(
+        text("UPDATE held_messages SET value = convert_to(CAST(jsonb_set(jsonb_set(CAST(convert_from(value, 'UTF8')"
+             " AS jsonb), '{data,customer}', jsonb_build_object('erased_customer', CAST(:id AS text))),"
+             " '{data,ship_to}', jsonb_build_object('country', CAST(convert_from(value, 'UTF8') AS jsonb)"
+             " #> '{data,ship_to,country}')) AS text), 'UTF8')"
+             " WHERE order_id = ANY(:o) AND CAST(convert_from(value, 'UTF8') AS jsonb) #> '{data,customer}' IS NOT NULL"),
+        {"id": customer_id, "o": [r.order_id for r in changed]},
+    )
     known = (await conn.execute(text("SELECT 1 FROM customer_erasures WHERE customer_id = :id"),
                                 {"id": customer_id})).first()
     if not changed and known is None:
