@@ -192,3 +192,53 @@ async def test_availability_becomes_inventory_levels_once(engine) -> None:  # ty
     assert [(e["event_type"], e["data"]["location_id"], e["data"]["available"]) for e in levels] == [
         ("ShopifyInventoryLevel", 11, 4), ("ShopifyInventoryLevel", 12, 0)]
     assert levels[0]["data"]["inventory_item_id"] == 99 and levels[0]["data"]["shop"] == shop
+
+
+async def test_order_intake_turns_the_availability_feed_into_shopify_levels_on_the_topic(
+    infra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """The wiring as the host runs it: configured mapping, subscriber, outbox, relay."""
+    from aiokafka import AIOKafkaConsumer
+
+    from libs.contracts.envelope import encode_event
+    from libs.messaging import KafkaSettings
+    from libs.messaging.kafka import create_producer
+    from libs.service_host import HostSettings, build_app
+    from services.order_intake.service import SERVICE
+
+    run = uuid.uuid4().hex[:8]
+    sku, shop = f"SKU-{run}", f"feed{run}.myshopify.com"
+    config = tmp_path / "shopify.json"
+    config.write_text(json.dumps({"shops": {shop: {"locations": {"WH-1": 655441491},
+                                                   "inventory_items": {sku: 808950810}}}}))
+    monkeypatch.setenv("OMS_SHOPIFY_CONFIG", str(config))
+    kafka = KafkaSettings(bootstrap=infra.kafka_bootstrap, idempotence=infra.kafka_idempotence,
+                          group_suffix=f".t{run}")
+    app = build_app(SERVICE, HostSettings(database_url=infra.database_url, db_pool_size=2), kafka)
+    event = AvailabilityChanged(sku=sku, total=9, channels={"*": 9}, as_of=datetime.now(UTC),
+                                locations=[LocationAvailability(location_id="WH-1", available=9)])
+    async with app.router.lifespan_context(app):
+        producer = create_producer(kafka, "test")
+        await producer.start()
+        try:
+            await producer.send_and_wait(Topic.AVAILABILITY.value, encode_event(
+                new_envelope(event, source="allocation", correlation_id=f"sku:{sku}")), key=sku.encode())
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(Topic.SHOPIFY_INVENTORY_LEVELS.value, bootstrap_servers=infra.kafka_bootstrap,
+                                    group_id=f"t-{run}", auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            found = None
+            for _ in range(240):  # up to a minute; returns as soon as the level arrives
+                for msgs in (await consumer.getmany(timeout_ms=250)).values():
+                    found = found or next((m for m in msgs if m.key == f"{shop}:808950810".encode()), None)
+                if found:
+                    break
+        finally:
+            await consumer.stop()
+    assert found is not None
+    level = orjson.loads(found.value)
+    assert level["event_type"] == "ShopifyInventoryLevel"
+    assert {k: level["data"][k] for k in ("shop", "sku", "inventory_item_id", "location_id", "available")} == {
+        "shop": shop, "sku": sku, "inventory_item_id": 808950810, "location_id": 655441491, "available": 9}
