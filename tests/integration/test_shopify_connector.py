@@ -22,7 +22,7 @@ from staff_auth import guarded_app
 from libs.contracts import Topic, new_envelope
 from libs.contracts.events import AvailabilityChanged, LocationAvailability
 from libs.database import create_engine, upgrade_schema
-from libs.messaging.consumer import Delivery, EventMessage
+from libs.messaging.consumer import EventMessage
 from libs.service_host.auth import ChannelKeys
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.domain.shopify import ShopMapping, sign
@@ -170,11 +170,11 @@ async def test_a_payload_shopify_would_never_send_is_refused_naming_the_field(ap
     assert await stored_for(engine, shop) == (0, 0)
 
 
-def availability_delivery(sku: str, locations: dict[str, int], channels: dict[str, int]) -> Delivery[EventMessage]:
+def availability_delivery(sku: str, locations: dict[str, int], channels: dict[str, int]) -> EventMessage:
     event = AvailabilityChanged(
         sku=sku, total=sum(locations.values()), channels=channels, as_of=datetime.now(UTC),
         locations=[LocationAvailability(location_id=k, available=v) for k, v in locations.items()])
-    return Delivery(record=None, message=EventMessage(new_envelope(event, source="allocation", correlation_id=sku), event))  # type: ignore[arg-type]
+    return EventMessage(new_envelope(event, source="allocation", correlation_id=sku), event)
 
 
 async def test_availability_becomes_inventory_levels_once(engine) -> None:  # type: ignore[no-untyped-def]

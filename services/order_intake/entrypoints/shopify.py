@@ -158,7 +158,7 @@ def register(runtime: Runtime, group_id: str, connector: ShopifyConnector) -> No
 
     async def handle(deliveries: Sequence[Delivery[EventMessage]]) -> None:
         async with runtime.engine.begin() as conn:
-            written = await publish_inventory_levels(conn, shops, deliveries)
+            written = await publish_inventory_levels(conn, shops, [d.message for d in deliveries])
         if written:
             runtime.relay.notify()
 

@@ -24,7 +24,7 @@ from libs.contracts.envelope import Envelope
 from libs.contracts.events import AvailabilityChanged, ShopifyInventoryLevel
 from libs.contracts.orders import Problem, validate_channel_order
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
-from libs.messaging.consumer import Delivery, EventMessage
+from libs.messaging.consumer import EventMessage
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.domain import shopify
 from services.order_intake.service_layer.placing import SOURCE, Incoming, place_orders
@@ -151,20 +151,20 @@ class ShopConfig:
 
 
 async def publish_inventory_levels(
-    conn: AsyncConnection, shops: Sequence[ShopConfig], deliveries: Sequence[Delivery[EventMessage]]
+    conn: AsyncConnection, shops: Sequence[ShopConfig], messages: Sequence[EventMessage]
 ) -> int:
     """Write a ShopifyInventoryLevel per mapped (shop, SKU, location) for the newest
     AvailabilityChanged of each SKU in the batch; return how many. Replays publish nothing
     (inbox)."""
-    fresh = await claim_new_events(conn, [d.message.envelope.event_id for d in deliveries])
+    fresh = await claim_new_events(conn, [m.envelope.event_id for m in messages])
     newest: dict[str, tuple[AvailabilityChanged, Envelope]] = {}
-    for d in deliveries:
-        env, event = d.message.envelope, d.message.event
+    for m in messages:
+        env, event = m.envelope, m.event
         if env.event_id not in fresh or not isinstance(event, AvailabilityChanged):
             continue
         if event.sku not in newest or event.as_of >= newest[event.sku][0].as_of:
             newest[event.sku] = (event, env)
-    messages = []
+    out: list[OutboxMessage] = []
     for event, cause in newest.values():
         for shop in shops:
             for level in shopify.inventory_levels(shop.shop, shop.mapping, shop.channel, event):
@@ -173,9 +173,9 @@ async def publish_inventory_levels(
                     location_id=level.location_id, oms_location_id=level.oms_location_id,
                     available=level.available, as_of=event.as_of,
                 )
-                messages.append(OutboxMessage(
+                out.append(OutboxMessage(
                     Topic.SHOPIFY_INVENTORY_LEVELS, f"{level.shop}:{level.inventory_item_id}",
                     new_envelope(data, source=SOURCE, correlation_id=cause.correlation_id, causation_id=cause.event_id),
                 ))
-    await write_outbox(conn, SCHEMA, messages)
-    return len(messages)
+    await write_outbox(conn, SCHEMA, out)
+    return len(out)
