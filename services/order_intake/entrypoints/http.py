@@ -207,7 +207,7 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
                 await rules.hold_order(conn, order_id, body.reason, _staff(request))
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
-        except rules.HoldRefused as exc:
+        except rules.Refused as exc:
             return _problems(exc.problems, status=exc.status)
         return HoldAnswer(order_id=order_id, status="held")
 
@@ -219,7 +219,7 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
                 announced = await rules.release_hold(conn, order_id, _staff(request))
         except OrderNotFound:
             raise HTTPException(404, f"no order {order_id}") from None
-        except rules.HoldRefused as exc:
+        except rules.Refused as exc:
             return _problems(exc.problems, status=exc.status)
         runtime.relay.notify()
         return ReleaseAnswer(order_id=order_id, announced_events=announced)
@@ -261,7 +261,7 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
                 saved = await rules.save_rule(conn, rule_id, body, configured_channels)
         except rules.RuleNotFound:
             raise HTTPException(404, f"no rule {rule_id}") from None
-        except rules.HoldRefused as exc:
+        except rules.Refused as exc:
             return _problems(exc.problems, status=exc.status)
         return JSONResponse(jsonable_encoder(saved), status_code=201 if rule_id is None else 200)
 

@@ -142,7 +142,9 @@ async def cancel_held_order(conn: AsyncConnection, order_id: str, reason: str) -
 # --- staff: hold by hand, release ---------------------------------------------------------------
 
 
-class HoldRefused(ValueError):
+class Refused(ValueError):
+    """A hold, release or rule change that cannot be done: the HTTP status and every problem."""
+
     def __init__(self, status: int, problems: list[Problem]) -> None:
         super().__init__("; ".join(p.problem for p in problems))
         self.status = status
@@ -172,8 +174,8 @@ async def hold_order(conn: AsyncConnection, order_id: str, reason: str, by: str)
         await add_timeline(conn, [(order_id, "OrderHeld", SOURCE, f"hold confirmed by {by}: {reason}")])
         return
     if row.status == "cancelled":
-        raise HoldRefused(409, [Problem(field="order_id", problem="the order is cancelled")])
-    raise HoldRefused(409, [Problem(
+        raise Refused(409, [Problem(field="order_id", problem="the order is cancelled")])
+    raise Refused(409, [Problem(
         field="order_id",
         problem="already announced to allocation, which may have allocated it: hold its lines with allocation's"
                 " POST /v1/orders/{order_id}/deallocate (released with its release-hold)")])
@@ -181,12 +183,12 @@ async def hold_order(conn: AsyncConnection, order_id: str, reason: str, by: str)
 
 async def release_hold(conn: AsyncConnection, order_id: str, by: str) -> int:
     """Announce a held order: its OrderPlaced and the changes made while it was held go to the
-    outbox in order. Returns how many events; HoldRefused (409) when it is not held."""
+    outbox in order. Returns how many events; Refused (409) when it is not held."""
     from services.order_intake.service_layer.placing import SOURCE, add_timeline
 
     await _locked_order(conn, order_id)
     if not await is_held(conn, order_id):
-        raise HoldRefused(409, [Problem(field="order_id", problem="the order is not held at intake")])
+        raise Refused(409, [Problem(field="order_id", problem="the order is not held at intake")])
     rows = (await conn.execute(text("DELETE FROM held_messages WHERE order_id = :o RETURNING id, topic, key, value"),
                                {"o": order_id})).all()
     messages = [OutboxMessage(r.topic, r.key, Envelope.model_validate_json(r.value)) for r in sorted(rows, key=lambda r: r.id)]
@@ -258,10 +260,10 @@ async def get_rule(conn: AsyncConnection, rule_id: str) -> dict[str, Any]:
 
 
 async def save_rule(conn: AsyncConnection, rule_id: str | None, spec: RuleIn, configured_channels: frozenset[str]) -> dict[str, Any]:
-    """Create (``rule_id`` None) or replace a rule; ValueError-like ``HoldRefused`` 422 for an unknown channel."""
+    """Create (``rule_id`` None) or replace a rule; Refused (422) naming an unknown channel."""
     problems = check_channels(spec, await known_channels(conn, configured_channels))
     if problems:
-        raise HoldRefused(422, problems)
+        raise Refused(422, problems)
     document = spec.model_dump_json()
     if rule_id is None:
         rule_id = new_rule_id()
