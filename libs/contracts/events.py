@@ -232,6 +232,23 @@ class AvailabilityChanged(Event):
     as_of: datetime
 
 
+# --- order intake's Shopify connector: oms.shopify.inventory-levels.v1 -----------------------
+
+
+class ShopifyInventoryLevel(Event):
+    """Set one Shopify inventory level: ``{location_id, inventory_item_id, available}`` is the
+    body of Shopify's ``inventory_levels/set``; the sender posts it to ``shop``. Absolute, so the
+    newest per (shop, inventory_item_id, location_id) wins and a repeat is harmless."""
+
+    shop: str
+    sku: str
+    inventory_item_id: int
+    location_id: int
+    oms_location_id: str
+    available: int
+    as_of: datetime
+
+
 # --- fulfillment: oms.fulfillment.v1 ----------------------------------------------------------
 
 
@@ -307,6 +324,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AllocationShipped,
         AllocationCancelled,
         AvailabilityChanged,
+        ShopifyInventoryLevel,
         PackRequested,
         OrderPacked,
         OrderShipped,

@@ -24,6 +24,8 @@ NonEmpty = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1
 MAX_LINE_QTY = 1_000_000
 MAX_LINES = 500
 MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
+MAX_TAGS = 50
+Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
 class Customer(BaseModel):
@@ -34,6 +36,8 @@ class Customer(BaseModel):
     customer_id: NonEmpty | None = None
     name: Text | None = Field(default=None, max_length=200)
     email: Text | None = Field(default=None, max_length=320)
+    # The channel's tags of the customer (e.g. "wholesale", "vip"): channel rules match on them.
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
 
 
 class Address(BaseModel):

@@ -11,6 +11,8 @@ class Topic(StrEnum):
     ALLOCATIONS = "oms.allocations.v1"  # key order_id: allocation results
     FULFILLMENT = "oms.fulfillment.v1"  # key order_id: PackRequested, OrderPacked, OrderShipped, ...
     AVAILABILITY = "oms.availability.v1"  # key sku: AvailabilityChanged
+    # key "{shop}:{inventory_item_id}": ShopifyInventoryLevel (order intake's Shopify connector)
+    SHOPIFY_INVENTORY_LEVELS = "oms.shopify.inventory-levels.v1"
 
 
 ALL_TOPICS: tuple[str, ...] = tuple(t.value for t in Topic)

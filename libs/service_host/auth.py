@@ -123,6 +123,10 @@ class ChannelKeys:
             return False
         return hmac.compare_digest(expected, _digest(key))
 
+    def named_channels(self) -> frozenset[str]:
+        """The channels that have a key of their own (not ``*``)."""
+        return frozenset(c for c in self._digests if c != "*")
+
     def known(self, key: str | None) -> bool:
         """Is ``key`` the key of some channel? (constant time over all keys)"""
         if not key:
@@ -178,7 +182,25 @@ class ChannelKey:
         return "X-API-Key of the channel named in the body"
 
 
-Rule = Staff | StaffOrChannel | ChannelKey
+@dataclass(frozen=True)
+class SignedBody:
+    """A webhook signed by its sender: the route verifies ``header`` (an HMAC of the raw body
+    with a secret from configuration) itself, since only it holds the body; the host only
+    documents it."""
+
+    header: str
+    how: str
+
+    def describe(self) -> str:
+        return f"{self.header}: {self.how}"
+
+    @property
+    def scheme_name(self) -> str:
+        """The OpenAPI security scheme documenting the header (``XShopifyHmacSha256``)."""
+        return self.header.replace("-", "")
+
+
+Rule = Staff | StaffOrChannel | ChannelKey | SignedBody
 AccessTable = Mapping[tuple[str, str], Rule]  # (HTTP method, path template) -> rule
 
 VIEWER = Staff(Role.VIEWER)
@@ -367,6 +389,15 @@ class StaffAccess:
                 await self.check_channel_key(request, rule, api_key)
 
             return staff_token_or_channel_key
+
+        if isinstance(rule, SignedBody):
+            signature = APIKeyHeader(name=rule.header, auto_error=False, scheme_name=rule.scheme_name,
+                                     description=f"Signature of the webhook body: {rule.how}")
+
+            async def signed_body(value: str | None = Depends(signature)) -> None:
+                return None  # the route verifies the signature over the raw body
+
+            return signed_body
 
         async def channel_key(api_key: ApiKey) -> None:
             return None  # the route compares the key with the body's channel

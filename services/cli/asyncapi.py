@@ -74,6 +74,7 @@ TOPICS: dict[str, tuple[str, list[type[BaseModel]]]] = {
     ),
     Topic.FULFILLMENT: ("order_id", [ev.PackRequested, ev.OrderPacked, ev.OrderShipped, ev.ReturnReceived]),
     Topic.AVAILABILITY: ("sku", [ev.AvailabilityChanged]),
+    Topic.SHOPIFY_INVENTORY_LEVELS: ("{shop}:{inventory_item_id}", [ev.ShopifyInventoryLevel]),
 }
 
 # What each service writes to its outbox (and so to Kafka).
@@ -81,6 +82,8 @@ PUBLISHES: dict[str, dict[str, str]] = {
     "order_intake": {
         Topic.ORDERS: "Order lifecycle: placed, cancelled (whole order or lines), modified.",
         Topic.CHANNEL_ORDERS_REJECTED: "Channel orders that failed validation, with every problem found.",
+        Topic.SHOPIFY_INVENTORY_LEVELS: "The Shopify connector: availability of mapped SKUs at mapped locations as"
+        " Shopify inventory levels (the body of inventory_levels/set), for the sender that calls Shopify.",
     },
     "inventory": {
         Topic.INVENTORY: "Every stock ledger change (delta, absolute on_hand, per-position seq) and "

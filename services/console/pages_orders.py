@@ -14,7 +14,7 @@ from services.console.web import TEMPLATES, Outcome, as_int, call, page, refused
 
 router = APIRouter()
 
-STATUSES = ["pending", "allocated", "partially_allocated", "backordered", "on_hold", "packed", "shipped", "cancelled"]
+STATUSES = ["held", "pending", "allocated", "partially_allocated", "backordered", "on_hold", "packed", "shipped", "cancelled"]
 LINE_STATES = ["allocated", "backordered", "packed", "shipped", "cancelled", "returned"]
 
 
@@ -158,6 +158,11 @@ async def release_hold(request: Request, order_id: str) -> HTMLResponse:
     form = await request.form()
     line_ids = [str(v) for v in form.getlist("line_ids")]
     try:
+        order = await call(request, "GET", "order_intake", f"/v1/orders/{order_id}")
+        if order.get("hold"):  # held at intake by a channel rule: allocation has not heard of it yet
+            answer = await call(request, "POST", "order_intake", f"/v1/orders/{order_id}/release-hold")
+            return await _action(request, order_id, "release", Outcome(
+                message=f"Released from review: announced to allocation ({answer['announced_events']} event(s))."))
         await call(request, "POST", "allocation", f"/v1/orders/{order_id}/release-hold",
                    json={"line_ids": line_ids or None})
     except ServiceRefused as exc:

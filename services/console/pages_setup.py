@@ -102,3 +102,60 @@ async def save_policy(request: Request) -> HTMLResponse:
         policy = current | {k: v for k, v in document.items() if k != "safety_stock"}
     policy = await call(request, "GET", "allocation", "/v1/policy", params={"channel": channel}) if not outcome.failed else policy
     return page(request, "policy.html", channel=channel, policy=policy, outcome=outcome)
+
+
+# --- channel rules (order intake) -----------------------------------------------------------------
+
+RULE_INPUTS = ["name", "position", "channels", "countries", "currency", "total_at_least", "total_below", "skus",
+               "customer_tags", "hold", "priority", "ship_complete", "tags", "stop"]
+
+
+def _rule_input(service_field: str) -> str:
+    """``conditions.channels.1`` -> ``channels``: the form input a rule problem belongs beside."""
+    parts = [p for p in service_field.split(".") if p not in ("conditions", "actions") and not p.isdigit()]
+    return parts[0] if parts else service_field
+
+
+def _rule_body(form: Any) -> dict[str, Any]:
+    def text(name: str) -> str:
+        return str(form.get(name) or "").strip()
+
+    conditions: dict[str, Any] = {k: _list(form.get(k)) for k in ("channels", "countries", "skus", "customer_tags")
+                                  if _list(form.get(k))}
+    conditions |= {k: text(k) for k in ("currency", "total_at_least", "total_below") if text(k)}
+    actions: dict[str, Any] = {"hold": bool(form.get("hold")), "ship_complete": bool(form.get("ship_complete")),
+                               "tags": _list(form.get("tags"))}
+    if text("priority"):
+        actions["priority"] = as_int(form.get("priority"))
+    return {"name": text("name"), "position": as_int(form.get("position")) if text("position") else 100,
+            "stop": bool(form.get("stop")), "conditions": conditions, "actions": actions}
+
+
+async def _rules_page(request: Request, outcome: Outcome) -> HTMLResponse:
+    rules = await call(request, "GET", "order_intake", "/v1/rules")
+    return page(request, "rules.html", rules=rules, outcome=outcome)
+
+
+@router.get("/rules", response_class=HTMLResponse)
+async def rules_page(request: Request) -> HTMLResponse:
+    return await _rules_page(request, Outcome())
+
+
+@router.post("/rules", response_class=HTMLResponse)
+async def add_rule(request: Request) -> HTMLResponse:
+    form = await request.form()
+    try:
+        rule = await call(request, "POST", "order_intake", "/v1/rules", json=_rule_body(form))
+    except ServiceRefused as exc:
+        aliases = {p.field: _rule_input(p.field) for p in exc.problems}
+        return await _rules_page(request, refused(exc, form, RULE_INPUTS, aliases))
+    return await _rules_page(request, Outcome(message=f"Rule {rule['name']!r} added ({rule['rule_id']})."))
+
+
+@router.post("/rules/{rule_id}/delete", response_class=HTMLResponse)
+async def remove_rule(request: Request, rule_id: str) -> HTMLResponse:
+    try:
+        await call(request, "DELETE", "order_intake", f"/v1/rules/{rule_id}")
+    except ServiceRefused as exc:
+        return await _rules_page(request, Outcome(errors={"_form": [f"{p.field}: {p.problem}" for p in exc.problems]}))
+    return await _rules_page(request, Outcome(message=f"Rule {rule_id} deleted."))

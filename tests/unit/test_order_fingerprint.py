@@ -38,3 +38,14 @@ def test_orders_stored_with_the_v1_fingerprint_are_still_recognised() -> None:
     changed = order(currency="USD")
     assert not same_content(stored_v1, changed, content_hash(changed))
     assert same_content(content_hash(order()), order(), content_hash(order()))
+
+
+def test_the_customer_tags_field_added_later_leaves_old_fingerprints_alone() -> None:
+    # Pinned: the v2 fingerprint of GOOD before customer.tags existed; a resend must not conflict.
+    assert content_hash(order()) == "v2:" + __import__("hashlib").sha256(
+        b'{"channel":"shopify-eu","external_id":"1001","placed_at":"2026-11-22T10:00:00Z","currency":"EUR",'
+        b'"customer":{"customer_id":null,"name":null,"email":null},"ship_to":{"country":"DE","postal_code":"10115",'
+        b'"city":null,"lat":null,"lon":null},"priority":0,"ship_complete":false,"pickup_location_id":null,'
+        b'"lines":[{"line_id":"1","sku":"BRASS-SCREW","qty":25,"unit_price":"0.10"}]}').hexdigest()
+    tagged = order(customer={"tags": ["vip"]})
+    assert content_hash(tagged) != content_hash(order())

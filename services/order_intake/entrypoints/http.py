@@ -5,18 +5,34 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.contracts.events import LineChange
 from libs.contracts.orders import ChannelOrder, OrderChangeIn
 from libs.contracts.problems import Problem
 from libs.contracts.storable import INT64_MAX, Text
 from libs.service_host import Runtime
-from libs.service_host.auth import CHANNEL_KEY, VIEWER, AccessTable, ChannelKeys, Role, StaffOrChannel
+from libs.service_host.auth import (
+    ADMIN,
+    CHANNEL_KEY,
+    OPERATOR,
+    VIEWER,
+    AccessTable,
+    ChannelKeys,
+    Role,
+    StaffOrChannel,
+)
 from libs.service_host.bodies import JsonBodyRoute, documented_as
 from libs.service_host.errors import problem_response
+from services.order_intake.domain.customers import MergePolicy
+from services.order_intake.domain.rules import RuleIn
+from services.order_intake.entrypoints import shopify
+from services.order_intake.entrypoints.shopify import SIGNED, WEBHOOK_PATH, ShopifyConnector
+from services.order_intake.service_layer import customers, rules
 from services.order_intake.service_layer.placing import Incoming, place_orders
 from services.order_intake.service_layer.tracking import (
     ChangeRefused,
@@ -28,6 +44,68 @@ from services.order_intake.service_layer.tracking import (
     order_view,
     orders_by_channel_and_status,
 )
+
+
+class HoldRequest(BaseModel):
+    reason: Text = Field(min_length=1, max_length=500)
+
+
+class HoldAnswer(BaseModel):
+    order_id: str
+    status: str
+
+
+class ReleaseAnswer(BaseModel):
+    order_id: str
+    announced_events: int = Field(description="OrderPlaced and the changes kept while held, now published")
+
+
+class RuleOut(RuleIn):
+    rule_id: str
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class CustomerIdentity(BaseModel):
+    channel: str
+    customer_id: str | None
+
+
+class CustomerRecord(BaseModel):
+    customer_id: str
+    name: str | None
+    email: str | None
+    tags: list[str]
+    identities: list[CustomerIdentity]
+    erased: dict[str, Any] | None = Field(description="{erased_at, erased_by, reason, orders} once erased")
+    orders: list[dict[str, Any]]
+    open_backorders: dict[str, int]
+    returns: dict[str, Any]
+    lifetime_value: dict[str, str] = Field(description="per currency: ordered minus cancelled and returned")
+
+
+class CustomerFound(BaseModel):
+    customer_id: str
+    name: str | None
+    email: str | None
+    orders: int
+    last_order_at: datetime
+    channels: list[str]
+
+
+class ErasureRequest(BaseModel):
+    reason: Text = Field(default="erasure requested by the customer", max_length=500)
+
+
+class ErasureAnswer(BaseModel):
+    customer_id: str
+    orders_erased: int
+
+
+class CustomerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_CUSTOMER_", extra="ignore")
+
+    merge_by_email: str = ""  # channels whose customers are one person per e-mail ("*": all)
 
 
 class CancelRequest(BaseModel):
@@ -67,6 +145,18 @@ class TimelineEntry(BaseModel):
     summary: str
 
 
+class OrderHold(BaseModel):
+    reason: str
+    held_by: str
+    held_at: datetime
+
+
+class RuleEffectView(BaseModel):
+    rule_id: str
+    name: str
+    did: list[str] = Field(description="what the rule did to this order, in words")
+
+
 class OrderView(BaseModel):
     """An order: every line's quantities by state and its timeline."""
 
@@ -83,6 +173,9 @@ class OrderView(BaseModel):
     ship_to: dict[str, Any]
     lines: list[OrderLineView]
     timeline: list[TimelineEntry]
+    hold: OrderHold | None = Field(description="set while the order is held at intake (not announced to allocation)")
+    rules: list[RuleEffectView] = Field(description="which channel rule did what, in evaluation order")
+    tags: list[str] = Field(description="tags the channel rules gave the order")
 
 
 class OrderSummary(BaseModel):
@@ -100,9 +193,13 @@ class ChannelStatusCount(BaseModel):
     orders: int
 
 
-def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
+def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConnector | None = None) -> APIRouter:
+    """Every route of order intake, the Shopify connector's webhook included (``connector``:
+    its shops; default: from the environment)."""
+    connector = connector or ShopifyConnector.from_settings()
     router = APIRouter(prefix="/v1", tags=["orders"], route_class=JsonBodyRoute)
     engine = runtime.engine
+    configured_channels = api_keys.named_channels() | frozenset(shop.channel for shop in connector.shops)
 
     @router.post(
         "/orders",
@@ -196,7 +293,113 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys) -> APIRouter:
             return problem_response(exc.problems)
         return {"order_id": order_id, "status": "modification requested"}
 
+    @router.post("/orders/{order_id}/hold", response_model=HoldAnswer,
+                 summary="Hold an order not yet announced to allocation (a rule's hold): confirm it with a reason")
+    async def post_hold(order_id: str, body: HoldRequest, request: Request) -> Any:
+        try:
+            async with runtime.transaction() as conn:
+                await rules.hold_order(conn, order_id, body.reason, _staff(request))
+        except OrderNotFound:
+            raise HTTPException(404, f"no order {order_id}") from None
+        except rules.Refused as exc:
+            return problem_response(exc.problems, status=exc.status)
+        return HoldAnswer(order_id=order_id, status="held")
+
+    @router.post("/orders/{order_id}/release-hold", response_model=ReleaseAnswer,
+                 summary="Release an order held at intake: it is announced to allocation with the changes made meanwhile")
+    async def post_release_hold(order_id: str, request: Request) -> Any:
+        try:
+            async with runtime.transaction() as conn:
+                announced = await rules.release_hold(conn, order_id, _staff(request))
+        except OrderNotFound:
+            raise HTTPException(404, f"no order {order_id}") from None
+        except rules.Refused as exc:
+            return problem_response(exc.problems, status=exc.status)
+        return ReleaseAnswer(order_id=order_id, announced_events=announced)
+
+    @router.get("/rules", response_model=list[RuleOut], summary="Channel rules in evaluation order")
+    async def get_rules() -> Any:
+        async with engine.connect() as conn:
+            return await rules.list_rules(conn)
+
+    @router.get("/rules/{rule_id}", response_model=RuleOut, summary="One channel rule")
+    async def get_rule(rule_id: str) -> Any:
+        async with engine.connect() as conn:
+            try:
+                return await rules.get_rule(conn, rule_id)
+            except rules.RuleNotFound:
+                raise HTTPException(404, f"no rule {rule_id}") from None
+
+    @router.post("/rules", status_code=201, response_model=RuleOut,
+                 summary="Add a channel rule (applies to the next order placed, no restart)")
+    async def post_rule(body: RuleIn) -> Any:
+        return await _save(None, body)
+
+    @router.put("/rules/{rule_id}", response_model=RuleOut, summary="Replace a channel rule")
+    async def put_rule(rule_id: str, body: RuleIn) -> Any:
+        return await _save(rule_id, body)
+
+    @router.delete("/rules/{rule_id}", status_code=204, summary="Delete a channel rule")
+    async def delete_rule(rule_id: str) -> Response:
+        try:
+            async with runtime.transaction() as conn:
+                await rules.delete_rule(conn, rule_id)
+        except rules.RuleNotFound:
+            raise HTTPException(404, f"no rule {rule_id}") from None
+        return Response(status_code=204)
+
+    async def _save(rule_id: str | None, body: RuleIn) -> Any:
+        try:
+            async with runtime.transaction() as conn:
+                saved = await rules.save_rule(conn, rule_id, body, configured_channels)
+        except rules.RuleNotFound:
+            raise HTTPException(404, f"no rule {rule_id}") from None
+        except rules.Refused as exc:
+            return problem_response(exc.problems, status=exc.status)
+        return JSONResponse(jsonable_encoder(saved), status_code=201 if rule_id is None else 200)
+
+    merge = MergePolicy.parse(CustomerSettings().merge_by_email)
+
+    @router.get("/customers/{customer_id}", response_model=CustomerRecord,
+                summary="A customer: identities, orders, open backorders, returns, lifetime value per currency")
+    async def get_customer(customer_id: str) -> Any:
+        async with engine.connect() as conn:
+            try:
+                return await customers.customer_record(conn, customer_id, merge)
+            except customers.CustomerNotFound:
+                return problem_response([Problem(field="customer_id", problem=f"no customer {customer_id}")], status=404)
+
+    @router.get("/customers", response_model=list[CustomerFound],
+                summary="Find customers by e-mail (exact, any case), name (part) and channel")
+    async def find_customers(
+        email: Annotated[Text | None, Query(max_length=320)] = None,
+        name: Annotated[Text | None, Query(min_length=2, max_length=200)] = None,
+        channel: Annotated[Text | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> Any:
+        if email is None and name is None:
+            return problem_response([Problem(field="email", problem="give an email or a name to search by")])
+        async with engine.connect() as conn:
+            return await customers.search_customers(conn, merge, email=email, name=name, channel=channel, limit=limit)
+
+    @router.post("/customers/{customer_id}/erase", response_model=ErasureAnswer,
+                 summary="Erase a customer's personal data from their orders; totals stay; the erasure is recorded")
+    async def post_erase(customer_id: str, request: Request, body: ErasureRequest | None = None) -> Any:
+        try:
+            async with runtime.transaction() as conn:
+                erased = await customers.erase_customer(conn, customer_id, merge, _staff(request),
+                                                        (body or ErasureRequest()).reason)
+        except customers.CustomerNotFound:
+            return problem_response([Problem(field="customer_id", problem=f"no customer {customer_id}")], status=404)
+        return ErasureAnswer(customer_id=customer_id, orders_erased=erased)
+
+    shopify.add_routes(router, runtime, connector)
     return router
+
+
+def _staff(request: Request) -> str:
+    role = getattr(request.state, "staff_role", None)
+    return f"staff ({role.label})" if role is not None else "staff"
 
 
 async def _channel_of_order(request: Request) -> str | None:
@@ -218,4 +421,15 @@ ACCESS: AccessTable = {
     ("GET", "/v1/reports/orders-by-channel-status"): VIEWER,
     ("POST", "/v1/orders/{order_id}/cancel"): StaffOrChannel(Role.OPERATOR, _channel_of_order),
     ("PATCH", "/v1/orders/{order_id}"): StaffOrChannel(Role.OPERATOR, _channel_of_order),
+    ("POST", WEBHOOK_PATH): SIGNED,  # Shopify signs its webhooks; the route verifies them
+    ("POST", "/v1/orders/{order_id}/hold"): OPERATOR,
+    ("POST", "/v1/orders/{order_id}/release-hold"): OPERATOR,
+    ("GET", "/v1/rules"): VIEWER,
+    ("GET", "/v1/rules/{rule_id}"): VIEWER,
+    ("POST", "/v1/rules"): ADMIN,  # rules decide what is allocated when: like the allocation policy
+    ("PUT", "/v1/rules/{rule_id}"): ADMIN,
+    ("DELETE", "/v1/rules/{rule_id}"): ADMIN,
+    ("GET", "/v1/customers/{customer_id}"): VIEWER,
+    ("GET", "/v1/customers"): VIEWER,
+    ("POST", "/v1/customers/{customer_id}/erase"): ADMIN,  # irreversible, personal data
 }

@@ -20,6 +20,7 @@ from libs.contracts.orders import ChannelOrder, Problem, validate_channel_order
 from libs.messaging import OutboxMessage, write_outbox
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.domain.orders import content_hash, new_order_id, same_content
+from services.order_intake.service_layer import rules
 
 SOURCE = "order-intake"
 
@@ -67,6 +68,12 @@ async def place_orders(
             continue
         valid[key] = (i, order, digest)
 
+    # Channel rules (priority, ship-complete, hold, tags); the fingerprint stays the order as sent.
+    decisions = await rules.decide(conn, {key: v[1] for key, v in valid.items()})
+    for key, decision in decisions.items():
+        i, order, digest = valid[key]
+        valid[key] = (i, rules.adjusted(order, decision), digest)
+
     created: dict[tuple[str, str], str] = {}
     if valid:
         proposed = {key: new_order_id() for key in valid}
@@ -112,6 +119,7 @@ async def place_orders(
     events: list[OutboxMessage] = []
     line_rows: list[tuple[str, str, str, int, str]] = []
     timeline: list[tuple[str, str]] = []
+    ruled: list[tuple[str, rules.Decision, OutboxMessage]] = []
     for key, order_id in created.items():
         i, order, _ = valid[key]
         outcomes[i] = Outcome("created", order_id=order_id)
@@ -131,7 +139,11 @@ async def place_orders(
                    for ln in order.lines],
         )
         correlation = incoming[i].correlation_id or order_id
-        events.append(OutboxMessage(Topic.ORDERS, order_id, new_envelope(placed, source=SOURCE, correlation_id=correlation)))
+        message = OutboxMessage(Topic.ORDERS, order_id, new_envelope(placed, source=SOURCE, correlation_id=correlation))
+        if key in decisions:
+            ruled.append((order_id, decisions[key], message))
+        else:
+            events.append(message)
         line_rows += [(order_id, ln.line_id, ln.sku, ln.qty, str(ln.unit_price)) for ln in order.lines]
         timeline.append((order_id, f"placed by {order.channel} as {order.external_id}, {len(order.lines)} line(s)"))
 
@@ -146,6 +158,7 @@ async def place_orders(
              "q": [r[3] for r in line_rows], "p": [r[4] for r in line_rows]},
         )
         await add_timeline(conn, [(oid, "OrderPlaced", SOURCE, summary) for oid, summary in timeline])
+    events += await rules.record_decisions(conn, ruled)  # held orders' OrderPlaced waits for release
 
     for i, key, digest in repeats:
         first = valid[key][0]

@@ -21,10 +21,10 @@ from libs.contracts.events import (
     ReturnReceived,
 )
 from libs.contracts.orders import MAX_LINES, Problem
-from libs.messaging import OutboxMessage, claim_new_events, write_outbox
+from libs.messaging import OutboxMessage, claim_new_events
 from libs.messaging.consumer import EventMessage
-from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.domain.orders import check_cancel, order_status
+from services.order_intake.service_layer import rules
 from services.order_intake.service_layer.placing import SOURCE, add_timeline
 
 
@@ -128,6 +128,9 @@ class OrderNotFound(LookupError):
     pass
 
 
+_KEPT = " (the order is held: sent to allocation on release)"
+
+
 class ChangeRefused(ValueError):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("; ".join(f"{p.field}: {p.problem}" for p in problems))
@@ -150,10 +153,14 @@ async def cancel_order(conn: AsyncConnection, order_id: str, line_ids: list[str]
     problems = check_cancel(line_ids, {k: v.qty for k, v in lines.items()})
     if problems:
         raise ChangeRefused(problems)
+    if line_ids is None and await rules.cancel_held_order(conn, order_id, reason):
+        return  # never announced: nothing to tell downstream
     event = OrderCancelled(order_id=order_id, line_ids=line_ids, reason=reason)
-    await write_outbox(conn, SCHEMA, [OutboxMessage(Topic.ORDERS, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id))])
+    kept = await rules.publish_or_keep(
+        conn, order_id, [OutboxMessage(Topic.ORDERS, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id))])
     what = "order" if line_ids is None else "line(s) " + ", ".join(line_ids)
-    await add_timeline(conn, [(order_id, "OrderCancelled", SOURCE, f"cancellation of {what} requested: {reason}")])
+    await add_timeline(conn, [(order_id, "OrderCancelled", SOURCE,
+                               f"cancellation of {what} requested: {reason}" + (_KEPT if kept else ""))])
 
 
 async def modify_order(conn: AsyncConnection, order_id: str, changes: list[LineChange], priority: int | None) -> None:
@@ -174,9 +181,10 @@ async def modify_order(conn: AsyncConnection, order_id: str, changes: list[LineC
     if problems:
         raise ChangeRefused(problems)
     event = OrderModified(order_id=order_id, lines=changes, priority=priority)
-    await write_outbox(conn, SCHEMA, [OutboxMessage(Topic.ORDERS, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id))])
+    kept = await rules.publish_or_keep(
+        conn, order_id, [OutboxMessage(Topic.ORDERS, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id))])
     summary = ", ".join(f"{c.line_id} -> {c.qty}" for c in changes) + (f" priority -> {priority}" if priority is not None else "")
-    await add_timeline(conn, [(order_id, "OrderModified", SOURCE, f"modification requested: {summary}")])
+    await add_timeline(conn, [(order_id, "OrderModified", SOURCE, f"modification requested: {summary}" + (_KEPT if kept else ""))])
 
 
 async def order_channel(conn: AsyncConnection, order_id: str) -> str | None:
@@ -215,6 +223,7 @@ async def order_view(conn: AsyncConnection, order_id: str) -> dict[str, Any]:
             for ln in lines
         ],
         "timeline": [dict(e) for e in events],
+        **await rules.rules_view(conn, order_id),  # hold, which rule did what, tags
     }
 
 

@@ -72,3 +72,27 @@ def test_move_hold_release_and_change_quantity_from_the_order_page(page: Any, ap
     pg.goto(f"/orders/{second}")
     expect(_line(pg, "allocated")).to_have_text("4")
     expect(_line(pg, "backordered")).to_have_text("0")
+
+
+def test_an_order_a_channel_rule_holds_is_shown_held_and_released_from_the_order_page(page: Any, api: httpx.Client) -> None:
+    from playwright.sync_api import expect
+
+    run = uuid.uuid4().hex[:6]
+    sku = f"REVIEW-{run}"
+    intake = api.base_urls["order_intake"]  # type: ignore[attr-defined]
+    rule = api.post(intake + "/v1/rules", json={"name": f"review {sku}", "conditions": {"skus": [sku]},
+                                                 "actions": {"hold": True, "priority": 7}})
+    assert rule.status_code == 201, rule.text
+    try:
+        order_id = _place(api, sku, 2)
+    finally:
+        api.delete(intake + f"/v1/rules/{rule.json()['rule_id']}")
+    pg = page
+    pg.goto(f"/orders/{order_id}")
+    expect(pg.locator("#order-status")).to_have_text("held")
+    expect(pg.locator("#intake-hold")).to_contain_text(f"review {sku}")
+    expect(pg.locator("#order-rules")).to_contain_text("held for review; priority 0 -> 7")
+    pg.locator("#act-release").get_by_role("button", name="Release hold").click()
+    expect(pg.locator("#act-release .ok")).to_contain_text("announced to allocation (1 event(s))")
+    expect(_line(pg, "backordered")).to_have_text("2")  # allocation has it now (no stock of this SKU)
+    expect(pg.locator("#intake-hold")).to_have_count(0)

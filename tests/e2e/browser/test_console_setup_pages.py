@@ -59,3 +59,31 @@ def test_a_location_is_deactivated_and_activated_again_from_the_locations_page(p
     pg.locator(f"#locations tr[data-location='{loc}']").get_by_label("Priority").fill("7")
     pg.locator(f"#locations tr[data-location='{loc}']").get_by_role("button", name="Set").click()
     expect(pg.locator(f"#locations tr[data-location='{loc}'] td[data-q='priority']")).to_have_text("7")
+
+
+def test_a_channel_rule_is_refused_beside_its_field_then_added_and_deleted_on_the_rules_page(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    sku = f"RULED-{uuid.uuid4().hex[:6]}"  # its own SKU: no other test's order matches the rule
+    pg = page
+    pg.goto("/rules")
+    form = pg.locator("#rule-form")
+    form.get_by_label("Name").fill(f"review {sku}")
+    form.get_by_label("Any of these SKUs").fill(sku)
+    form.get_by_label("Ship-to countries").fill("DE, XX")
+    form.get_by_label("Hold for review").check()
+    form.get_by_role("button", name="Add rule").click()
+    expect(pg.locator("#rule-form [data-error-for='countries']")).to_contain_text("unknown ISO 3166 country code 'XX'")
+
+    form = pg.locator("#rule-form")
+    form.get_by_label("Ship-to countries").fill("DE")
+    form.get_by_label("Hold for review").check()
+    form.get_by_label("Priority").fill("9")
+    form.get_by_role("button", name="Add rule").click()
+    expect(pg.locator("#rule-form .ok")).to_contain_text(f"Rule 'review {sku}' added")
+    row = pg.locator("#rules tr", has_text=f"review {sku}")
+    expect(row).to_contain_text(f"skus: {sku}")
+    expect(row).to_contain_text("hold for review · priority 9")
+    row.get_by_role("button", name="Delete").click()
+    expect(pg.locator("#rule-form .ok")).to_contain_text("deleted")
+    expect(pg.locator("#rules tr", has_text=f"review {sku}")).to_have_count(0)
