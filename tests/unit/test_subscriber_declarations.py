@@ -1,0 +1,36 @@
+"""Each service consumes through one consumer (one group, one fetch loop) over all its input
+topics, declared with the delivery settings orders need (docs/decisions.md 2 and 3): offsets
+committed only after the handler, new groups from the earliest offset, batches."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from faststream import AckPolicy
+
+from services.cli.asyncapi import _build_service
+
+EXPECTED = {
+    "order_intake": ("oms-order-intake", {"oms.channel-orders.v1", "oms.allocations.v1", "oms.fulfillment.v1"}),
+    "inventory": ("oms-inventory", {"oms.fulfillment.v1"}),
+    "allocation": ("oms-allocation", {"oms.orders.v1", "oms.inventory.v1", "oms.fulfillment.v1"}),
+    "fulfillment": ("oms-fulfillment", {"oms.allocations.v1"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_one_consumer_per_service_with_safe_delivery_settings(name: str) -> None:
+    built = await _build_service(name)
+    assert built is not None
+    _, _, (broker, engine, _producer, _kafka) = built
+    try:
+        [subscriber] = list(broker.subscribers)  # no Shopify mapping configured: the order path only
+        group, topics = EXPECTED[name]
+        assert subscriber.group_id == group
+        assert set(subscriber.topic_names) == topics
+        assert set(importlib.import_module(f"services.{name}.entrypoints.subscribers").INPUTS) == topics
+        assert subscriber._connection_args["auto_offset_reset"] == "earliest"  # FastStream 0.7 keeps them here
+        assert subscriber.ack_policy is AckPolicy.NACK_ON_ERROR
+    finally:
+        await engine.dispose()
