@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from http_support import runtime as http_runtime
 from sqlalchemy import text
 from staff_auth import ADMIN, OPERATOR, VIEWER, guarded_app
 
@@ -40,7 +41,7 @@ async def api(database_url: str, env: SimpleNamespace) -> AsyncIterator[httpx.As
     engine = create_engine(database_url, schema=SCHEMA)
     await upgrade_schema(engine, schema=SCHEMA, versions_dir=VERSIONS)
     keys = f"{env.channel}:{env.key['X-API-Key']}"
-    runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    runtime = http_runtime(engine)
     routers = [http.build_router(runtime, ChannelKeys(keys), shopify.ShopifyConnector("", {}))]  # type: ignore[arg-type]
     app = guarded_app("order_intake", http.ACCESS, routers, runtime=runtime, channel_keys=keys)
     errors.install(app)  # the host's 422 {field, problem} answers

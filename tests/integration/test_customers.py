@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from http_support import runtime as http_runtime
 from sqlalchemy import text
 from staff_auth import ADMIN, OPERATOR, VIEWER, guarded_app
 
@@ -43,7 +43,7 @@ async def api(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     monkeypatch.setenv("OMS_CUSTOMER_MERGE_BY_EMAIL", f"{WEB},{APP}")
     engine = create_engine(database_url, schema=SCHEMA)
     await upgrade_schema(engine, schema=SCHEMA, versions_dir=VERSIONS)
-    runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    runtime = http_runtime(engine)
     routers = [http.build_router(runtime, ChannelKeys("*:dev-key"), shopify.ShopifyConnector("", {}))]  # type: ignore[arg-type]
     app = guarded_app("order_intake", http.ACCESS, routers, runtime=runtime)
     errors.install(app)

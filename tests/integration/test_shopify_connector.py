@@ -10,12 +10,12 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from http_support import runtime as http_runtime
 from sqlalchemy import text
 from staff_auth import guarded_app
 
@@ -53,7 +53,7 @@ def shop() -> str:
 
 @pytest.fixture
 async def api(engine, shop: str) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
-    runtime = SimpleNamespace(engine=engine, relay=SimpleNamespace(notify=lambda: None))
+    runtime = http_runtime(engine)
     connector = shopify.ShopifyConnector(f"{shop}:{SECRET}", {})
     routers = [http.build_router(runtime, ChannelKeys("*:dev-key"), connector)]  # type: ignore[arg-type]
     app = guarded_app("order_intake", http.ACCESS, routers, runtime=runtime)

@@ -15,7 +15,11 @@ from services.cli.asyncapi import SERVICES, _build_documents
 ROOT = Path(__file__).parents[2]
 WRITE_METHODS = {"post", "put", "patch", "delete"}
 # Write routes that take no body at all (the path says everything).
-BODILESS = {("inventory", "POST", "/v1/stocktakes/{stocktake_id}/submit")}
+BODILESS = {
+    ("inventory", "POST", "/v1/stocktakes/{stocktake_id}/submit"),
+    ("order_intake", "POST", "/v1/orders/{order_id}/release-hold"),
+    ("order_intake", "DELETE", "/v1/rules/{rule_id}"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +81,8 @@ def test_every_route_documents_the_body_of_its_success_answer(served: dict[str, 
     for name, method, path, op in _operations(served):
         if not path.startswith("/v1/"):
             continue
+        if set(op["responses"]) & {"200", "201", "202"} == set() and "204" in op["responses"]:
+            continue  # answers nothing
         schemas = [media.get("schema") for status, answer in op["responses"].items() if status.startswith("2")
                    for media in answer.get("content", {}).values()]
         if not any(_describes(s) and _resolves(served[name], s) for s in schemas):

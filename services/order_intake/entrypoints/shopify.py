@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.contracts import Topic
 from libs.contracts.orders import Problem
+from libs.contracts.problems import ProblemAnswer
 from libs.messaging.consumer import Delivery, EventMessage
 from libs.messaging.subscriber import subscribe_batches
 from libs.service_host import Runtime
@@ -113,9 +114,10 @@ def add_routes(router: APIRouter, runtime: Runtime, connector: ShopifyConnector)
         summary="Shopify order webhooks: orders/create, orders/updated, orders/cancelled",
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "description": "Shopify's Order, as its webhooks send it"}}}}},
-        responses={401: {"description": "bad or missing signature, or a shop without a secret; nothing stored"},
+        responses={401: {"description": "bad or missing signature, or a shop without a secret; nothing stored",
+                         "model": ProblemAnswer},
                    422: {"description": "a payload Shopify would never send, or an unsupported topic;"
-                                        " `{detail: [{field, problem}]}` naming Shopify's field"}},
+                                        " every problem naming Shopify's field", "model": ProblemAnswer}},
     )
     async def post_shopify_webhook(
         request: Request,
