@@ -36,6 +36,7 @@ from libs.contracts.events import Event
 from libs.contracts.topics import dlq
 from libs.messaging.inbox import claim_new_events
 from libs.messaging.settings import KafkaSettings
+from libs.observability.logs import about
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,8 @@ class BatchConsumer(Generic[T]):
         # Find the culprit(s): each message alone, in order, so per-key order is kept.
         log.warning("batch of %d on %s failed (%s); handling one by one", len(deliveries), self.topic, error)
         for delivery in deliveries:
-            err = await self._attempt([delivery], self._settings.max_attempts)
+            with about(correlation_of(delivery.record)):  # its retry lines are about its order
+                err = await self._attempt([delivery], self._settings.max_attempts)
             if err is None:
                 MESSAGES.labels(self.topic, "ok").inc()
             else:
@@ -182,6 +184,7 @@ class BatchConsumer(Generic[T]):
         from libs.database.errors import describe_error  # here: only this function is ours to change
 
         why = describe_error(error)
+        about_order = {"correlation_id": correlation_of(record)}
         headers = list(record.headers or ())
         headers += [
             ("dlq.error", _clip(why).encode()),
@@ -202,12 +205,20 @@ class BatchConsumer(Generic[T]):
                 if not await claim_new_events(conn, [dead_letter_ref(record.topic, record.partition, record.offset)]):
                     MESSAGES.labels(self.topic, "dead_letter_repeat_skipped").inc()
                     log.warning("%s[%d]@%d was dead-lettered before (a replay): not again",
-                                record.topic, record.partition, record.offset)
+                                record.topic, record.partition, record.offset, extra=about_order)
                     return
                 await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
         MESSAGES.labels(self.topic, "dead_lettered").inc()
         log.error("dead-lettered %s[%d]@%d after %d attempt(s): %s",
-                  record.topic, record.partition, record.offset, attempts, why)
+                  record.topic, record.partition, record.offset, attempts, why, extra=about_order)
+
+
+def correlation_of(record: ConsumerRecord[Any, Any]) -> str | None:
+    """The record's ``correlation_id`` header (the outbox writes one on every event)."""
+    for key, value in record.headers or ():
+        if key == "correlation_id":
+            return bytes(value).decode("utf-8", "replace")
+    return None
 
 
 def dead_letter_ref(topic: str, partition: int, offset: int) -> uuid.UUID:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from libs.messaging.inbox import prune_inbox
 from libs.messaging.kafka import broker_reachable, create_producer, ensure_topics
 from libs.messaging.outbox import OutboxRelay
 from libs.messaging.settings import KafkaSettings
+from libs.observability.logs import CORRELATION_ID, configure_logging
 from libs.service_host import errors
 from libs.service_host.auth import InsecureConfiguration, Rule, StaffAccess
 
@@ -47,6 +50,9 @@ class HostSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     db_pool_size: int = 10
     log_level: str = "INFO"
+    # "text": readable lines (a terminal, `oms up`); "json": one object a line (containers,
+    # log shippers); libs/observability/logs.py
+    log_format: str = Field(default="text", pattern="^(text|json)$", description="OMS_LOG_FORMAT")
     # Inbox ids are kept at least as long as the topics keep records (Kafka's default retention
     # is 7 days); older ones are pruned every interval. Raise both together.
     inbox_retention_hours: float = Field(default=168.0, gt=0)
@@ -138,6 +144,7 @@ def build_app(
             log.info("%s stopped", service.name)  # drained: offsets committed, outbox relay and producer closed
 
     app = FastAPI(title=f"OMS {service.name}", lifespan=lifespan, version="1.0")
+    app.add_middleware(CorrelationMiddleware)  # log lines of a request about an order carry its id
     errors.install(app)  # 422 {field, problem}, 413 body limit, 503 + Retry-After during outages
 
     @app.get("/health/live", tags=["health"])
@@ -189,11 +196,12 @@ def run_service(service: ServiceDefinition) -> None:
     """Run one service in this process until SIGINT/SIGTERM (what ``oms run NAME`` does)."""
     import uvicorn
 
-    host = HostSettings()
-    logging.basicConfig(
-        level=host.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s [{service.name}] %(name)s: %(message)s",
-    )
+    try:
+        host = HostSettings()
+    except ValueError as exc:  # a bad OMS_* value: name it (pydantic names the variable's field)
+        print(f"{service.name}: bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(service.name, level=host.log_level, fmt=host.log_format)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     port = int(os.environ.get(f"OMS_{service.name.upper()}_PORT", service.default_port))
     log.info("starting %s on %s:%d, database %s", service.name, host.http_host, port, _redact(host.database_url))
@@ -208,9 +216,43 @@ def run_service(service: ServiceDefinition) -> None:
         port=port,
         log_level="warning",
         access_log=False,
+        log_config=None,  # uvicorn's lines go through our handler (format, context, masking)
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+
+
+_ORDER_PATH = re.compile(r"^/v1/orders/([^/]+)")
+
+
+class CorrelationMiddleware:
+    """Binds the correlation id of a request about an order for its log lines: the
+    ``X-Correlation-Id`` header, else the order id in the path (events of an order carry its id
+    as correlation id unless the channel gave one). Plain ASGI: no per-request task or copy."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        correlation = None
+        for name, value in scope["headers"]:
+            if name == b"x-correlation-id":
+                correlation = value.decode("latin-1")[:200]
+                break
+        if correlation is None:
+            match = _ORDER_PATH.match(scope["path"])
+            correlation = match.group(1) if match else None
+        if correlation is None:
+            await self.app(scope, receive, send)
+            return
+        token = CORRELATION_ID.set(correlation)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CORRELATION_ID.reset(token)
 
 
 def _redact(url: str) -> str:

@@ -101,11 +101,15 @@ class System:
         env.update(self.extra_env)
         return env
 
-    def start_service(self, name: str, *, port: int | None = None, instance: int = 0) -> ServiceProcess:
+    def start_service(
+        self, name: str, *, port: int | None = None, instance: int = 0, env: dict[str, str] | None = None
+    ) -> ServiceProcess:
+        """One process of ``name``; ``env`` adds to (or overrides) its environment."""
         port = port or self.ports.get(name) or (CONSOLE_PORT if name == "console" else 0)
+        label = name if instance == 0 else f"{name}#{instance}"
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
-            env=self.env_for(name, port),
+            env={**self.env_for(name, port), "OMS_INSTANCE": label, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the terminal reaches us; we stop children in order
