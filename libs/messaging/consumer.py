@@ -47,6 +47,8 @@ BATCH_SECONDS = Histogram(
     "oms_batch_seconds", "Time to handle one consumed batch", ["topic"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 )
 RETRIES = Counter("oms_handler_retries_total", "Handler retries after an error", ["topic", "kind"])
+DEAD_LETTERS = Counter("oms_dead_letters_total", "Records written to <topic>.dlq, by the topic they came from "
+                       "and the consumer group that gave up on them", ["topic", "group"])
 
 
 async def keep_raw_records(message: Any) -> None:
@@ -209,6 +211,7 @@ class BatchConsumer(Generic[T]):
                     return
                 await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
         MESSAGES.labels(self.topic, "dead_lettered").inc()
+        DEAD_LETTERS.labels(record.topic, self.group_id).inc()
         log.error("dead-lettered %s[%d]@%d after %d attempt(s): %s",
                   record.topic, record.partition, record.offset, attempts, why, extra=about_order)
 

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.contracts.topics import ALL_TOPICS, dlq
 from libs.database import create_engine, ping, upgrade_schema
@@ -33,6 +33,14 @@ from libs.messaging.kafka import broker_reachable, create_producer, ensure_topic
 from libs.messaging.outbox import OutboxRelay
 from libs.messaging.settings import KafkaSettings
 from libs.observability.logs import CORRELATION_ID, configure_logging
+from libs.observability.metrics import (
+    READY,
+    ConsumerLag,
+    HttpMetricsMiddleware,
+    query_gauges,
+    refresh_forever,
+    refresh_outbox,
+)
 from libs.service_host import errors
 from libs.service_host.auth import InsecureConfiguration, Rule, StaffAccess
 
@@ -57,6 +65,9 @@ class HostSettings(BaseSettings):
     # is 7 days); older ones are pruned every interval. Raise both together.
     inbox_retention_hours: float = Field(default=168.0, gt=0)
     inbox_prune_interval_s: float = Field(default=3600.0, gt=0)
+    # How often the gauges that need the database or broker (consumer lag, outbox backlog, the
+    # service's own) are read: libs/observability/metrics.py.
+    metrics_interval_s: float = Field(default=5.0, gt=0, description="OMS_METRICS_INTERVAL_S")
 
 
 @dataclass
@@ -85,6 +96,8 @@ class ServiceDefinition:
     background: Callable[[Runtime], list[Callable[[], Any]]] | None = None
     # (method, path) -> who may call it (libs/service_host/auth.py); every route needs a rule.
     access: Mapping[tuple[str, str], Rule] = field(default_factory=dict)
+    # Sets the service's own gauges from its schema (one connection, every metrics interval).
+    gauges: Callable[[AsyncConnection], Awaitable[None]] | None = None
 
     @property
     def group_id(self) -> str:
@@ -128,6 +141,12 @@ def build_app(
         relay.start()
         tasks = [asyncio.create_task(fn()) for fn in (service.background(runtime) if service.background else [])]
         tasks.append(asyncio.create_task(_prune_inbox_forever(engine, host), name=f"inbox-pruner-{service.name}"))
+        lag = ConsumerLag(
+            kafka.bootstrap,
+            [(sub.group_id, sub.topic_names) for sub in map(_any, broker.subscribers) if getattr(sub, "group_id", None)],
+            client_id=f"oms-{service.name}-metrics",
+        )
+        tasks += _metric_refreshers(service, runtime, lag, host.metrics_interval_s)
         await broker.start()
         log.info("%s ready", service.name)
         try:
@@ -138,6 +157,7 @@ def build_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await lag.close()
             await relay.stop()
             await producer.stop()
             await engine.dispose()
@@ -145,6 +165,7 @@ def build_app(
 
     app = FastAPI(title=f"OMS {service.name}", lifespan=lifespan, version="1.0")
     app.add_middleware(CorrelationMiddleware)  # log lines of a request about an order carry its id
+    app.add_middleware(HttpMetricsMiddleware, service=service.name)  # latency by route template
     errors.install(app)  # 422 {field, problem}, 413 body limit, 503 + Retry-After during outages
 
     @app.get("/health/live", tags=["health"])
@@ -156,7 +177,7 @@ def build_app(
         runtime: Runtime | None = getattr(app.state, "runtime", None)
         if runtime is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        db_ok, kafka_ok = await asyncio.gather(ping(runtime.engine), broker_reachable(runtime.kafka))
+        db_ok, kafka_ok = await _readiness(runtime)
         ok = db_ok and kafka_ok
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "database": db_ok, "broker": kafka_ok},
@@ -168,6 +189,35 @@ def build_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _readiness(runtime: Runtime) -> tuple[bool, bool]:
+    db_ok, kafka_ok = await asyncio.gather(ping(runtime.engine), broker_reachable(runtime.kafka))
+    READY.labels(runtime.name).set(1 if db_ok and kafka_ok else 0)
+    return db_ok, kafka_ok
+
+
+def _any(subscriber: object) -> Any:
+    """A FastStream Kafka subscriber: its group_id and topic_names are not on the base type."""
+    return subscriber
+
+
+def _metric_refreshers(
+    service: ServiceDefinition, runtime: Runtime, lag: ConsumerLag, interval: float
+) -> list[asyncio.Task[None]]:
+    """The gauges read from the database and broker, each on its own every ``interval``."""
+    refreshers: dict[str, Callable[[], Awaitable[object]]] = {
+        "consumer lag": lag.refresh,
+        "outbox": lambda: refresh_outbox(runtime.engine, service.name),
+        "readiness": lambda: _readiness(runtime),
+    }
+    if service.gauges is not None:
+        gauges = service.gauges
+        refreshers[service.name] = lambda: query_gauges(runtime.engine, gauges)
+    return [
+        asyncio.create_task(refresh_forever(name, fn, interval), name=f"metrics-{name}-{service.name}")
+        for name, fn in refreshers.items()
+    ]
 
 
 async def _prune_inbox_forever(engine: AsyncEngine, host: HostSettings) -> None:

@@ -3,15 +3,19 @@ metrics, and the dashboard and alert rules in deploy/ naming only metrics that e
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer
 from infra import free_port
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
 from libs.contracts import Topic
@@ -94,3 +98,87 @@ async def test_json_logs_name_service_instance_and_order_and_never_show_a_secret
     for secret in (STAFF_TOKEN, API_KEY, password):
         assert secret not in text
     assert any(":***@" in r["message"] for r in records)  # the database URL, masked
+
+
+# --- metrics, dashboard and alert rules -----------------------------------------------------------
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+
+
+def _scrape(system: System) -> dict[str, str]:
+    return {name: httpx.get(system.url(name) + "/metrics", timeout=10).text
+            for name in ("order_intake", "inventory", "allocation", "fulfillment")}
+
+
+def _sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample of ``name`` whose labels include ``labels``."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    return None
+
+
+def _declared(texts: dict[str, str]) -> set[str]:
+    return {line.split()[2] for text in texts.values() for line in text.splitlines() if line.startswith("# HELP ")}
+
+
+def _named_metrics(expr: str) -> set[str]:
+    """The metric names in a PromQL expression; a histogram's series by the histogram's name."""
+    names = set()
+    for name in re.findall(r"\b(oms_[a-z0-9_]+)", expr):
+        suffix = next((s for s in HISTOGRAM_SUFFIXES if name.endswith(s)), "")
+        names.add(name[: len(name) - len(suffix)])
+    return names
+
+
+def test_the_on_call_metrics_answer_on_running_services(system: System) -> None:
+    """A backordered order shows in the queue gauges, its POST in the latency of its route
+    template; lag is reported for every partition of every group; every service says ready."""
+    run = uuid.uuid4().hex[:8]
+    resp = httpx.post(system.url("order_intake") + "/v1/orders", headers={"X-API-Key": "dev-key"}, timeout=15, json={
+        "channel": "web", "external_id": f"metrics-{run}", "placed_at": datetime.now(UTC).isoformat(),
+        "currency": "EUR", "ship_to": {"country": "DE"},
+        "lines": [{"line_id": "1", "sku": f"NOSTOCK-{run}", "qty": 2, "unit_price": "1.00"}]})
+    assert resp.status_code in (200, 201, 202), resp.text
+    deadline = time.monotonic() + 120
+    while True:  # the gauges are refreshed every OMS_METRICS_INTERVAL_S (5 s)
+        texts = _scrape(system)
+        if (_sample(texts["allocation"], "oms_backorder_units") or 0) >= 2 and (
+                _sample(texts["allocation"], "oms_backorder_oldest_age_seconds") or 0) > 0:
+            break
+        assert time.monotonic() < deadline, "the backorder never showed in oms_backorder_units"
+        time.sleep(1)
+    assert (_sample(texts["allocation"], "oms_backorder_lines") or 0) >= 1
+    assert (_sample(texts["allocation"], "oms_allocation_results_total", event_type="OrderBackordered") or 0) >= 1
+    assert (_sample(texts["order_intake"], "oms_http_request_duration_seconds_count", service="order_intake",
+                    method="POST", route="/v1/orders") or 0) >= 1
+    for name, text in texts.items():
+        assert _sample(text, "oms_service_ready", service=name) == 1
+        assert _sample(text, "oms_outbox_backlog_rows", service=name) is not None
+        assert _sample(text, "oms_outbox_oldest_age_seconds", service=name) is not None
+    partitions = {str(p) for p in range(6)}
+    for topic in (Topic.ORDERS, Topic.INVENTORY, Topic.FULFILLMENT):
+        group = f"oms-allocation.{topic}"
+        seen = {s.labels["partition"] for f in text_string_to_metric_families(texts["allocation"]) for s in f.samples
+                if s.name == "oms_consumer_lag_messages" and s.labels["group"] == group and s.labels["topic"] == topic}
+        assert seen >= partitions, f"{group}: lag of partitions {sorted(seen)}"
+
+
+def test_the_dashboard_and_the_alert_rules_name_only_metrics_the_services_export(system: System) -> None:
+    dashboard = orjson.loads((DEPLOY / "grafana" / "oms-dashboard.json").read_bytes())
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "oms-alerts.yaml").read_text())["groups"]
+    panel_exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", ())]
+    alerts = [r for g in rules for r in g["rules"]]
+    assert len(panel_exprs) >= 15
+    assert {"OmsConsumerLagGrowing", "OmsOutboxStuck", "OmsDeadLetters", "OmsBackorderTooOld",
+            "OmsServiceNotReady"} <= {a["alert"] for a in alerts}
+    for alert in alerts:
+        assert len(alert["annotations"]["runbook"]) > 40, f"{alert['alert']} has no runbook line"
+    declared = _declared(_scrape(system))
+    for expr in [*panel_exprs, *(a["expr"] for a in alerts)]:
+        named = _named_metrics(expr)
+        assert named, expr
+        missing = named - declared
+        assert not missing, f"{sorted(missing)} (in {expr!r}) is on no service's /metrics"
