@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.contracts.envelope import Envelope, encode_event
+from libs.observability import tracing
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ async def write_outbox(conn: AsyncConnection, schema: str, messages: Sequence[Ou
             "headers": [
                 orjson.dumps(
                     {"event_type": m.envelope.event_type, "correlation_id": m.envelope.correlation_id}
+                    if not tracing.STATE.on  # tracing: the row carries its traceparent to the relay and Kafka
+                    else {"event_type": m.envelope.event_type, "correlation_id": m.envelope.correlation_id,
+                          **tracing.outbox_headers(m.topic, m.envelope.correlation_id)}
                 ).decode()
                 for m in messages
             ],

@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from libs.observability import tracing
+
 CORRELATION_ID: ContextVar[str | None] = ContextVar("oms_correlation_id", default=None)
 MASK = "***"
 # The record attributes every LogRecord has; anything else came in through ``extra``.
@@ -102,10 +104,15 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
         record.instance = self.instance
-        if getattr(record, "correlation_id", None) is None:
-            record.correlation_id = CORRELATION_ID.get()
+        correlation = getattr(record, "correlation_id", None)
+        if correlation is None:
+            record.correlation_id = correlation = CORRELATION_ID.get()
         if getattr(record, "trace_id", None) is None:
-            record.trace_id, record.span_id = _trace_ids()
+            trace_id, record.span_id = _trace_ids()
+            if trace_id is None and correlation and tracing.STATE.on:
+                # an order's trace id follows from its correlation id (tracing.py)
+                trace_id = format(tracing.order_trace_id(str(correlation)), "032x")
+            record.trace_id = trace_id
         return True
 
 

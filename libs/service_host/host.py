@@ -32,7 +32,8 @@ from libs.messaging.inbox import prune_inbox
 from libs.messaging.kafka import broker_reachable, create_producer, ensure_topics
 from libs.messaging.outbox import OutboxRelay
 from libs.messaging.settings import KafkaSettings
-from libs.observability.logs import CORRELATION_ID, configure_logging
+from libs.observability import tracing
+from libs.observability.logs import CORRELATION_ID, configure_logging, instance_name
 from libs.observability.metrics import (
     READY,
     ConsumerLag,
@@ -68,6 +69,10 @@ class HostSettings(BaseSettings):
     # How often the gauges that need the database or broker (consumer lag, outbox backlog, the
     # service's own) are read: libs/observability/metrics.py.
     metrics_interval_s: float = Field(default=5.0, gt=0, description="OMS_METRICS_INTERVAL_S")
+    # Tracing is off unless one of these is set (libs/observability/tracing.py): an OTLP/HTTP
+    # collector (e.g. http://otel-collector:4318), or a file of finished spans (JSON lines).
+    otlp_endpoint: str = Field(default="", description="OMS_OTLP_ENDPOINT")
+    trace_file: str = Field(default="", description="OMS_TRACE_FILE")
 
 
 @dataclass
@@ -161,11 +166,13 @@ def build_app(
             await relay.stop()
             await producer.stop()
             await engine.dispose()
+            tracing.shutdown_tracing()
             log.info("%s stopped", service.name)  # drained: offsets committed, outbox relay and producer closed
 
     app = FastAPI(title=f"OMS {service.name}", lifespan=lifespan, version="1.0")
     app.add_middleware(CorrelationMiddleware)  # log lines of a request about an order carry its id
     app.add_middleware(HttpMetricsMiddleware, service=service.name)  # latency by route template
+    tracing.instrument_app(app)  # FastAPI's server spans when tracing is on
     errors.install(app)  # 422 {field, problem}, 413 body limit, 503 + Retry-After during outages
 
     @app.get("/health/live", tags=["health"])
@@ -252,6 +259,7 @@ def run_service(service: ServiceDefinition) -> None:
         print(f"{service.name}: bad configuration: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(service.name, level=host.log_level, fmt=host.log_format)
+    tracing.configure_tracing(service.name, instance_name(), endpoint=host.otlp_endpoint, file=host.trace_file)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     port = int(os.environ.get(f"OMS_{service.name.upper()}_PORT", service.default_port))
     log.info("starting %s on %s:%d, database %s", service.name, host.http_host, port, _redact(host.database_url))

@@ -4,8 +4,10 @@ metrics, and the dashboard and alert rules in deploy/ naming only metrics that e
 from __future__ import annotations
 
 import re
+import signal
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from infra import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
+from staff_auth import ADMIN
 
 from libs.contracts import Topic
 from services.cli.launcher import System
@@ -182,3 +185,103 @@ def test_the_dashboard_and_the_alert_rules_name_only_metrics_the_services_export
         assert named, expr
         missing = named - declared
         assert not missing, f"{sorted(missing)} (in {expr!r}) is on no service's /metrics"
+
+
+# --- tracing -------------------------------------------------------------------------------------
+
+SERVICE_NAMES = ("order_intake", "inventory", "allocation", "fulfillment")
+
+
+def _restart_all(system: System, env: Callable[[str], dict[str, str]]) -> None:
+    """SIGTERM the four services' first instances and start them again with ``env(service)``."""
+    old = [system.instances(name)[0] for name in SERVICE_NAMES]
+    for sp in old:
+        sp.process.send_signal(signal.SIGTERM)
+    for sp in old:
+        sp.process.wait(60)
+        with system._lock:
+            system.processes.remove(sp)
+    new = [system.start_service(sp.name, port=sp.port, env=env(sp.name)) for sp in old]
+    system.wait_ready(240, new)
+
+
+def _until(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"timed out waiting: {what}"
+        time.sleep(0.5)
+
+
+def _spans(files: dict[str, Path]) -> list[dict]:
+    return [orjson.loads(line) for path in files.values() for line in _lines(path)]
+
+
+def test_one_order_from_placement_to_shipment_is_one_trace_across_the_four_services(
+    system: System, tmp_path: Path
+) -> None:
+    """With OMS_TRACE_FILE set (a file exporter per process), an order placed over HTTP,
+    allocated, packed and shipped is one trace (its id follows from the order's correlation id)
+    with spans of all four services, and each consumer's span is the child of the span that
+    wrote the event to the outbox: the context travelled in the outbox row and the Kafka headers."""
+    from libs.observability.tracing import order_trace_id
+
+    files = {name: tmp_path / f"{name}.spans.jsonl" for name in SERVICE_NAMES}
+    run = uuid.uuid4().hex[:8]
+    http = httpx.Client(timeout=15, headers=ADMIN)
+    try:
+        _restart_all(system, lambda name: {"OMS_TRACE_FILE": str(files[name])})  # a file per process
+        sku, loc = f"TRACE-{run}", f"WH-TRACE-{run}"
+        http.post(system.url("inventory") + "/v1/locations", json={
+            "location_id": loc, "name": "trace", "kind": "warehouse", "country": "DE", "ships_to": ["DE"],
+            "active": True}).raise_for_status()
+        http.post(system.url("inventory") + "/v1/receipts", json={"location_id": loc, "reference": f"GRN-{run}",
+                  "lines": [{"sku": sku, "bin": "A-01", "lot": "", "qty": 2}]}).raise_for_status()
+        _until(lambda: any(r.get("sku") == sku and r.get("on_hand") == 2 for r in http.get(
+            system.url("allocation") + "/v1/reports/stock", params={"sku": sku}).json()), "allocation sees the stock")
+        resp = httpx.post(system.url("order_intake") + "/v1/orders", headers={"X-API-Key": "dev-key"}, timeout=15,
+                          json={"channel": "web", "external_id": f"trace-{run}",
+                                "placed_at": datetime.now(UTC).isoformat(), "currency": "EUR",
+                                "ship_to": {"country": "DE"},
+                                "lines": [{"line_id": "1", "sku": sku, "qty": 2, "unit_price": "1.00"}]})
+        assert resp.status_code in (200, 201, 202), resp.text
+        order_id = resp.json()["order_id"]
+        order_url = system.url("order_intake") + f"/v1/orders/{order_id}"
+        _until(lambda: http.get(order_url).json().get("status") == "allocated", "the order allocated")
+        shipment = http.post(system.url("fulfillment") + f"/v1/orders/{order_id}/pack", json={})
+        assert shipment.status_code in (200, 202), shipment.text
+        shipment_id = shipment.json()["shipment_id"]
+        http.post(system.url("fulfillment") + f"/v1/shipments/{shipment_id}/ship",
+                  json={"carrier": "UPS", "tracking_number": f"1Z{run}"}).raise_for_status()
+        _until(lambda: http.get(order_url).json().get("status") == "shipped", "the order shipped")
+        trace_id = f"{order_trace_id(order_id):032x}"
+        _until(lambda: any(s["trace_id"] == trace_id and s["name"] == "oms.fulfillment.v1 process"
+                           for s in _spans({"inventory": files["inventory"]})), "inventory's span of the shipment")
+    finally:
+        _restart_all(system, lambda name: {})  # the session's services without tracing again
+
+    spans = [s for s in _spans(files) if s["trace_id"] == trace_id]
+    assert {s["service"] for s in spans} == {"oms-order-intake", "oms-inventory", "oms-allocation", "oms-fulfillment"}
+    by_id = {s["span_id"]: s for s in spans}
+
+    def one(service: str, name: str) -> dict:
+        found = [s for s in spans if s["service"] == service and s["name"] == name]
+        assert found, f"no span {name!r} of {service} in the order's trace"
+        return found[0]
+
+    placed = one("oms-order-intake", "oms.orders.v1 publish")
+    allocating = one("oms-allocation", "oms.orders.v1 process")
+    assert allocating["parent_id"] == placed["span_id"]  # through intake's outbox and the Kafka headers
+    for service in ("oms-fulfillment", "oms-order-intake"):  # OrderAllocated, through allocation's outbox
+        assert by_id.get(one(service, "oms.allocations.v1 process")["parent_id"]) == allocating
+    shipped = [s for s in spans if s["service"] == "oms-fulfillment" and s["name"] == "oms.fulfillment.v1 publish"]
+    consumed = [s for s in spans if s["service"] == "oms-inventory" and s["name"] == "oms.fulfillment.v1 process"]
+    # inventory's spans of the shipment's events are children of fulfillment's spans that wrote them
+    assert consumed and all(by_id[s["parent_id"]]["service"] == "oms-fulfillment" for s in consumed)
+    assert {s["parent_id"] for s in consumed} & {s["span_id"] for s in shipped}  # the HTTP ship's event
+    assert any(s["links"] for s in shipped)  # linked to the HTTP request that shipped it
+    assert all(s["attributes"].get("oms.correlation_id") == order_id for s in spans if s["kind"] != "SERVER")
