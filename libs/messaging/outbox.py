@@ -127,13 +127,30 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_s: float = 0.0) -> None:
+        """Stop relaying. ``drain_s`` > 0 (shutdown, after the consumers stopped): the leader first
+        publishes what is committed, for up to that long, so the next instance starts clean."""
+        if self._task and self.is_leader and drain_s > 0:
+            try:
+                await asyncio.wait_for(self._until_empty(), drain_s)
+            except TimeoutError:
+                log.warning("outbox not empty after %.0f s of draining; the next relay publishes the rest", drain_s)
+            except Exception:  # noqa: BLE001 - the database is gone: the rows wait for the next relay
+                log.warning("outbox drain failed; the next relay publishes the rest")
         if self._task:
             self._task.cancel()
             try:
                 await self._task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
+
+    async def _until_empty(self) -> None:
+        while self.is_leader and self._task and not self._task.done():
+            async with self._engine.connect() as conn:
+                if not (await conn.execute(text("SELECT EXISTS (SELECT 1 FROM outbox)"))).scalar():
+                    return
+            self._wake.set()
+            await asyncio.sleep(0.05)
 
     async def _run(self) -> None:
         backoff = 0.2

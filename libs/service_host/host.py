@@ -163,7 +163,7 @@ def build_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await lag.close()
-            await relay.stop()
+            await relay.stop(drain_s=5.0)  # publish what the drained batches committed
             await producer.stop()
             await engine.dispose()
             tracing.shutdown_tracing()
