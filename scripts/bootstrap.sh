@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv (Python 3.11+) and install the project with the given extras from pyproject.toml.
+# Create .venv (Python 3.11+) and install the project with the given extras from pyproject.toml,
+# every dependency at the version pinned in requirements.lock (the versions CI tested; upgrade
+# them with scripts/lock.sh --upgrade).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -8,10 +10,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# -c: a constraints file pins whatever gets installed, extras included, and installs nothing else.
 if [ -n "$extras" ]; then
-  .venv/bin/python -m pip install --quiet -e ".[$extras]"
+  .venv/bin/python -m pip install --quiet -c requirements.lock -e ".[$extras]"
 else
-  .venv/bin/python -m pip install --quiet -e .
+  .venv/bin/python -m pip install --quiet -c requirements.lock -e .
 fi
 # The console's browser tests drive Debian's chromium (never a downloaded browser build).
 if [[ ",$extras," == *",test,"* ]] && [ ! -x /usr/bin/chromium ]; then

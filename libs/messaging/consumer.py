@@ -37,6 +37,8 @@ from libs.contracts.events import Event
 from libs.contracts.topics import dlq
 from libs.messaging.inbox import claim_new_events
 from libs.messaging.settings import KafkaSettings
+from libs.observability import tracing
+from libs.observability.logs import about
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ BATCH_SECONDS = Histogram(
     "oms_batch_seconds", "Time to handle one consumed batch (label: the consumer group)", ["group"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 )
 RETRIES = Counter("oms_handler_retries_total", "Handler retries after an error (label: the consumer group)", ["group", "kind"])
+DEAD_LETTERS = Counter("oms_dead_letters_total", "Records written to <topic>.dlq, by the topic they came from "
+                       "and the consumer group that gave up on them", ["topic", "group"])
 
 
 async def keep_raw_records(message: Any) -> None:
@@ -118,6 +122,12 @@ class BatchConsumer(Generic[T]):
         self._engine = engine
 
     async def handle(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        if tracing.STATE.on:  # a span per record, parent of the events it causes (off: no cost)
+            with tracing.consume(self.group_id, records):
+                return await self._handle(records)
+        return await self._handle(records)
+
+    async def _handle(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         started = time.perf_counter()
         deliveries: list[Delivery[T]] = []
         for record in records:
@@ -141,7 +151,8 @@ class BatchConsumer(Generic[T]):
         # Find the culprit(s): each message alone, in order, so per-key order is kept.
         log.warning("batch of %d for %s failed (%s); handling one by one", len(deliveries), self.group_id, error)
         for delivery in deliveries:
-            err = await self._attempt([delivery], self._settings.max_attempts)
+            with about(correlation_of(delivery.record)):  # its retry lines are about its order
+                err = await self._attempt([delivery], self._settings.max_attempts)
             if err is None:
                 MESSAGES.labels(delivery.record.topic, "ok").inc()
             else:
@@ -182,6 +193,7 @@ class BatchConsumer(Generic[T]):
         from libs.database.errors import describe_error  # here: only this function is ours to change
 
         why = describe_error(error)
+        about_order = {"correlation_id": correlation_of(record)}
         headers = list(record.headers or ())
         headers += [
             ("dlq.error", _clip(why).encode()),
@@ -202,12 +214,21 @@ class BatchConsumer(Generic[T]):
                 if not await claim_new_events(conn, [dead_letter_ref(record.topic, record.partition, record.offset)]):
                     MESSAGES.labels(record.topic, "dead_letter_repeat_skipped").inc()
                     log.warning("%s[%d]@%d was dead-lettered before (a replay): not again",
-                                record.topic, record.partition, record.offset)
+                                record.topic, record.partition, record.offset, extra=about_order)
                     return
                 await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
         MESSAGES.labels(record.topic, "dead_lettered").inc()
+        DEAD_LETTERS.labels(record.topic, self.group_id).inc()
         log.error("dead-lettered %s[%d]@%d after %d attempt(s): %s",
-                  record.topic, record.partition, record.offset, attempts, why)
+                  record.topic, record.partition, record.offset, attempts, why, extra=about_order)
+
+
+def correlation_of(record: ConsumerRecord[Any, Any]) -> str | None:
+    """The record's ``correlation_id`` header (the outbox writes one on every event)."""
+    for key, value in record.headers or ():
+        if key == "correlation_id":
+            return bytes(value).decode("utf-8", "replace")
+    return None
 
 
 def dead_letter_ref(topic: str, partition: int, offset: int) -> uuid.UUID:

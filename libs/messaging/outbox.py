@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.contracts.envelope import Envelope, encode_event
+from libs.observability import tracing
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ async def write_outbox(conn: AsyncConnection, schema: str, messages: Sequence[Ou
             "headers": [
                 orjson.dumps(
                     {"event_type": m.envelope.event_type, "correlation_id": m.envelope.correlation_id}
+                    if not tracing.STATE.on  # tracing: the row carries its traceparent to the relay and Kafka
+                    else {"event_type": m.envelope.event_type, "correlation_id": m.envelope.correlation_id,
+                          **tracing.outbox_headers(m.topic, m.envelope.correlation_id)}
                 ).decode()
                 for m in messages
             ],
@@ -152,13 +156,30 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._schema}")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_s: float = 0.0) -> None:
+        """Stop relaying. ``drain_s`` > 0 (shutdown, after the consumers stopped): the leader first
+        publishes what is committed, for up to that long, so the next instance starts clean."""
+        if self._task and self.is_leader and drain_s > 0:
+            try:
+                await asyncio.wait_for(self._until_empty(), drain_s)
+            except TimeoutError:
+                log.warning("outbox not empty after %.0f s of draining; the next relay publishes the rest", drain_s)
+            except Exception:  # noqa: BLE001 - the database is gone: the rows wait for the next relay
+                log.warning("outbox drain failed; the next relay publishes the rest")
         if self._task:
             self._task.cancel()
             try:
                 await self._task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
+
+    async def _until_empty(self) -> None:
+        while self.is_leader and self._task and not self._task.done():
+            async with self._engine.connect() as conn:
+                if not (await conn.execute(text("SELECT EXISTS (SELECT 1 FROM outbox)"))).scalar():
+                    return
+            self._wake.set()
+            await asyncio.sleep(0.05)
 
     async def _run(self) -> None:
         backoff = 0.2

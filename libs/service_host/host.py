@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,16 @@ from libs.messaging.inbox import prune_inbox
 from libs.messaging.kafka import broker_reachable, create_producer, ensure_topics
 from libs.messaging.outbox import OutboxRelay, Transactions
 from libs.messaging.settings import KafkaSettings
+from libs.observability import tracing
+from libs.observability.logs import CORRELATION_ID, configure_logging, instance_name
+from libs.observability.metrics import (
+    READY,
+    ConsumerLag,
+    HttpMetricsMiddleware,
+    query_gauges,
+    refresh_forever,
+    refresh_outbox,
+)
 from libs.service_host import errors
 from libs.service_host.auth import InsecureConfiguration, Rule, StaffAccess
 
@@ -47,10 +59,20 @@ class HostSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     db_pool_size: int = 10
     log_level: str = "INFO"
+    # "text": readable lines (a terminal, `oms up`); "json": one object a line (containers,
+    # log shippers); libs/observability/logs.py
+    log_format: str = Field(default="text", pattern="^(text|json)$", description="OMS_LOG_FORMAT")
     # Inbox ids are kept at least as long as the topics keep records (Kafka's default retention
     # is 7 days); older ones are pruned every interval. Raise both together.
     inbox_retention_hours: float = Field(default=168.0, gt=0)
     inbox_prune_interval_s: float = Field(default=3600.0, gt=0)
+    # How often the gauges that need the database or broker (consumer lag, outbox backlog, the
+    # service's own) are read: libs/observability/metrics.py.
+    metrics_interval_s: float = Field(default=5.0, gt=0, description="OMS_METRICS_INTERVAL_S")
+    # Tracing is off unless one of these is set (libs/observability/tracing.py): an OTLP/HTTP
+    # collector (e.g. http://otel-collector:4318), or a file of finished spans (JSON lines).
+    otlp_endpoint: str = Field(default="", description="OMS_OTLP_ENDPOINT")
+    trace_file: str = Field(default="", description="OMS_TRACE_FILE")
 
 
 @dataclass
@@ -83,6 +105,8 @@ class ServiceDefinition:
     background: Callable[[Runtime], list[Callable[[], Any]]] | None = None
     # (method, path) -> who may call it (libs/service_host/auth.py); every route needs a rule.
     access: Mapping[tuple[str, str], Rule] = field(default_factory=dict)
+    # Sets the service's own gauges from its schema (one connection, every metrics interval).
+    gauges: Callable[[AsyncConnection], Awaitable[None]] | None = None
 
 
 def build_app(
@@ -122,6 +146,12 @@ def build_app(
         relay.start()
         tasks = [asyncio.create_task(fn()) for fn in (service.background(runtime) if service.background else [])]
         tasks.append(asyncio.create_task(_prune_inbox_forever(engine, host), name=f"inbox-pruner-{service.name}"))
+        lag = ConsumerLag(
+            kafka.bootstrap,
+            [(sub.group_id, sub.topic_names) for sub in map(_any, broker.subscribers) if getattr(sub, "group_id", None)],
+            client_id=f"oms-{service.name}-metrics",
+        )
+        tasks += _metric_refreshers(service, runtime, lag, host.metrics_interval_s)
         await broker.start()
         log.info("%s ready", service.name)
         try:
@@ -132,12 +162,17 @@ def build_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await relay.stop()
+            await lag.close()
+            await relay.stop(drain_s=5.0)  # publish what the drained batches committed
             await producer.stop()
             await engine.dispose()
+            tracing.shutdown_tracing()
             log.info("%s stopped", service.name)  # drained: offsets committed, outbox relay and producer closed
 
     app = FastAPI(title=f"OMS {service.name}", lifespan=lifespan, version="1.0")
+    app.add_middleware(CorrelationMiddleware)  # log lines of a request about an order carry its id
+    app.add_middleware(HttpMetricsMiddleware, service=service.name)  # latency by route template
+    tracing.instrument_app(app)  # FastAPI's server spans when tracing is on
     errors.install(app)  # 422 {field, problem}, 413 body limit, 503 + Retry-After during outages
 
     @app.get("/health/live", tags=["health"])
@@ -149,7 +184,7 @@ def build_app(
         runtime: Runtime | None = getattr(app.state, "runtime", None)
         if runtime is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        db_ok, kafka_ok = await asyncio.gather(ping(runtime.engine), broker_reachable(runtime.kafka))
+        db_ok, kafka_ok = await _readiness(runtime)
         ok = db_ok and kafka_ok
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "database": db_ok, "broker": kafka_ok},
@@ -161,6 +196,35 @@ def build_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _readiness(runtime: Runtime) -> tuple[bool, bool]:
+    db_ok, kafka_ok = await asyncio.gather(ping(runtime.engine), broker_reachable(runtime.kafka))
+    READY.labels(runtime.name).set(1 if db_ok and kafka_ok else 0)
+    return db_ok, kafka_ok
+
+
+def _any(subscriber: object) -> Any:
+    """A FastStream Kafka subscriber: its group_id and topic_names are not on the base type."""
+    return subscriber
+
+
+def _metric_refreshers(
+    service: ServiceDefinition, runtime: Runtime, lag: ConsumerLag, interval: float
+) -> list[asyncio.Task[None]]:
+    """The gauges read from the database and broker, each on its own every ``interval``."""
+    refreshers: dict[str, Callable[[], Awaitable[object]]] = {
+        "consumer lag": lag.refresh,
+        "outbox": lambda: refresh_outbox(runtime.engine, service.name),
+        "readiness": lambda: _readiness(runtime),
+    }
+    if service.gauges is not None:
+        gauges = service.gauges
+        refreshers[service.name] = lambda: query_gauges(runtime.engine, gauges)
+    return [
+        asyncio.create_task(refresh_forever(name, fn, interval), name=f"metrics-{name}-{service.name}")
+        for name, fn in refreshers.items()
+    ]
 
 
 async def _prune_inbox_forever(engine: AsyncEngine, host: HostSettings) -> None:
@@ -189,11 +253,13 @@ def run_service(service: ServiceDefinition) -> None:
     """Run one service in this process until SIGINT/SIGTERM (what ``oms run NAME`` does)."""
     import uvicorn
 
-    host = HostSettings()
-    logging.basicConfig(
-        level=host.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s [{service.name}] %(name)s: %(message)s",
-    )
+    try:
+        host = HostSettings()
+    except ValueError as exc:  # a bad OMS_* value: name it (pydantic names the variable's field)
+        print(f"{service.name}: bad configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(service.name, level=host.log_level, fmt=host.log_format)
+    tracing.configure_tracing(service.name, instance_name(), endpoint=host.otlp_endpoint, file=host.trace_file)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     port = int(os.environ.get(f"OMS_{service.name.upper()}_PORT", service.default_port))
     log.info("starting %s on %s:%d, database %s", service.name, host.http_host, port, _redact(host.database_url))
@@ -208,9 +274,43 @@ def run_service(service: ServiceDefinition) -> None:
         port=port,
         log_level="warning",
         access_log=False,
+        log_config=None,  # uvicorn's lines go through our handler (format, context, masking)
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+
+
+_ORDER_PATH = re.compile(r"^/v1/orders/([^/]+)")
+
+
+class CorrelationMiddleware:
+    """Binds the correlation id of a request about an order for its log lines: the
+    ``X-Correlation-Id`` header, else the order id in the path (events of an order carry its id
+    as correlation id unless the channel gave one). Plain ASGI: no per-request task or copy."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        correlation = None
+        for name, value in scope["headers"]:
+            if name == b"x-correlation-id":
+                correlation = value.decode("latin-1")[:200]
+                break
+        if correlation is None:
+            match = _ORDER_PATH.match(scope["path"])
+            correlation = match.group(1) if match else None
+        if correlation is None:
+            await self.app(scope, receive, send)
+            return
+        token = CORRELATION_ID.set(correlation)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CORRELATION_ID.reset(token)
 
 
 def _redact(url: str) -> str:

@@ -12,6 +12,7 @@ from services.allocation.adapters.tables import SCHEMA
 from services.allocation.entrypoints import http, subscribers
 from services.allocation.service_layer.availability import run_publisher
 from services.allocation.service_layer.expiry import run_expiry_sweep
+from services.allocation.service_layer.queue_gauges import refresh_backorder_gauges
 
 GROUP_ID = "oms-allocation"
 
@@ -41,4 +42,5 @@ SERVICE = ServiceDefinition(
     wire=wire,
     access=http.ACCESS,
     background=background,
+    gauges=refresh_backorder_gauges,  # the backorder queue's depth and oldest age
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -103,11 +104,15 @@ class System:
         env.update(self.extra_env)
         return env
 
-    def start_service(self, name: str, *, port: int | None = None, instance: int = 0) -> ServiceProcess:
+    def start_service(
+        self, name: str, *, port: int | None = None, instance: int = 0, env: dict[str, str] | None = None
+    ) -> ServiceProcess:
+        """One process of ``name``; ``env`` adds to (or overrides) its environment."""
         port = port or self.ports.get(name) or (CONSOLE_PORT if name == "console" else 0)
+        label = name if instance == 0 else f"{name}#{instance}"
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
-            env=self.env_for(name, port),
+            env={**self.env_for(name, port), "OMS_INSTANCE": label, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the terminal reaches us; we stop children in order
@@ -158,6 +163,35 @@ class System:
             self.processes.remove(sp)
         return code
 
+    def instances(self, name: str) -> list[ServiceProcess]:
+        with self._lock:
+            return sorted((sp for sp in self.processes if sp.name == name), key=lambda sp: sp.instance)
+
+    def scale(self, name: str, count: int, *, timeout: float = 180) -> list[ServiceProcess]:
+        """Run ``count`` instances of ``name``: start the missing ones (instance 0 on the service's
+        port, the others on free ports) and wait until they are ready, or SIGTERM the highest
+        numbered ones and wait until they have drained and exited. Returns the instances now running."""
+        if count < 1:
+            raise ValueError(f"{name}: at least one instance (got {count})")
+        running = self.instances(name)
+        if len(running) < count:
+            used = {sp.instance for sp in running}
+            free = (i for i in range(count * 2) if i not in used)
+            started = []
+            for _ in range(count - len(running)):
+                i = next(free)
+                started.append(self.start_service(name, port=self.ports[name] if i == 0 else free_port(), instance=i))
+            self.wait_ready(timeout, started)
+        elif len(running) > count:
+            leaving = running[count:]
+            for sp in leaving:
+                sp.process.send_signal(signal.SIGTERM)
+            for sp in leaving:
+                sp.process.wait(timeout)
+                with self._lock:
+                    self.processes.remove(sp)
+        return self.instances(name)
+
     def stop_services(self, timeout: float = 20) -> None:
         with self._lock:
             procs = list(self.processes)
@@ -201,6 +235,13 @@ class System:
         with self._lock:
             self.log_to.write(f"{prefix}| {line}\n")
             self.log_to.flush()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for the second and further instances)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _ready(port: int) -> bool:

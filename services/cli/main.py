@@ -2,7 +2,7 @@
 
     oms up                 embedded broker + PostgreSQL (unless OMS_KAFKA_BOOTSTRAP /
                            OMS_DATABASE_URL are set), the four services and the console on
-                           :8000; Ctrl-C stops all
+                           :8000; Ctrl-C stops all. --scale allocation=3: three instances
     oms run SERVICE        one service (or the console) in the foreground (what a container runs)
     oms demo               the SPEC section 8 walkthrough; starts the system if none answers
     oms bench SCENARIO     the benchmark in bench/ (python -m bench; see docs/benchmark.md)
@@ -25,7 +25,20 @@ def _workdir() -> Path:
     return Path.cwd() / ".oms"
 
 
+def _scale_arguments(values: list[str]) -> dict[str, int]:
+    """``--scale allocation=3`` (repeatable) -> {"allocation": 3}."""
+    scale: dict[str, int] = {}
+    for value in values:
+        name, sep, count = value.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in SERVICES or not count.strip().isdigit() or int(count) < 1:
+            raise SystemExit(f"--scale {value!r}: SERVICE=COUNT with SERVICE one of {', '.join(SERVICES)} and COUNT >= 1")
+        scale[name] = int(count)
+    return scale
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    scale = _scale_arguments(args.scale)
     system = System(workdir=_workdir())
     stop = {"now": False}
 
@@ -37,6 +50,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         system.start_infra(fresh=not args.keep_data)
         system.start_all()
+        for name, count in scale.items():
+            if count != 1:
+                system.scale(name, count)
+                print(f"{name}: {count} instances on ports "
+                      + ", ".join(str(sp.port) for sp in system.instances(name)), flush=True)
         console = system.start_console()
         print("\nOMS is up:", ", ".join(f"{n} {system.url(n)}" for n in SERVICES))
         print(f"operations console: http://127.0.0.1:{console.port} (sign in with a staff token)")
@@ -46,7 +64,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 if sp.process.poll() is not None:
                     print(f"{sp.label} exited with {sp.process.returncode}; restarting", flush=True)
                     system.processes.remove(sp)
-                    system.start_service(sp.name, port=sp.port)
+                    system.start_service(sp.name, port=sp.port, instance=sp.instance)
             time.sleep(0.5)
     finally:
         print("\nstopping...", flush=True)
@@ -135,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the whole system")
     up.add_argument("--keep-data", action="store_true", help="keep embedded PostgreSQL data from the last run")
+    up.add_argument("--scale", action="append", default=[], metavar="SERVICE=COUNT",
+                    help="run COUNT instances of SERVICE (repeatable), e.g. --scale allocation=3; the first on "
+                         "the service's port, the others on free ports; they share its consumer groups")
     up.set_defaults(fn=cmd_up)
     run = sub.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", help=", ".join([*SERVICES, "console"]))

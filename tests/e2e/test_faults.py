@@ -4,7 +4,9 @@ allocated, backordered, packed or shipped (none cancelled here), every line cons
 quantity, ``reserved <= on_hand``, and no order is counted twice.
 
 * SIGKILL mid-stream and restart, for each of the four services;
-* SIGTERM mid-stream (the service drains and exits with 0), then restart, for each service;
+* SIGTERM mid-stream, right after a burst of orders of another channel the service has started
+  on (the service drains and exits, within its Kubernetes grace period, leaving its outbox
+  empty and nothing it applied uncommitted), then restart, for each service;
 * a poison record (not JSON, and JSON of the wrong shape) on every partition of every topic a
   service consumes: it is dead-lettered to ``<topic>.dlq`` with error headers by every
   consumer of the topic (channel orders are answered on the rejected topic instead), and the
@@ -29,12 +31,17 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from infra import Infra
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 from staff_auth import ADMIN
 
 from libs.contracts import Topic
 from libs.contracts.topics import dlq
+from libs.database import create_engine
 from services.cli.launcher import SERVICES, System
+from services.order_intake.service_layer.placing import record_ref
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -166,24 +173,136 @@ async def test_fault_mid_stream_loses_nothing_and_counts_nothing_twice(system: S
     to its end and the process exit) in the middle of a stream of orders, receipts, packs and
     shipments, then a restart: every order is accounted for exactly once and stock is conserved."""
 
+    drain: dict[str, Any] = {}
+
     def fault() -> None:
         [proc] = [p for p in system.processes if p.name == victim]
         if signal == "SIGKILL":
             system.kill(proc)  # no clean-up, no offset commit, no graceful close
         else:
-            log = system.workdir / f"{proc.label}.log"
-            drained_before = _drained(log, victim)
-            # uvicorn's grace period is 10 s; the bound is generous for a loaded machine. After its
-            # graceful shutdown uvicorn re-raises the signal, so the exit status is -SIGTERM.
-            code = system.terminate(proc, timeout=60)
-            assert code in (0, -signal_module.SIGTERM), f"{victim} exited with {code}"
-            # the lifespan ran to its end: consumers stopped (offsets committed), relay and producer closed
-            _wait(lambda: _drained(log, victim) == drained_before + 1, f"{victim} logs that it stopped", timeout=30)
+            drain.update(_sigterm_with_work_in_flight(system, proc))
         time.sleep(1.0)
         restarted = system.start_service(victim, port=proc.port)
         system.wait_ready(WAIT, [restarted])
 
     await _scenario(system, f"{signal} {victim}", fault)
+    if drain:
+        print(f"DRAIN-RESULT | {victim} | exited after {drain['exit_s']:.1f} s (grace {drain['grace_s']} s) | "
+              f"outbox rows left {drain['outbox']} | redelivered {drain['redelivered']}")
+        # within the grace period of its Kubernetes manifest (else it is killed mid-drain)
+        assert drain["exit_s"] < drain["grace_s"], drain
+        assert drain["outbox"] == 0, drain  # the relay published what the drained batches committed
+        assert all(n == 0 for n in drain["redelivered"].values()), drain  # nothing applied is given again
+
+
+# --- SIGTERM: drain, commit, flush, exit in time; nothing applied is redelivered ------------------
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+BURST = 200  # orders of another channel sent right before the signal, so the victim is mid-work
+
+
+def _sigterm_with_work_in_flight(system: System, proc: Any) -> dict[str, Any]:
+    """SIGTERM ``proc`` while it handles a burst; then, before anything restarts, what it left:
+    exit time, rows in its outbox, and per consumer group how many of the records a new instance
+    will be given (committed offset to end) it had already applied (found in its inbox)."""
+    victim = proc.name
+    manifest = (MANIFESTS / f"{victim.replace('_', '-')}.yaml").read_text()
+    grace = int(manifest.split("terminationGracePeriodSeconds:")[1].split()[0])
+    groups = _groups(proc.port)
+    assert groups, f"{victim} reports no consumer groups on /metrics"
+    log = system.workdir / f"{proc.label}.log"
+    drained_before = _drained(log, victim)
+    handled = _handled(proc.port)
+    asyncio.run(_burst(system.kafka_bootstrap, uuid.uuid4().hex[:6]))
+    if victim != "inventory":  # inventory consumes no order flow (shipments and stock only)
+        _wait(lambda: _handled(proc.port) > handled, f"{victim} handles the burst", timeout=WAIT)
+    signalled = time.monotonic()
+    # After its graceful shutdown uvicorn re-raises the signal, so the exit status is -SIGTERM.
+    code = system.terminate(proc, timeout=grace + 30)
+    exit_s = time.monotonic() - signalled
+    assert code in (0, -signal_module.SIGTERM), f"{victim} exited with {code}"
+    # the lifespan ran to its end: consumers stopped (offsets committed), relay and producer closed
+    _wait(lambda: _drained(log, victim) == drained_before + 1, f"{victim} logs that it stopped", timeout=30)
+    return {
+        "exit_s": exit_s, "grace_s": grace,
+        "outbox": asyncio.run(_count(system.database_url, victim, "SELECT count(*) FROM outbox", {})),
+        "redelivered": {group: asyncio.run(_already_applied(system, victim, group, topic))
+                        for group, topic in groups.items()},
+    }
+
+
+async def _burst(bootstrap: str, run: str) -> None:
+    """Orders of a channel and SKU of their own (no stock: backorders), as fast as they go."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n in range(BURST):
+            order = _order(f"drain-burst-{run}", n, f"BURST-{run}")
+            await producer.send(Topic.CHANNEL_ORDERS, orjson.dumps(order), key=f"burst-{run}:{n}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _metric_samples(port: int, name: str) -> list[Any]:
+    text_ = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return [s for f in text_string_to_metric_families(text_) for s in f.samples if s.name == name]
+
+
+def _handled(port: int) -> float:
+    return sum(s.value for s in _metric_samples(port, "oms_consumed_messages_total"))
+
+
+def _groups(port: int) -> dict[str, str]:
+    """{consumer group: topic} of a running instance, from its oms_consumer_lag_messages."""
+    return {s.labels["group"]: s.labels["topic"] for s in _metric_samples(port, "oms_consumer_lag_messages")}
+
+
+async def _already_applied(system: System, schema: str, group: str, topic: str) -> int:
+    """Of the records a new member of ``group`` will be given (committed offset to end, every
+    partition), how many the service's inbox already holds (by event id, or by position for
+    channel orders)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=system.kafka_bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=system.kafka_bootstrap)
+    await consumer.start()
+    await admin.start()
+    records: list[Any] = []
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)  # Tansu: partitions named
+        end = await consumer.end_offsets(tps)
+        start = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0 for tp in tps}
+        pending = [tp for tp in tps if start[tp] < end[tp]]
+        if pending:
+            consumer.assign(pending)
+            for tp in pending:
+                consumer.seek(tp, start[tp])
+            while [tp for tp in pending if await consumer.position(tp) < end[tp]]:
+                for tp, recs in (await consumer.getmany(*pending, timeout_ms=1000)).items():
+                    records += [r for r in recs if r.offset < end[tp]]
+    finally:
+        await admin.close()
+        await consumer.stop()
+    ids = {record_ref(r.topic, r.partition, r.offset) for r in records}
+    for r in records:
+        try:
+            ids.add(uuid.UUID(orjson.loads(r.value)["event_id"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            pass
+    if not ids:
+        return 0
+    return await _count(system.database_url, schema, "SELECT count(*) FROM inbox WHERE event_id = ANY(:ids)",
+                        {"ids": list(ids)})
+
+
+async def _count(database_url: str, schema: str, sql: str, params: dict[str, Any]) -> int:
+    engine = create_engine(database_url, schema=schema)
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text(sql), params)).scalar() or 0)
+    finally:
+        await engine.dispose()
 
 
 async def test_postgres_outage_mid_stream_loses_nothing(system: System, infra: Infra) -> None:

@@ -1,0 +1,28 @@
+"""Gauges of the backorder queue, read every metrics interval by the host (never per message):
+how many order lines wait for stock, how many units, and how long the oldest has waited."""
+
+from __future__ import annotations
+
+from prometheus_client import Gauge
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+BACKORDER_LINES = Gauge("oms_backorder_lines", "Order lines with units waiting for stock (not on hold)")
+BACKORDER_UNITS = Gauge("oms_backorder_units", "Units waiting for stock on order lines not on hold")
+BACKORDER_OLDEST_AGE = Gauge(
+    "oms_backorder_oldest_age_seconds",
+    "Time since the order of the oldest line waiting for stock was placed (0 when none waits)",
+)
+
+# order_lines_backordered_idx (placed_at WHERE backordered > 0) keeps this an index scan
+_QUERY = text(
+    "SELECT count(*), COALESCE(sum(backordered), 0), COALESCE(EXTRACT(EPOCH FROM now() - min(placed_at)), 0) "
+    "FROM order_lines WHERE backordered > 0 AND NOT on_hold"
+)
+
+
+async def refresh_backorder_gauges(conn: AsyncConnection) -> None:
+    lines, units, oldest = (await conn.execute(_QUERY)).one()
+    BACKORDER_LINES.set(lines)
+    BACKORDER_UNITS.set(units)
+    BACKORDER_OLDEST_AGE.set(max(float(oldest), 0.0))
