@@ -42,7 +42,7 @@ def test_a_consumed_records_span_is_the_parent_of_the_events_its_handling_writes
         from libs.observability import tracing
         assert tracing.configure_tracing("allocation", "a#1", file={str(spans_file)!r})
         parent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
-        records = [SimpleNamespace(partition=p, offset=7, headers=h) for p, h in (
+        records = [SimpleNamespace(topic="oms.orders.v1", partition=p, offset=7, headers=h) for p, h in (
             (0, [("correlation_id", b"ORD-1"), ("traceparent", parent.encode())]),
             (1, [("correlation_id", b"ORD-2")]),
         )]
