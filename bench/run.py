@@ -137,7 +137,8 @@ class Bench:
         """The consumer group a service uses for ``topic`` (services append OMS_KAFKA_GROUP_SUFFIX)."""
         assert self.system is not None
         suffix = self.system.extra_env.get("OMS_KAFKA_GROUP_SUFFIX", os.environ.get("OMS_KAFKA_GROUP_SUFFIX", ""))
-        return f"oms-{service}{suffix}"  # one group per service, over all its topics
+        per_topic = os.environ.get("OMS_KAFKA_CONSUMER_PER_TOPIC", "").lower() in ("1", "true", "yes")
+        return f"oms-{service}{suffix}" + (f".{topic}" if per_topic else "")  # docs/decisions.md 2
 
     def seqs(self, offset: int, count: int) -> range:
         return range(self.seq_base + offset, self.seq_base + offset + count)

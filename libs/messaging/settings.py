@@ -29,6 +29,9 @@ class KafkaSettings(BaseSettings):
     # Appended to every consumer group name. A new suffix is a new group, which starts at the
     # earliest offset: the way to replay a service's input topics from offset 0.
     group_suffix: str = Field(default="", description="OMS_KAFKA_GROUP_SUFFIX")
+    # One consumer (group <service>) over all a service's topics, or one per topic (group
+    # <service>.<topic>, the 1.0 layout). Changing it starts new groups: docs/decisions.md 2.
+    consumer_per_topic: bool = Field(default=False, description="OMS_KAFKA_CONSUMER_PER_TOPIC")
     # Handling retries before a message goes to <topic>.dlq.
     max_attempts: int = 4
     retry_backoff_ms: int = 100

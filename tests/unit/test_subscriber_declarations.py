@@ -34,3 +34,16 @@ async def test_one_consumer_per_service_with_safe_delivery_settings(name: str) -
         assert subscriber.ack_policy is AckPolicy.NACK_ON_ERROR
     finally:
         await engine.dispose()
+
+
+async def test_the_per_topic_layout_gives_each_topic_its_own_consumer_and_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMS_KAFKA_CONSUMER_PER_TOPIC", "true")
+    built = await _build_service("allocation")
+    assert built is not None
+    _, _, (broker, engine, _producer, _kafka) = built
+    try:
+        layout = {s.group_id: set(s.topic_names) for s in broker.subscribers}
+        assert layout == {f"oms-allocation.{t}": {t} for t in EXPECTED["allocation"][1]}
+        assert all(s.ack_policy is AckPolicy.NACK_ON_ERROR for s in broker.subscribers)
+    finally:
+        await engine.dispose()
