@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -80,7 +80,15 @@ def encode_event(envelope: Envelope) -> bytes:
     )
 
 
-def decode_event(raw: bytes) -> tuple[Envelope, Event]:
+class EventMessage(NamedTuple):
+    """One of our events as a use case receives it: the envelope and its typed payload (the one
+    batch item type of every service's use cases; no Kafka type reaches a service layer)."""
+
+    envelope: Envelope
+    event: Event
+
+
+def decode_event(raw: bytes) -> EventMessage:
     """Parse a message value into its envelope and typed payload; raise EventDecodeError."""
     try:
         obj = orjson.loads(raw)
@@ -97,7 +105,7 @@ def decode_event(raw: bytes) -> tuple[Envelope, Event]:
         event = model.model_validate(envelope.data)
     except ValidationError as exc:
         raise EventDecodeError(_describe(exc, "data")) from exc
-    return envelope, event
+    return EventMessage(envelope, event)
 
 
 def _describe(exc: ValidationError, prefix: str) -> str:

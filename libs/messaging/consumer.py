@@ -32,8 +32,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.contracts.envelope import Envelope, EventDecodeError, decode_event
-from libs.contracts.events import Event
+from libs.contracts.envelope import EventDecodeError, EventMessage, decode_event
 from libs.contracts.topics import dlq
 from libs.messaging.inbox import claim_new_events
 from libs.messaging.settings import KafkaSettings
@@ -67,12 +66,6 @@ class PermanentMessageError(Exception):
 class Delivery(Generic[T]):
     record: ConsumerRecord[Any, Any]
     message: T
-
-
-@dataclass(frozen=True, slots=True)
-class EventMessage:
-    envelope: Envelope
-    event: Event
 
 
 def decode_envelope(record: ConsumerRecord[Any, Any]) -> EventMessage:

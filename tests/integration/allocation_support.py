@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.contracts import new_envelope
-from libs.contracts.envelope import Envelope
+from libs.contracts.envelope import Envelope, EventMessage
 from libs.contracts.events import Event, LocationChanged, OrderLine, OrderPlaced, StockAdjusted
 from libs.contracts.orders import Address, Customer
 from libs.database import create_engine, upgrade_schema
@@ -30,7 +30,7 @@ async def fresh_engine(database_url: str) -> AsyncEngine:
 
 
 def env(event: Event) -> tuple[Envelope, Event]:
-    return new_envelope(event, source="test", correlation_id="test"), event
+    return EventMessage(new_envelope(event, source="test", correlation_id="test"), event)
 
 
 def location(location_id: str = "WH1", **kw: Any) -> tuple[Envelope, Event]:

@@ -23,6 +23,7 @@ from sqlalchemy import text
 from staff_auth import ADMIN, guarded_app
 
 from libs.contracts import decode_event, new_envelope
+from libs.contracts.envelope import EventMessage
 from libs.contracts.events import (
     Event,
     LocationChanged,
@@ -128,7 +129,7 @@ async def stock_events(engine, sku_: str) -> list[dict]:  # type: ignore[no-unty
 
 
 def delivered(event: Event, event_id: uuid.UUID | None = None):  # type: ignore[no-untyped-def]
-    return new_envelope(event, source="test", correlation_id="corr-1", event_id=event_id), event
+    return EventMessage(new_envelope(event, source="test", correlation_id="corr-1", event_id=event_id), event)
 
 
 # --- receipts, adjustments, transfers -----------------------------------------------------------

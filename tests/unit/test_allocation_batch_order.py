@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from libs.contracts import new_envelope
-from libs.contracts.envelope import Envelope
+from libs.contracts.envelope import Envelope, EventMessage
 from libs.contracts.events import Event, OrderCancelled, OrderLine, OrderPlaced, StockAdjusted
 from libs.contracts.orders import Address, Customer
 from services.allocation.service_layer.allocating import in_queue_order
@@ -18,17 +18,17 @@ def placed(order_id: str, minutes: int, priority: int = 0) -> tuple[Envelope, Ev
     ev = OrderPlaced(order_id=order_id, channel="web", external_id=order_id, placed_at=T0 + timedelta(minutes=minutes),
                      currency="EUR", customer=Customer(), ship_to=Address(country="DE"), priority=priority,
                      lines=[OrderLine(line_id="1", sku="A", qty=1, unit_price=1)])
-    return new_envelope(ev, source="test", correlation_id=order_id), ev
+    return EventMessage(new_envelope(ev, source="test", correlation_id=order_id), ev)
 
 
 def cancelled(order_id: str) -> tuple[Envelope, Event]:
     ev = OrderCancelled(order_id=order_id)
-    return new_envelope(ev, source="test", correlation_id=order_id), ev
+    return EventMessage(new_envelope(ev, source="test", correlation_id=order_id), ev)
 
 
 def received() -> tuple[Envelope, Event]:
     ev = StockAdjusted(sku="A", location_id="W", bin="B", delta=1, on_hand=1, seq=1, reason="receipt")
-    return new_envelope(ev, source="test", correlation_id="x"), ev
+    return EventMessage(new_envelope(ev, source="test", correlation_id="x"), ev)
 
 
 def names(batch: list[tuple[Envelope, Event]]) -> list[str]:

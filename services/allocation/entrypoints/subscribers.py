@@ -26,7 +26,7 @@ INPUTS: dict[str, str] = {
 def register(runtime: Runtime, group_id: str) -> None:
     async def process(deliveries: Sequence[Delivery[EventMessage]]) -> None:
         async with runtime.transaction() as conn:
-            await apply_events(conn, [(d.message.envelope, d.message.event) for d in deliveries])
+            await apply_events(conn, [d.message for d in deliveries])
 
     subscribe_batches(
         runtime,

@@ -14,9 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic, decode_event, encode_event
-from libs.contracts.envelope import Envelope
+from libs.contracts.envelope import Envelope, EventMessage
 from libs.contracts.events import (
-    Event,
     LocationChanged,
     OrderCancelled,
     OrderModified,
@@ -204,9 +203,9 @@ def _location_from(ev: LocationChanged) -> Callable[[AllocationBook], None]:
 HANDLED = (OrderPlaced, OrderCancelled, OrderModified, StockAdjusted, LocationChanged, PackRequested)
 
 
-async def apply_events(conn: AsyncConnection, messages: Sequence[tuple[Envelope, Event]]) -> AllocationBook | None:
+async def apply_events(conn: AsyncConnection, messages: Sequence[EventMessage]) -> AllocationBook | None:
     """One consumed batch (any of our input topics) in one transaction; replays are skipped."""
-    messages = [(env, ev) for env, ev in messages if isinstance(ev, HANDLED)]  # others: nothing to record
+    messages = [m for m in messages if isinstance(m.event, HANDLED)]  # others: nothing to record
     if not messages:
         return None
     messages = in_queue_order(messages)
@@ -254,7 +253,7 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[tuple[Envelope,
     return book
 
 
-def in_queue_order(messages: Sequence[tuple[Envelope, Event]]) -> list[tuple[Envelope, Event]]:
+def in_queue_order(messages: Sequence[EventMessage]) -> list[EventMessage]:
     """The batch with its new orders in fair-queue order (priority desc, placed_at, order_id).
 
     A batch holds records of several partitions one partition after the other, so after a
@@ -263,25 +262,25 @@ def in_queue_order(messages: Sequence[tuple[Envelope, Event]]) -> list[tuple[Env
     run of order events (not crossing a stock, location or pack event), every OrderPlaced is
     applied first, in queue order, then the cancellations and changes in the order they came:
     each order's own events keep their order (an order is placed once, before its changes)."""
-    out: list[tuple[Envelope, Event]] = []
-    placed: list[tuple[Envelope, OrderPlaced]] = []
-    changes: list[tuple[Envelope, Event]] = []
+    out: list[EventMessage] = []
+    placed: list[EventMessage] = []
+    changes: list[EventMessage] = []
 
     def flush() -> None:
-        placed.sort(key=lambda m: queue_key(m[1].priority, m[1].placed_at, m[1].order_id, ""))
+        placed.sort(key=lambda m: queue_key(m.event.priority, m.event.placed_at, m.event.order_id, ""))  # type: ignore[attr-defined]
         out.extend(placed)
         out.extend(changes)
         placed.clear()
         changes.clear()
 
-    for env, ev in messages:
-        if isinstance(ev, OrderPlaced):
-            placed.append((env, ev))
-        elif isinstance(ev, OrderCancelled | OrderModified):
-            changes.append((env, ev))
+    for m in messages:
+        if isinstance(m.event, OrderPlaced):
+            placed.append(m)
+        elif isinstance(m.event, OrderCancelled | OrderModified):
+            changes.append(m)
         else:
             flush()
-            out.append((env, ev))
+            out.append(m)
     flush()
     return out
 

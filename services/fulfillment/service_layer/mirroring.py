@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic, new_envelope
+from libs.contracts.envelope import EventMessage
 from libs.contracts.events import (
     AllocationPacked,
     AllocationResult,
@@ -20,7 +21,6 @@ from libs.contracts.events import (
     PackRejected,
 )
 from libs.messaging import OutboxMessage, write_outbox
-from libs.messaging.consumer import EventMessage
 from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.packing import packed_lines
 

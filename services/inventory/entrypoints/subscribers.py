@@ -25,7 +25,7 @@ def register(runtime: Runtime, group_id: str) -> None:
     async def process(deliveries: Sequence[Delivery[EventMessage]]) -> None:
         try:
             async with runtime.transaction() as conn:
-                await apply_fulfillment_events(conn, [(d.message.envelope, d.message.event) for d in deliveries])
+                await apply_fulfillment_events(conn, [d.message for d in deliveries])
         except StockRefused as exc:
             # e.g. a return to a location inventory does not know: retrying cannot help.
             raise PermanentMessageError(str(exc)) from exc

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.contracts.envelope import Envelope
+from libs.contracts.envelope import EventMessage
 from libs.contracts.events import Event, OrderShipped, ReturnReceived
 from libs.messaging import claim_new_events
 from services.inventory.domain.stock import QUARANTINE_BIN, PositionKey, StockChange
@@ -58,7 +58,7 @@ def changes_of(event: Event) -> list[StockChange]:
     return []
 
 
-async def apply_fulfillment_events(conn: AsyncConnection, events: Sequence[tuple[Envelope, Event]]) -> int:
+async def apply_fulfillment_events(conn: AsyncConnection, events: Sequence[EventMessage]) -> int:
     """Book shipments and returns of the events not seen before; return how many changes."""
     relevant = [(env, event) for env, event in events if isinstance(event, OrderShipped | ReturnReceived)]
     fresh = await claim_new_events(conn, [env.event_id for env, _ in relevant])

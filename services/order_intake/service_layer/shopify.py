@@ -20,11 +20,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic, new_envelope
-from libs.contracts.envelope import Envelope
+from libs.contracts.envelope import Envelope, EventMessage
 from libs.contracts.events import AvailabilityChanged, ShopifyInventoryLevel
 from libs.contracts.orders import Problem, validate_channel_order
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
-from libs.messaging.consumer import EventMessage
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.domain import shopify
 from services.order_intake.service_layer.placing import SOURCE, Incoming, place_orders

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic, new_envelope
+from libs.contracts.envelope import EventMessage
 from libs.contracts.events import (
     AllocationResult,
     Event,
@@ -22,7 +23,6 @@ from libs.contracts.events import (
 )
 from libs.contracts.orders import MAX_LINES, Problem
 from libs.messaging import OutboxMessage, claim_new_events
-from libs.messaging.consumer import EventMessage
 from services.order_intake.domain.orders import check_cancel, order_status
 from services.order_intake.service_layer import rules
 from services.order_intake.service_layer.placing import SOURCE, add_timeline
