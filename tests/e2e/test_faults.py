@@ -226,8 +226,8 @@ def _sigterm_with_work_in_flight(system: System, proc: Any) -> dict[str, Any]:
     return {
         "exit_s": exit_s, "grace_s": grace,
         "outbox": asyncio.run(_count(system.database_url, victim, "SELECT count(*) FROM outbox", {})),
-        "redelivered": {group: asyncio.run(_already_applied(system, victim, group, topic))
-                        for group, topic in groups.items()},
+        "redelivered": {f"{group} {topic}": asyncio.run(_already_applied(system, victim, group, topic))
+                        for group, topic in groups},
     }
 
 
@@ -253,9 +253,10 @@ def _handled(port: int) -> float:
     return sum(s.value for s in _metric_samples(port, "oms_consumed_messages_total"))
 
 
-def _groups(port: int) -> dict[str, str]:
-    """{consumer group: topic} of a running instance, from its oms_consumer_lag_messages."""
-    return {s.labels["group"]: s.labels["topic"] for s in _metric_samples(port, "oms_consumer_lag_messages")}
+def _groups(port: int) -> set[tuple[str, str]]:
+    """(consumer group, topic) pairs of a running instance (one group reads several topics), from
+    its oms_consumer_lag_messages."""
+    return {(s.labels["group"], s.labels["topic"]) for s in _metric_samples(port, "oms_consumer_lag_messages")}
 
 
 async def _already_applied(system: System, schema: str, group: str, topic: str) -> int:
