@@ -66,14 +66,14 @@ async def test_json_logs_name_service_instance_and_order_and_never_show_a_secret
         assert httpx.get(f"{base}/v1/picklists", headers=auth, timeout=10).status_code == 200
         assert httpx.get(f"{base}/v1/picklists",
                          headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10).status_code == 401
-        # a JSON value of the wrong shape on every partition of oms.orders.v1, as an order's event
+        # a JSON value of the wrong shape on every partition of oms.allocations.v1 (what fulfillment reads)
         correlation = f"order-{run}"
         producer = AIOKafkaProducer(bootstrap_servers=system.kafka_bootstrap, acks="all")
         await producer.start()
         try:
-            for partition in sorted(await producer.partitions_for(Topic.ORDERS)):
+            for partition in sorted(await producer.partitions_for(Topic.ALLOCATIONS)):
                 await producer.send_and_wait(
-                    Topic.ORDERS, orjson.dumps({"run": run, "data": "wrong shape"}), key=f"log:{run}".encode(),
+                    Topic.ALLOCATIONS, orjson.dumps({"run": run, "data": "wrong shape"}), key=f"log:{run}".encode(),
                     partition=partition, headers=[("correlation_id", correlation.encode())])
         finally:
             await producer.stop()
