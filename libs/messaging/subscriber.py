@@ -56,7 +56,7 @@ def subscribe_batches(
     decode: Callable[[ConsumerRecord[Any, Any]], T] = decode_envelope,  # type: ignore[assignment]
     ack_policy: Literal[AckPolicy.NACK_ON_ERROR],
     auto_offset_reset: Literal["earliest"],
-) -> BatchConsumer[T]:
+) -> None:
     """Consume every topic of ``inputs`` (topic -> what the service does with it, shown in the
     AsyncAPI document) with one consumer of group ``group_id``; each batch, whatever topics it
     mixes, goes to ``process`` through ``BatchConsumer`` (one transaction, retries, dead letters).
@@ -64,12 +64,10 @@ def subscribe_batches(
     ``<group_id>.<topic>`` instead (the 1.0 layout: more fetch loops, more transactions in flight)."""
     kafka = wiring.kafka
     if kafka.consumer_per_topic:  # the 1.0 layout: group <group_id>.<topic>, one consumer each
-        consumers = [
+        for topic, what in inputs.items():
             _declare(wiring, f"{group_id}.{topic}", {topic: what}, process, decode, ack_policy, auto_offset_reset)
-            for topic, what in inputs.items()
-        ]
-        return consumers[0]
-    return _declare(wiring, group_id, inputs, process, decode, ack_policy, auto_offset_reset)
+    else:
+        _declare(wiring, group_id, inputs, process, decode, ack_policy, auto_offset_reset)
 
 
 def _declare(
@@ -80,7 +78,7 @@ def _declare(
     decode: Callable[[ConsumerRecord[Any, Any]], T],
     ack_policy: Literal[AckPolicy.NACK_ON_ERROR],
     auto_offset_reset: Literal["earliest"],
-) -> BatchConsumer[T]:
+) -> None:
     kafka = wiring.kafka
     consumer: BatchConsumer[T] = BatchConsumer(
         group_id=group_id,
@@ -105,8 +103,6 @@ def _declare(
     )
     async def on_batch(msg: KafkaMessage) -> None:
         await consumer.handle(msg.raw_message)
-
-    return consumer
 
 
 def by_topic(deliveries: Sequence[Delivery[T]]) -> dict[str, list[Delivery[T]]]:

@@ -62,6 +62,14 @@ class HasProblem(Protocol):
     def problem(self) -> str: ...
 
 
+def peer_unavailable(service: str, problem: str) -> JSONResponse:
+    """503 with Retry-After: another service this answer needs could not be asked; nothing was
+    changed. ``field`` names that service in parentheses, e.g. ``(allocation)``."""
+    return JSONResponse(
+        {"detail": [{"field": f"({service})", "problem": problem}]}, status_code=503, headers={"Retry-After": "5"}
+    )
+
+
 def problem_response(
     problems: Iterable[HasProblem], status: int = 422, headers: dict[str, str] | None = None
 ) -> JSONResponse:

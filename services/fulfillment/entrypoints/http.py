@@ -19,7 +19,7 @@ from libs.contracts.storable import Text as Storable
 from libs.service_host import Runtime
 from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
 from libs.service_host.bodies import JsonBodyRoute
-from libs.service_host.errors import problem_response
+from libs.service_host.errors import peer_unavailable, problem_response
 from services.fulfillment.adapters.intake_api import IntakePrices
 from services.fulfillment.domain.packing import PackRefused, ShipRefused
 from services.fulfillment.domain.returns import ReturnRefused, ReturnRequestLine
@@ -140,11 +140,7 @@ def _jsonable(doc: dict[str, Any]) -> Any:
 
 def _prices_unavailable(exc: PricesUnavailable) -> JSONResponse:
     """Prices are order intake's: without them no refund can be computed; nothing was recorded."""
-    return JSONResponse(
-        {"detail": [{"field": "(order_intake)", "problem": f"order prices unavailable: {exc}"}]},
-        status_code=503,
-        headers={"Retry-After": "5"},
-    )
+    return peer_unavailable("order_intake", f"order prices unavailable: {exc}")
 
 
 def build_router(runtime: Runtime, *, pack_wait_seconds: float = 10.0, prices: Prices | None = None) -> APIRouter:

@@ -30,7 +30,7 @@ from libs.contracts.storable import INT64_MAX, NUL_PROBLEM, StorableDatetime, Te
 from libs.service_host import Runtime
 from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
 from libs.service_host.bodies import JsonBodyRoute, documented_as
-from libs.service_host.errors import problem_response
+from libs.service_host.errors import peer_unavailable, problem_response
 from services.inventory.adapters.allocation_api import AllocationReservations
 from services.inventory.adapters.sheets import (
     XLSX_MEDIA_TYPE,
@@ -302,11 +302,7 @@ def _event(loc: LocationIn) -> LocationChanged:
 
 def _unavailable(exc: ReservationsUnavailable) -> JSONResponse:
     """Reserved quantities are allocation's: without them a stock take cannot protect them."""
-    return JSONResponse(
-        {"detail": [{"field": "(allocation)", "problem": f"reserved quantities unavailable: {exc}"}]},
-        status_code=503,
-        headers={"Retry-After": "5"},
-    )
+    return peer_unavailable("allocation", f"reserved quantities unavailable: {exc}")
 
 
 def build_router(runtime: Runtime, reservations: Reservations | None = None) -> APIRouter:

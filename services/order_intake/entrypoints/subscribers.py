@@ -13,7 +13,7 @@ from faststream import AckPolicy
 
 from libs.contracts import Topic
 from libs.messaging import claim_new_events
-from libs.messaging.consumer import Delivery, EventMessage, decode_envelope
+from libs.messaging.consumer import Delivery, EventMessage, correlation_of, decode_envelope
 from libs.messaging.subscriber import by_topic, subscribe_batches
 from libs.service_host import Runtime
 from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders, record_ref
@@ -78,16 +78,9 @@ async def _incoming(conn: Any, deliveries: list[Delivery[Any]]) -> list[Incoming
         Incoming(
             document=d.message[0],
             key=(d.record.key or b"").decode(errors="replace"),
-            correlation_id=_header(d.record, "correlation_id"),
+            correlation_id=correlation_of(d.record),
             parse_problem=d.message[1],
         )
         for d, ref in zip(deliveries, refs, strict=True)
         if ref in fresh
     ]
-
-
-def _header(record: Any, name: str) -> str | None:
-    for key, value in record.headers or ():
-        if key == name:
-            return value.decode(errors="replace")
-    return None
