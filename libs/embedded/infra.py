@@ -7,6 +7,7 @@ as root it runs under a dedicated system user (PostgreSQL refuses to run as root
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -161,17 +162,25 @@ class EmbeddedPostgres:
         return self
 
     def stop(self) -> None:
-        # SIGINT = PostgreSQL's "fast shutdown": rolls back open transactions, exits cleanly.
-        _terminate(self.process, sig=signal.SIGINT)
+        # SIGINT = PostgreSQL's "fast shutdown": rolls back open transactions, writes a checkpoint
+        # and exits cleanly. Should that hang, the whole process group goes: a postmaster killed
+        # alone leaves its backends holding the shared memory, and the next start would fail.
+        _terminate(self.process, sig=signal.SIGINT, timeout=60, group=True)
         self.process = None
 
 
-def _terminate(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+def _terminate(
+    process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 15, group: bool = False
+) -> None:
     if process is None or process.poll() is not None:
         return
     process.send_signal(sig)
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
+        if group:  # started with start_new_session: its process group id is its pid
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
         process.wait(5)

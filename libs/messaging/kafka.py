@@ -62,3 +62,18 @@ async def broker_reachable(settings: KafkaSettings) -> bool:
         return False
     finally:
         await admin.close()
+
+
+async def group_states(bootstrap: str, group_ids: list[str]) -> dict[str, str]:
+    """The state (Stable, Empty, PreparingRebalance, CompletingRebalance, Dead) of each consumer
+    group, as its coordinator reports it. (By id: Tansu answers ListGroups with no groups.)"""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="oms-groups")
+    try:
+        await admin.start()
+        states: dict[str, str] = {}
+        for response in await admin.describe_consumer_groups(group_ids):
+            for error_code, group_id, state, *_ in response.groups:
+                states[group_id] = state if error_code == 0 else f"error {error_code}"
+        return states
+    finally:
+        await admin.close()

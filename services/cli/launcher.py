@@ -4,6 +4,7 @@ services as separate OS processes with prefixed logs. Used by ``oms up``, ``oms 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -12,11 +13,16 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
 
 from libs.embedded import EmbeddedKafka, EmbeddedPostgres
+from libs.messaging.kafka import group_states
+
+T = TypeVar("T")
 
 SERVICES: dict[str, int] = {"order_intake": 8001, "inventory": 8002, "allocation": 8003, "fulfillment": 8004}
 # What the tools (demo, bench) send to staff routes: OMS_ADMIN_TOKEN, else the development admin
@@ -155,8 +161,35 @@ class System:
         with self._lock:
             self.processes.remove(sp)
 
+    def settle(self, name: str, timeout: float = 60) -> None:
+        """Wait until no consumer group of ``name`` is rebalancing, before one of its members leaves.
+
+        The embedded broker (Tansu) loses a group for good when its last member leaves while the
+        group rebalances: no later member ever gets partitions, so a restarted service never becomes
+        ready (reproduced: a member joins, leaves, and the last one stops a second later). Apache
+        Kafka completes such a rebalance; waiting costs it nothing but the rebalance itself."""
+        suffix = self.extra_env.get("OMS_KAFKA_GROUP_SUFFIX", os.environ.get("OMS_KAFKA_GROUP_SUFFIX", ""))
+        # The default layout's group (the per-topic layout, OMS_KAFKA_CONSUMER_PER_TOPIC, is not
+        # waited for: describing several groups in one request breaks Tansu's answer).
+        groups = [f"oms-{name}{suffix}"]
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                states = _run_async(group_states(self.kafka_bootstrap, groups))
+            except Exception as exc:  # noqa: BLE001 - a broker that cannot say: do not wait
+                self._say("infra", f"{name}: consumer group state unknown ({exc!r}); not waiting")
+                return
+            moving = {g: s for g, s in states.items() if s not in ("Stable", "Empty", "Dead")}
+            if not moving:
+                return
+            if time.monotonic() > deadline:
+                self._say("infra", f"{name}: consumer groups still rebalancing after {timeout:.0f}s: {moving}")
+                return
+            time.sleep(0.5)
+
     def terminate(self, sp: ServiceProcess, timeout: float = 60) -> int:
         """SIGTERM one service and wait for it to drain and exit; its exit code (fault suite)."""
+        self.settle(sp.name)
         sp.process.send_signal(signal.SIGTERM)
         code = sp.process.wait(timeout)
         with self._lock:
@@ -184,6 +217,7 @@ class System:
             self.wait_ready(timeout, started)
         elif len(running) > count:
             leaving = running[count:]
+            self.settle(name)
             for sp in leaving:
                 sp.process.send_signal(signal.SIGTERM)
             for sp in leaving:
@@ -235,6 +269,12 @@ class System:
         with self._lock:
             self.log_to.write(f"{prefix}| {line}\n")
             self.log_to.flush()
+
+
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a loop of its own (callers may be inside a running loop: the tests)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from infra import Infra, free_port
 
 from libs.service_host.auth import DEV_STAFF_TOKENS
-from services.cli.launcher import SERVICES, System
+from services.cli.launcher import SERVICES, System, _ready
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +33,31 @@ def system(infra: Infra) -> Iterator[System]:
     finally:
         sys_.stop_services()
         print(f"service logs: {workdir}")
+
+
+@pytest.fixture(autouse=True)
+def _whole_system(request: pytest.FixtureRequest) -> None:
+    """Each test that uses the session's system starts with every service's first instance up and
+    ready: one test that leaves a service down (a failed restart in a fault scenario) fails alone
+    instead of failing every test after it. A service found down is restarted and said so."""
+    if "system" not in request.fixturenames:
+        return
+    system: System = request.getfixturevalue("system")
+    for name in SERVICES:
+        instances = system.instances(name)
+        first = instances[0] if instances else None
+        if first is not None and first.process.poll() is None and _wait_ready(first.port, 30):
+            continue
+        if first is not None:
+            system.kill(first)
+        print(f"{name} was not ready before {request.node.name}: restarting it")
+        system.wait_ready(180, [system.start_service(name)])
+
+
+def _wait_ready(port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _ready(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True

@@ -138,10 +138,8 @@ async def test_two_allocation_processes_never_oversell_a_hot_sku_and_replay_chan
     # topics from offset 0. Nothing may change and nothing new may be published.
     published_before = await _end_offsets(system.kafka_bootstrap, Topic.ALLOCATIONS)
     state_before = report()
-    for proc in [p for p in system.processes if p.name == "allocation"]:
-        proc.process.terminate()
-        proc.process.wait(30)
-        system.processes.remove(proc)
+    for proc in system.instances("allocation"):  # one at a time, each after the group settled
+        system.terminate(proc, timeout=30)
     suffix = f"-replay-{run}"
     system.extra_env["OMS_KAFKA_GROUP_SUFFIX"] = suffix
     try:
@@ -169,8 +167,6 @@ async def test_two_allocation_processes_never_oversell_a_hot_sku_and_replay_chan
     assert report() == state_before
     assert await _end_offsets(system.kafka_bootstrap, Topic.ALLOCATIONS) == published_before
     # back to the normal group for the tests that follow
-    for proc in [p for p in system.processes if p.name == "allocation"]:
-        proc.process.terminate()
-        proc.process.wait(30)
-        system.processes.remove(proc)
+    for proc in system.instances("allocation"):  # one at a time, each after the group settled
+        system.terminate(proc, timeout=30)
     system.wait_ready(180, [system.start_service("allocation", port=system.ports["allocation"])])
