@@ -6,6 +6,7 @@ Nothing connects at import time: ``build_app`` returns an app whose lifespan doe
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -73,6 +74,13 @@ class HostSettings(BaseSettings):
     # collector (e.g. http://otel-collector:4318), or a file of finished spans (JSON lines).
     otlp_endpoint: str = Field(default="", description="OMS_OTLP_ENDPOINT")
     trace_file: str = Field(default="", description="OMS_TRACE_FILE")
+    # Python's cyclic garbage collector runs a young-generation pass every ``gc_threshold``
+    # allocations (CPython's default: 700). A batch of 500 orders allocates hundreds of
+    # thousands of short-lived objects, and each pass also walks every object that survived the
+    # last one, so the default spent 25-30 % of allocation's CPU per order in the collector
+    # (bench/hotpath.py, docs/benchmark.md). Start-up objects are frozen out of collection too.
+    # Reference counting still frees nearly everything at once; only cycles wait longer.
+    gc_threshold: int = Field(default=50_000, ge=700, description="OMS_GC_THRESHOLD")
 
 
 @dataclass
@@ -152,7 +160,10 @@ def build_app(
             client_id=f"oms-{service.name}-metrics",
         )
         tasks += _metric_refreshers(service, runtime, lag, host.metrics_interval_s)
-        await broker.start()
+        groups = sorted({sub.group_id for sub in map(_any, broker.subscribers) if getattr(sub, "group_id", None)})
+        log.info("%s migrated; joining consumer group(s) %s", service.name, ", ".join(groups))
+        await broker.start()  # returns once the group has given this member its partitions
+        tune_garbage_collector(host.gc_threshold)
         log.info("%s ready", service.name)
         try:
             yield
@@ -196,6 +207,14 @@ def build_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def tune_garbage_collector(threshold: int) -> None:
+    """Collect what start-up left, freeze the survivors (modules, settings, pools: never garbage)
+    so no later pass walks them, and let the young generation grow to ``threshold`` objects."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(threshold, 50, 100)
 
 
 async def _readiness(runtime: Runtime) -> tuple[bool, bool]:

@@ -1,0 +1,149 @@
+"""CPU per order of allocation's batch use case, in this process, against a real PostgreSQL and
+no broker: the yardstick for one change to allocation's hot path on a shared machine.
+
+``oms bench`` measures the whole system, and its throughput moves with whatever else runs on the
+two cores. This measures only the work a change touches: decode a batch of OrderPlaced records,
+run ``apply_events`` in one transaction (inbox claim, locked slice, book, bulk writes, outbox
+rows), commit. Process CPU time is what it reports (this process: the service's Python; the
+PostgreSQL server processes: the database's share), which other load disturbs far less than
+orders per second. The outbox relay is not run (its rows stay in the table).
+
+    python -m bench.hotpath --orders 6000 --batch 500 [--profile allocation.pstats]
+
+Workload: the steady scenario's mix (1-5 lines of Zipf-popular SKUs, 1-2 units each) over
+``--skus`` SKUs stocked in five locations, so nearly every line is allocated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from bench.workload import Workload
+from libs.contracts import decode_event, encode_event
+from libs.contracts.envelope import EventMessage, new_envelope
+from libs.contracts.events import LocationChanged, OrderLine, OrderPlaced, StockAdjusted
+from libs.contracts.orders import Address, Customer
+from libs.database.engine import create_engine
+from libs.database.migrations import upgrade_schema
+from libs.embedded import EmbeddedPostgres
+from services.allocation.adapters.tables import SCHEMA
+from services.allocation.service_layer.allocating import apply_events
+
+LOCATIONS = 5
+VERSIONS = Path(__file__).resolve().parents[1] / "services" / "allocation" / "adapters" / "migrations" / "versions"
+
+
+def _encoded(event: OrderPlaced | StockAdjusted | LocationChanged) -> bytes:
+    return encode_event(new_envelope(event, source="bench", correlation_id=uuid.uuid4().hex))
+
+
+def _orders(run: str, skus: list[str], n: int) -> list[bytes]:
+    wl = Workload("mix", run, skus, zipf_s=0.8, max_lines=5, max_qty=2)
+    now = datetime.now(UTC)
+    out = []
+    for seq in range(n):
+        out.append(_encoded(OrderPlaced(
+            order_id=f"ord-{run}-{seq}", channel="bench", external_id=f"{run}-{seq}", placed_at=now, currency="EUR",
+            customer=Customer(), ship_to=Address(country="DE"),
+            lines=[OrderLine(line_id=str(i), sku=sku, qty=qty, unit_price="1.00")  # type: ignore[arg-type]
+                   for i, (sku, qty) in enumerate(wl.lines(seq), 1)],
+        )))
+    return out
+
+
+def _postgres_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+async def run(orders: int, batch: int, skus: int, profile: str | None, database_url: str, pg_pid: int | None) -> None:
+    engine = create_engine(database_url, schema=SCHEMA, pool_size=2)
+    await upgrade_schema(engine, schema=SCHEMA, versions_dir=VERSIONS)
+    run_id = uuid.uuid4().hex[:6]
+    sku_ids = [f"{run_id}-S{i:05d}" for i in range(skus)]
+    setup: list[bytes] = [_encoded(LocationChanged(location_id=f"{run_id}-L{i}", name=f"L{i}", country="DE",
+                                                   ships_to=["DE"], priority=i)) for i in range(LOCATIONS)]
+    now = datetime.now(UTC)
+    setup += [_encoded(StockAdjusted(sku=s, location_id=f"{run_id}-L{i}", bin="A", delta=orders, on_hand=orders,
+                                     seq=1, reason="receipt", received_at=now))
+              for s in sku_ids for i in range(LOCATIONS)]
+    for i in range(0, len(setup), 2000):
+        async with engine.begin() as conn:
+            await apply_events(conn, [decode_event(raw) for raw in setup[i:i + 2000]])
+    records = _orders(run_id, sku_ids, orders)
+    warm, timed = records[:batch * 2], records[batch * 2:]
+    for i in range(0, len(warm), batch):
+        async with engine.begin() as conn:
+            await apply_events(conn, [decode_event(raw) for raw in warm[i:i + batch]])
+
+    per_batch: list[float] = []
+    profiler = cProfile.Profile() if profile else None
+    pg0, cpu0, wall0 = _postgres_cpu([pg_pid] if pg_pid else []), time.process_time(), time.perf_counter()
+    for i in range(0, len(timed), batch):
+        b0 = time.process_time()
+        if profiler:
+            profiler.enable()
+        messages: list[EventMessage] = [decode_event(raw) for raw in timed[i:i + batch]]
+        async with engine.begin() as conn:
+            await apply_events(conn, messages)
+        if profiler:
+            profiler.disable()
+        per_batch.append((time.process_time() - b0) * 1000 / len(messages))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    pg = _postgres_cpu([pg_pid] if pg_pid else []) - pg0
+    n = len(timed)
+    print(f"allocation hot path: {n} orders in batches of {batch}, {skus} SKUs x {LOCATIONS} locations")
+    print(f"  service CPU {cpu * 1000 / n:.3f} ms/order (median batch {statistics.median(per_batch):.3f}),"
+          f" PostgreSQL CPU {pg * 1000 / n:.3f} ms/order" + ("" if pg_pid else " (not measured: external database)")
+          + f", wall {wall * 1000 / n:.3f} ms/order")
+    if profiler and profile:
+        profiler.dump_stats(profile)
+        print(f"  profile: {profile}")
+    await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--orders", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--skus", type=int, default=2000)
+    ap.add_argument("--profile", help="write a cProfile of the timed batches here")
+    args = ap.parse_args(argv)
+    url = os.environ.get("OMS_DATABASE_URL", "")
+    pg = None
+    if not url:
+        from services.cli.launcher import free_port
+
+        pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="oms-hotpath-")) / "pgdata", port=free_port()).start()
+        url = pg.url
+    try:
+        asyncio.run(run(args.orders, args.batch, args.skus, args.profile, url,
+                        pg.process.pid if pg and pg.process else None))
+    finally:
+        if pg:
+            pg.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
