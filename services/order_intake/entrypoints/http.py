@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
+import pycountry
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from libs.contracts.events import LineChange
@@ -32,8 +33,9 @@ from services.order_intake.domain.customers import MergePolicy
 from services.order_intake.domain.rules import RuleIn
 from services.order_intake.entrypoints import shopify
 from services.order_intake.entrypoints.shopify import SIGNED, WEBHOOK_PATH, ShopifyConnector
-from services.order_intake.service_layer import customers, rules
+from services.order_intake.service_layer import customers, reports, rules
 from services.order_intake.service_layer.placing import Incoming, place_orders
+from services.order_intake.service_layer.reports import Grouping
 from services.order_intake.service_layer.tracking import (
     ChangeRefused,
     OrderNotFound,
@@ -193,6 +195,60 @@ class ChannelStatusCount(BaseModel):
     orders: int
 
 
+class SalesQuery(BaseModel):
+    """The query of ``GET /v1/reports/sales``: every problem is named by its parameter."""
+
+    group_by: Grouping = Field(default="channel", description="channel, sku or day (of placed_at, UTC)")
+    date_from: date | None = Field(default=None, description="first day (inclusive) of placed_at, UTC")
+    date_to: date | None = Field(default=None, description="last day (inclusive) of placed_at, UTC")
+    channel: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = None
+    currency: Annotated[Text, StringConstraints(min_length=3, max_length=3, to_upper=True)] | None = Field(
+        default=None, description="ISO 4217 code: only orders in this currency")
+
+    @field_validator("date_to")
+    @classmethod
+    def _not_before_start(cls, value: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("date_from")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"before date_from ({start.isoformat()}): the range is reversed")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str | None) -> str | None:
+        if value is not None and pycountry.currencies.get(alpha_3=value) is None:
+            raise ValueError(f"unknown ISO 4217 currency code {value!r}")
+        return value
+
+
+class SalesAmount(BaseModel):
+    units: int
+    value: str = Field(description="units x the lines' unit prices, decimal as a string, in the row's currency")
+
+
+class SalesRow(BaseModel):
+    key: str = Field(description="the row's channel, SKU or day (YYYY-MM-DD, UTC), per group_by")
+    currency: str
+    orders: int = Field(description="orders with at least one line in this row")
+    ordered: SalesAmount = Field(description="line quantities as they stand (cancelled units included)")
+    cancelled: SalesAmount
+    backordered: SalesAmount
+    allocated: SalesAmount = Field(description="holding stock, not yet shipped (allocated + packed)")
+    shipped: SalesAmount = Field(description="shipped (returned units included)")
+    returned: SalesAmount = Field(description="shipped units returned (valued at the unit price)")
+
+
+class SalesReport(BaseModel):
+    """Sales by channel, SKU or day: one row per (group, currency), values never mixed across currencies."""
+
+    group_by: Grouping
+    date_from: date | None
+    date_to: date | None
+    channel: str | None
+    currency: str | None
+    rows: list[SalesRow]
+
+
 def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConnector | None = None) -> APIRouter:
     """Every route of order intake, the Shopify connector's webhook included (``connector``:
     its shops; default: from the environment)."""
@@ -262,6 +318,14 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
     async def get_report() -> Any:
         async with engine.connect() as conn:
             return await orders_by_channel_and_status(conn)
+
+    @router.get("/reports/sales", response_model=SalesReport,
+                summary="Sales by channel, SKU or day: ordered, allocated, shipped, returned units and values per currency")
+    async def get_sales_report(query: Annotated[SalesQuery, Query()]) -> Any:
+        async with engine.connect() as conn:
+            rows = await reports.sales_report(conn, query.group_by, query.date_from, query.date_to,
+                                              query.channel, query.currency)
+        return SalesReport(**query.model_dump(), rows=[SalesRow.model_validate(r) for r in rows])
 
     @router.post(
         "/orders/{order_id}/cancel", status_code=202, summary="Cancel the order or some lines",
@@ -419,6 +483,7 @@ ACCESS: AccessTable = {
     ("GET", "/v1/orders/{order_id}"): VIEWER,
     ("GET", "/v1/orders"): VIEWER,
     ("GET", "/v1/reports/orders-by-channel-status"): VIEWER,
+    ("GET", "/v1/reports/sales"): VIEWER,
     ("POST", "/v1/orders/{order_id}/cancel"): StaffOrChannel(Role.OPERATOR, _channel_of_order),
     ("PATCH", "/v1/orders/{order_id}"): StaffOrChannel(Role.OPERATOR, _channel_of_order),
     ("POST", WEBHOOK_PATH): SIGNED,  # Shopify signs its webhooks; the route verifies them
