@@ -42,6 +42,20 @@ class OrderLine(BaseModel):
     unit_price: Decimal
 
 
+class LocationChoice(BaseModel):
+    """Where channel rules let an order's stock come from (``OrderPlaced.locations``); each
+    ``*_by`` names the rule(s) that decided it, for allocation's explanation."""
+
+    model_config = ConfigDict(frozen=True)
+    restrict_to: list[str] | None = Field(default=None, description="only these locations (None: any eligible)")
+    restricted_by: str = ""
+    prefer: list[str] = Field(default_factory=list, description="ranked before every other location, in this order")
+    preferred_by: str = ""
+    priorities: dict[str, int] = Field(
+        default_factory=dict, description="location priority for this order, instead of the location's own")
+    priorities_by: str = ""
+
+
 class OrderPlaced(Event):
     order_id: str
     channel: str
@@ -54,6 +68,8 @@ class OrderPlaced(Event):
     ship_complete: bool = False
     pickup_location_id: str | None = None
     lines: list[OrderLine]
+    # Added with channel location rules; absent (not null) on the wire when no rule set one.
+    locations: LocationChoice | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class OrderCancelled(Event):

@@ -349,7 +349,7 @@ ORDERS = BulkUpsert(
     "orders",
     (("order_id", "text"), ("channel", "text"), ("placed_at", "timestamptz"), ("priority", "int"),
      ("ship_complete", "bool"), ("pickup_location_id", "text"), ("country", "text"), ("lat", "float8"),
-     ("lon", "float8"), ("version", "int")),
+     ("lon", "float8"), ("version", "int"), ("location_choice", "text")),
     key=("order_id",), update=("priority", "version"), stamp=True,
 )
 ORDER_LINES = BulkUpsert(

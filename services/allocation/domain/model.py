@@ -163,6 +163,7 @@ class Order:
     lat: float | None = None
     lon: float | None = None
     version: int = 0
+    location_choice: str | None = None  # channel rules' locations, JSON as sent (see location_rules.py)
     lines: dict[str, OrderLine] = field(default_factory=dict)
 
     def live_allocations(self) -> list[Allocation]:

@@ -147,6 +147,7 @@ def _order_from(ev: OrderPlaced, early: list[OrderChange]) -> Callable[[Allocati
             order_id=ev.order_id, channel=ev.channel, placed_at=ev.placed_at, priority=ev.priority,
             ship_complete=ev.ship_complete, pickup_location_id=ev.pickup_location_id, country=ev.ship_to.country,
             lat=ev.ship_to.lat, lon=ev.ship_to.lon,
+            location_choice=ev.locations.model_dump_json() if ev.locations is not None else None,
         )
         for ln in ev.lines:
             order.lines[ln.line_id] = OrderLine(order, ln.line_id, ln.sku, ln.qty)

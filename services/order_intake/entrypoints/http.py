@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from libs.contracts.events import LineChange
+from libs.contracts.events import LineChange, LocationChoice
 from libs.contracts.orders import ChannelOrder, OrderChangeIn
-from libs.contracts.problems import Problem
+from libs.contracts.problems import Problem, ProblemAnswer
 from libs.contracts.storable import INT64_MAX, Text
 from libs.service_host import Runtime
 from libs.service_host.auth import (
@@ -28,12 +28,14 @@ from libs.service_host.auth import (
     StaffOrChannel,
 )
 from libs.service_host.bodies import JsonBodyRoute, documented_as
-from libs.service_host.errors import problem_response
+from libs.service_host.errors import peer_unavailable, problem_response
+from services.order_intake.adapters.inventory_api import InventoryLocations
 from services.order_intake.domain.customers import MergePolicy
 from services.order_intake.domain.rules import RuleIn
 from services.order_intake.entrypoints import shopify
 from services.order_intake.entrypoints.shopify import SIGNED, WEBHOOK_PATH, ShopifyConnector
 from services.order_intake.service_layer import customers, reports, rules
+from services.order_intake.service_layer.locations import KnownLocations, LocationsUnavailable
 from services.order_intake.service_layer.placing import Incoming, place_orders
 from services.order_intake.service_layer.reports import Grouping
 from services.order_intake.service_layer.tracking import (
@@ -178,6 +180,8 @@ class OrderView(BaseModel):
     hold: OrderHold | None = Field(description="set while the order is held at intake (not announced to allocation)")
     rules: list[RuleEffectView] = Field(description="which channel rule did what, in evaluation order")
     tags: list[str] = Field(description="tags the channel rules gave the order")
+    locations: LocationChoice | None = Field(
+        default=None, description="where the channel rules let allocation take stock from (as sent in OrderPlaced)")
 
 
 class OrderSummary(BaseModel):
@@ -249,10 +253,13 @@ class SalesReport(BaseModel):
     rows: list[SalesRow]
 
 
-def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConnector | None = None) -> APIRouter:
+def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConnector | None = None,
+                 locations: KnownLocations | None = None) -> APIRouter:
     """Every route of order intake, the Shopify connector's webhook included (``connector``:
-    its shops; default: from the environment)."""
+    its shops; default: from the environment; ``locations``: where rules' location ids are
+    checked, default inventory's HTTP API)."""
     connector = connector or ShopifyConnector.from_settings()
+    known_locations: KnownLocations = locations or InventoryLocations()
     router = APIRouter(prefix="/v1", tags=["orders"], route_class=JsonBodyRoute)
     engine = runtime.engine
     configured_channels = api_keys.named_channels() | frozenset(shop.channel for shop in connector.shops)
@@ -394,12 +401,19 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
             except rules.RuleNotFound:
                 raise HTTPException(404, f"no rule {rule_id}") from None
 
-    @router.post("/rules", status_code=201, response_model=RuleOut,
+    rule_problems: dict[int | str, dict[str, Any]] = {
+        422: {"description": "unknown operator, channel, country or location, or a rule that does nothing; nothing stored",
+              "model": ProblemAnswer},
+        503: {"description": "the rule names locations and inventory cannot be asked; nothing stored",
+              "model": ProblemAnswer},
+    }
+
+    @router.post("/rules", status_code=201, response_model=RuleOut, responses=rule_problems,
                  summary="Add a channel rule (applies to the next order placed, no restart)")
     async def post_rule(body: RuleIn) -> Any:
         return await _save(None, body)
 
-    @router.put("/rules/{rule_id}", response_model=RuleOut, summary="Replace a channel rule")
+    @router.put("/rules/{rule_id}", response_model=RuleOut, responses=rule_problems, summary="Replace a channel rule")
     async def put_rule(rule_id: str, body: RuleIn) -> Any:
         return await _save(rule_id, body)
 
@@ -415,9 +429,11 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
     async def _save(rule_id: str | None, body: RuleIn) -> Any:
         try:
             async with runtime.transaction() as conn:
-                saved = await rules.save_rule(conn, rule_id, body, configured_channels)
+                saved = await rules.save_rule(conn, rule_id, body, configured_channels, known_locations)
         except rules.RuleNotFound:
             raise HTTPException(404, f"no rule {rule_id}") from None
+        except LocationsUnavailable as exc:
+            return peer_unavailable("inventory", f"the rule names locations and inventory cannot be asked: {exc}")
         except rules.Refused as exc:
             return problem_response(exc.problems, status=exc.status)
         return JSONResponse(jsonable_encoder(saved), status_code=201 if rule_id is None else 200)

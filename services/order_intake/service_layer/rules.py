@@ -25,6 +25,11 @@ from libs.contracts.orders import ChannelOrder, Problem
 from libs.messaging import OutboxMessage, write_outbox
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.domain.rules import Decision, Rule, RuleIn, evaluate
+from services.order_intake.service_layer.locations import (
+    KnownLocations,
+    LocationsUnavailable,
+    check_locations,
+)
 
 HELD = "held"
 
@@ -72,7 +77,9 @@ async def record_decisions(
              " CAST(:e AS jsonb[])) AS x(o, e), LATERAL (SELECT ARRAY(SELECT jsonb_array_elements_text(x.e -> 'tags'))"
              " AS t) tags"),
         {"o": [order_id for order_id, _, _ in ruled],
-         "e": [orjson.dumps({"rules": [vars(e) for e in d.effects], "tags": d.tags}).decode() for _, d, _ in ruled]},
+         "e": [orjson.dumps({"rules": [vars(e) for e in d.effects], "tags": d.tags,
+                             "locations": d.locations.model_dump() if d.locations else None}).decode()
+               for _, d, _ in ruled]},
     )
     announce = [message for _, d, message in ruled if not d.hold]
     held = [(order_id, d, message) for order_id, d, message in ruled if d.hold]
@@ -214,6 +221,7 @@ async def rules_view(conn: AsyncConnection, order_id: str) -> dict[str, Any]:
         "hold": dict(hold) if hold else None,
         "rules": ruled.effects["rules"] if ruled else [],
         "tags": list(ruled.tags) if ruled else [],
+        "locations": ruled.effects.get("locations") if ruled else None,
     }
 
 
@@ -259,9 +267,16 @@ async def get_rule(conn: AsyncConnection, rule_id: str) -> dict[str, Any]:
     return rule_view(row.rule_id, row.spec, row.created_at, row.updated_at)
 
 
-async def save_rule(conn: AsyncConnection, rule_id: str | None, spec: RuleIn, configured_channels: frozenset[str]) -> dict[str, Any]:
-    """Create (``rule_id`` None) or replace a rule; Refused (422) naming an unknown channel."""
+async def save_rule(conn: AsyncConnection, rule_id: str | None, spec: RuleIn, configured_channels: frozenset[str],
+                    locations: KnownLocations | None = None) -> dict[str, Any]:
+    """Create (``rule_id`` None) or replace a rule; Refused (422) naming an unknown channel or
+    location (``locations``: inventory's, asked only when the rule names some;
+    LocationsUnavailable when it cannot be asked)."""
     problems = check_channels(spec, await known_channels(conn, configured_channels))
+    if locations is not None:
+        problems += await check_locations(spec, locations)
+    elif spec.actions.names_locations:
+        raise LocationsUnavailable("no source of location ids configured")
     if problems:
         raise Refused(422, problems)
     document = spec.model_dump_json()
