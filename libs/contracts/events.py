@@ -78,6 +78,22 @@ class OrderCancelled(Event):
     reason: str = "customer request"
 
 
+class OrderHeld(Event):
+    """Staff held an order allocation already knows: nothing more is allocated to it, and what is
+    allocated stays reserved but cannot be packed, until OrderHoldReleased (or a cancellation)."""
+
+    order_id: str
+    reason: str
+    held_by: str = ""
+
+
+class OrderHoldReleased(Event):
+    """Staff released an order's hold: its open lines go back in the queue at their place."""
+
+    order_id: str
+    released_by: str = ""
+
+
 class LineChange(BaseModel):
     model_config = ConfigDict(frozen=True)
     line_id: str
@@ -329,6 +345,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OrderPlaced,
         OrderCancelled,
         OrderModified,
+        OrderHeld,
+        OrderHoldReleased,
         StockAdjusted,
         LocationChanged,
         OrderAllocated,

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from services.allocation.domain.availability import available_to_promise, free_by_location, usable
 from services.allocation.domain.changes import ChangeRecord, OrderResult
+from services.allocation.domain.held import keep_held
 from services.allocation.domain.location_rules import OrderLocations, why_none_allowed
 from services.allocation.domain.model import (
     Allocation,
@@ -207,6 +208,8 @@ class BookCore:
                        manual: bool = False, settle: bool = True) -> None:
         """Allocate what the lines have backordered, honouring ship_complete (all or nothing).
         Owed fills of their SKUs run first, unless ``settle`` is False (see ``reallocate``)."""
+        if keep_held(order, lines, self.changes):  # held by staff: nothing more (order_holds.py)
+            return
         if settle:
             self._settle({ln.sku for ln in (order.lines.values() if order.ship_complete else lines)})
         if order.ship_complete:

@@ -61,7 +61,8 @@ class HoldAnswer(BaseModel):
 
 class ReleaseAnswer(BaseModel):
     order_id: str
-    announced_events: int = Field(description="OrderPlaced and the changes kept while held, now published")
+    announced_events: int = Field(description="events now published: OrderPlaced and the changes kept while held,"
+                                              " or 1 (OrderHoldReleased) for an order held after it was announced")
 
 
 class RuleOut(RuleIn):
@@ -153,6 +154,9 @@ class OrderHold(BaseModel):
     reason: str
     held_by: str
     held_at: datetime
+    announced: bool = Field(
+        default=False, description="true: held after allocation knew the order (OrderHeld): nothing more is allocated,"
+                                   " allocated units stay reserved and cannot be packed; false: not announced yet")
 
 
 class RuleEffectView(BaseModel):
@@ -177,7 +181,7 @@ class OrderView(BaseModel):
     ship_to: dict[str, Any]
     lines: list[OrderLineView]
     timeline: list[TimelineEntry]
-    hold: OrderHold | None = Field(description="set while the order is held at intake (not announced to allocation)")
+    hold: OrderHold | None = Field(description="set while the order is held (by a rule at intake, or by staff)")
     rules: list[RuleEffectView] = Field(description="which channel rule did what, in evaluation order")
     tags: list[str] = Field(description="tags the channel rules gave the order")
     locations: LocationChoice | None = Field(
@@ -365,7 +369,7 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
         return {"order_id": order_id, "status": "modification requested"}
 
     @router.post("/orders/{order_id}/hold", response_model=HoldAnswer,
-                 summary="Hold an order not yet announced to allocation (a rule's hold): confirm it with a reason")
+                 summary="Hold any order by hand: nothing more is allocated to it and nothing of it is packed until released")
     async def post_hold(order_id: str, body: HoldRequest, request: Request) -> Any:
         try:
             async with runtime.transaction() as conn:
@@ -377,7 +381,8 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
         return HoldAnswer(order_id=order_id, status="held")
 
     @router.post("/orders/{order_id}/release-hold", response_model=ReleaseAnswer,
-                 summary="Release an order held at intake: it is announced to allocation with the changes made meanwhile")
+                 summary="Release a held order: announced to allocation with the changes made meanwhile, or (held"
+                         " after it was announced) OrderHoldReleased")
     async def post_release_hold(order_id: str, request: Request) -> Any:
         try:
             async with runtime.transaction() as conn:

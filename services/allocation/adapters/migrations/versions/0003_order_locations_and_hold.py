@@ -1,5 +1,6 @@
 """allocation: orders.location_choice (channel rules' restricted / preferred locations and
-per-order location priorities, as OrderPlaced.locations carried them; JSON text)
+per-order location priorities, as OrderPlaced.locations carried them; JSON text) and
+orders.hold (the reason staff held the whole order, OrderHeld; null when not held)
 
 Revision ID: 0003
 """
@@ -16,5 +17,6 @@ def upgrade() -> None:
     execute_script(
         """
         ALTER TABLE orders ADD COLUMN location_choice text;
+        ALTER TABLE orders ADD COLUMN hold text;
         """
     )
