@@ -42,6 +42,20 @@ class OrderLine(BaseModel):
     unit_price: Decimal
 
 
+class LocationChoice(BaseModel):
+    """Where channel rules let an order's stock come from (``OrderPlaced.locations``); each
+    ``*_by`` names the rule(s) that decided it, for allocation's explanation."""
+
+    model_config = ConfigDict(frozen=True)
+    restrict_to: list[str] | None = Field(default=None, description="only these locations (None: any eligible)")
+    restricted_by: str = ""
+    prefer: list[str] = Field(default_factory=list, description="ranked before every other location, in this order")
+    preferred_by: str = ""
+    priorities: dict[str, int] = Field(
+        default_factory=dict, description="location priority for this order, instead of the location's own")
+    priorities_by: str = ""
+
+
 class OrderPlaced(Event):
     order_id: str
     channel: str
@@ -54,12 +68,30 @@ class OrderPlaced(Event):
     ship_complete: bool = False
     pickup_location_id: str | None = None
     lines: list[OrderLine]
+    # Added with channel location rules; absent (not null) on the wire when no rule set one.
+    locations: LocationChoice | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class OrderCancelled(Event):
     order_id: str
     line_ids: list[str] | None = None  # None: the whole order
     reason: str = "customer request"
+
+
+class OrderHeld(Event):
+    """Staff held an order allocation already knows: nothing more is allocated to it, and what is
+    allocated stays reserved but cannot be packed, until OrderHoldReleased (or a cancellation)."""
+
+    order_id: str
+    reason: str
+    held_by: str = ""
+
+
+class OrderHoldReleased(Event):
+    """Staff released an order's hold: its open lines go back in the queue at their place."""
+
+    order_id: str
+    released_by: str = ""
 
 
 class LineChange(BaseModel):
@@ -313,6 +345,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OrderPlaced,
         OrderCancelled,
         OrderModified,
+        OrderHeld,
+        OrderHoldReleased,
         StockAdjusted,
         LocationChanged,
         OrderAllocated,

@@ -54,7 +54,7 @@ API_VERSION = "1.0.0"
 TOPICS: dict[str, tuple[str, list[type[BaseModel]]]] = {
     Topic.CHANNEL_ORDERS: ("{channel}:{external_id}", [ChannelOrder]),
     Topic.CHANNEL_ORDERS_REJECTED: ("{channel}:{external_id} (as received)", [ev.ChannelOrderRejected]),
-    Topic.ORDERS: ("order_id", [ev.OrderPlaced, ev.OrderCancelled, ev.OrderModified]),
+    Topic.ORDERS: ("order_id", [ev.OrderPlaced, ev.OrderCancelled, ev.OrderModified, ev.OrderHeld, ev.OrderHoldReleased]),
     Topic.INVENTORY: (
         "sku (StockAdjusted) or location_id (LocationChanged)",
         [ev.StockAdjusted, ev.LocationChanged],

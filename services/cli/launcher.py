@@ -105,6 +105,8 @@ class System:
         env.setdefault("OMS_ALLOCATION_URL", f"http://127.0.0.1:{self.ports['allocation']}")
         # fulfillment's returns ask order intake for the prices the lines were sold at
         env.setdefault("OMS_ORDER_INTAKE_URL", f"http://127.0.0.1:{self.ports['order_intake']}")
+        # order intake's channel rules that name locations ask inventory which exist
+        env.setdefault("OMS_INVENTORY_URL", f"http://127.0.0.1:{self.ports['inventory']}")
         if name == "console":  # where it finds the four services
             env.update({f"OMS_{svc.upper()}_URL": self.url(svc) for svc in SERVICES})
         env.update(self.extra_env)

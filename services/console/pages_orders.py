@@ -159,8 +159,11 @@ async def release_hold(request: Request, order_id: str) -> HTMLResponse:
     line_ids = [str(v) for v in form.getlist("line_ids")]
     try:
         order = await call(request, "GET", "order_intake", f"/v1/orders/{order_id}")
-        if order.get("hold"):  # held at intake by a channel rule: allocation has not heard of it yet
+        if order.get("hold"):  # held at intake (by a rule, or by staff after it was announced)
             answer = await call(request, "POST", "order_intake", f"/v1/orders/{order_id}/release-hold")
+            if order["hold"].get("announced"):
+                return await _action(request, order_id, "release", Outcome(
+                    message="Hold released: allocation fills the order again at its place in the queue."))
             return await _action(request, order_id, "release", Outcome(
                 message=f"Released from review: announced to allocation ({answer['announced_events']} event(s))."))
         await call(request, "POST", "allocation", f"/v1/orders/{order_id}/release-hold",

@@ -149,3 +149,19 @@ async def test_an_unknown_customer_is_refused_naming_the_field_and_nothing_chang
         assert resp.status_code == 404 and resp.json()["detail"][0]["field"] == "customer_id"
     async with api.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM customer_erasures"))).scalar() == before
+
+
+@pytest.mark.parametrize(("by", "index"), [("email", "orders_customer_email_idx"),
+                                           ("name", "orders_customer_name_trgm_idx")])
+async def test_the_customer_search_by_email_or_name_reads_an_index_not_every_order(api, by: str, index: str) -> None:  # type: ignore[no-untyped-def]
+    from services.order_intake.service_layer.customers import _params, search_sql
+
+    await place(api, POS, {"customer_id": f"ix-{by}", "name": f"Ada Lovelace {RUN}", "email": EMAIL}, [("SKU-A", 1, "1.00")])
+    params = {"email": EMAIL, "name": f"Lovelace {RUN}", "channel": None, "n": 50, **_params(POLICY)}
+    async with api.engine.begin() as conn:
+        await conn.execute(text("SET LOCAL enable_seqscan = off"))  # a scan is then chosen only if nothing else can
+        plan = "\n".join(r[0] for r in await conn.execute(
+            text("EXPLAIN " + search_sql(email=by == "email", name=by == "name")), params))
+    assert index in plan, plan
+    found = (await api.get("/v1/customers", params={by: params[by]}, headers=VIEWER))
+    assert found.status_code == 200 and found.json()

@@ -79,7 +79,8 @@ def test_an_order_no_rule_matches_gets_no_decision() -> None:
     ({"conditions": {"currency": "XYZ"}, "actions": {"hold": True}}, "conditions.currency"),
     ({"actions": {}}, "actions"),  # does nothing
     ({"actions": {"priority": 5000}}, "actions.priority"),
-    ({"actions": {"hold": True, "restrict_locations": ["WH-1"]}}, "actions.restrict_locations"),
+    ({"actions": {"restrict_locations": []}}, "actions.restrict_locations"),  # would allow nowhere
+    ({"actions": {"location_priorities": {"WH-1": "high"}}}, "actions.location_priorities.WH-1"),
 ])
 def test_a_rule_that_cannot_work_is_refused_naming_the_field(spec: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as exc:

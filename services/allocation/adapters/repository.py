@@ -349,8 +349,8 @@ ORDERS = BulkUpsert(
     "orders",
     (("order_id", "text"), ("channel", "text"), ("placed_at", "timestamptz"), ("priority", "int"),
      ("ship_complete", "bool"), ("pickup_location_id", "text"), ("country", "text"), ("lat", "float8"),
-     ("lon", "float8"), ("version", "int")),
-    key=("order_id",), update=("priority", "version"), stamp=True,
+     ("lon", "float8"), ("version", "int"), ("location_choice", "text"), ("hold", "text")),
+    key=("order_id",), update=("priority", "version", "hold"), stamp=True,
 )
 ORDER_LINES = BulkUpsert(
     "order_lines",

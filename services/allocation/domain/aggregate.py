@@ -20,6 +20,8 @@ from datetime import datetime
 
 from services.allocation.domain.availability import available_to_promise, free_by_location, usable
 from services.allocation.domain.changes import ChangeRecord, OrderResult
+from services.allocation.domain.held import keep_held
+from services.allocation.domain.location_rules import OrderLocations, why_none_allowed
 from services.allocation.domain.model import (
     Allocation,
     Location,
@@ -206,6 +208,8 @@ class BookCore:
                        manual: bool = False, settle: bool = True) -> None:
         """Allocate what the lines have backordered, honouring ship_complete (all or nothing).
         Owed fills of their SKUs run first, unless ``settle`` is False (see ``reallocate``)."""
+        if keep_held(order, lines, self.changes):  # held by staff: nothing more (order_holds.py)
+            return
         if settle:
             self._settle({ln.sku for ln in (order.lines.values() if order.ship_complete else lines)})
         if order.ship_complete:
@@ -257,6 +261,9 @@ class BookCore:
         if plan is not None and not plan.candidates:
             if order.pickup_location_id:
                 return f"no eligible location: {self.planner.pickup_refusal(order)}"
+            ruled = why_none_allowed(OrderLocations.from_json(order.location_choice))
+            if ruled is not None:
+                return ruled
             return f"no eligible location: none active ships to {order.country or '?'} for channel {order.channel}"
         if ship_complete_wait:
             return "ship_complete: waits until every line can be allocated at once"

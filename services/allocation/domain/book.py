@@ -29,6 +29,7 @@ from services.allocation.domain.changes import OrderResult
 from services.allocation.domain.hand_commands import HandCommands
 from services.allocation.domain.model import PositionKey
 from services.allocation.domain.order_commands import OrderCommands
+from services.allocation.domain.order_holds import OrderHolds
 from services.allocation.domain.queue import QueueSlice, SliceTooSmall
 from services.allocation.domain.stock_commands import StockCommands
 
@@ -38,6 +39,6 @@ __all__ = [
 ]
 
 
-class AllocationBook(OrderCommands, StockCommands, HandCommands):
+class AllocationBook(OrderCommands, StockCommands, HandCommands, OrderHolds):
     """An in-memory slice of SKUs and orders with every allocation command; records what changed
     (``changes``). Built as ``BookCore`` (``aggregate``) plus one class per group of commands."""

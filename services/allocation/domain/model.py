@@ -163,6 +163,8 @@ class Order:
     lat: float | None = None
     lon: float | None = None
     version: int = 0
+    location_choice: str | None = None  # channel rules' locations, JSON as sent (see location_rules.py)
+    hold: str | None = None  # held by staff (the reason): nothing more allocated, nothing packed (order_holds.py)
     lines: dict[str, OrderLine] = field(default_factory=dict)
 
     def live_allocations(self) -> list[Allocation]:

@@ -43,7 +43,9 @@ class OrderCommands(BookCore):
         unknown = [] if line_ids is None else [lid for lid in line_ids if lid not in order.lines]
         allocs = [a for lid in wanted for a in order.lines[lid].allocations if a.status == "allocated"]
         reason = None
-        if not allocs:
+        if order.hold is not None:  # held by staff (order_holds.py)
+            reason = f"order on hold: {order.hold}"
+        elif not allocs:
             reason = "nothing allocated to pack" + (f" (unknown lines: {', '.join(unknown)})" if unknown else "")
         elif order.ship_complete and any(ln.backordered for ln in order.lines.values()):
             reason = "ship_complete order is not fully allocated"

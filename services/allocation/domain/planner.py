@@ -17,6 +17,13 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from services.allocation.domain.availability import available_to_promise
+from services.allocation.domain.location_rules import (
+    OrderLocations,
+    allowed_locations,
+    effective_priority,
+    explain,
+    preference_rank,
+)
 from services.allocation.domain.model import Location, Order, OrderLine, StockPosition, haversine_km, pick_key
 from services.allocation.domain.policy import MAX_COMBINATION_CANDIDATES, MAX_COMBINATION_LOCATIONS, Policy
 
@@ -53,7 +60,8 @@ class LocationPlanner:
 
     def candidates(self, order: Order, policy: Policy, prefer: str | None = None) -> Ranked:
         """Eligible locations, best first, each with why it ranks there (cached per destination)."""
-        key = (order.channel, order.country, order.lat, order.lon, order.pickup_location_id, id(policy), prefer)
+        key = (order.channel, order.country, order.lat, order.lon, order.pickup_location_id, id(policy), prefer,
+               order.location_choice)
         found = self._cache.get(key)
         if found is None:
             found = self._cache[key] = self._rank(order, policy, prefer)
@@ -84,6 +92,8 @@ class LocationPlanner:
             loc for loc in self.locations.values()
             if loc.active and loc.serves_channel(order.channel) and loc.ships_to_country(order.country)
         ]
+        ruled = OrderLocations.from_json(order.location_choice)  # channel rules' locations (location_rules.py)
+        locs = allowed_locations(ruled, locs)
 
         def distance(loc: Location) -> float:
             if order.lat is None or order.lon is None or loc.lat is None or loc.lon is None:
@@ -93,9 +103,9 @@ class LocationPlanner:
         dist = {loc.location_id: distance(loc) for loc in locs}
 
         def key(loc: Location) -> tuple[object, ...]:
-            parts: list[object] = [0 if loc.location_id == prefer else 1]
+            parts: list[object] = [0 if loc.location_id == prefer else 1, preference_rank(ruled, loc.location_id)]
             for r in policy.rank_by:
-                parts.append(-loc.priority if r == "priority" else dist[loc.location_id])
+                parts.append(-effective_priority(ruled, loc) if r == "priority" else dist[loc.location_id])
             parts.append(loc.location_id)
             return tuple(parts)
 
@@ -105,13 +115,15 @@ class LocationPlanner:
             facts = []
             for r in policy.rank_by:
                 if r == "priority":
-                    facts.append(f"priority {loc.priority}")
+                    facts.append(f"priority {effective_priority(ruled, loc)}")
                 else:
                     d = dist[loc.location_id]
                     facts.append("distance unknown" if d == float("inf") else f"{d:.0f} km away")
             why = f"ranked #{i} by {', '.join(policy.rank_by) or 'location id'}" + (f" ({', '.join(facts)})" if facts else "")
             if loc.location_id == prefer:
                 why = f"preferred location chosen by hand; {why}"
+            if ruled is not None:
+                why = f"{why}; channel rules: {explain(ruled, loc.location_id)}"
             out.append((loc, why))
         return out
 

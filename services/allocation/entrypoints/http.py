@@ -10,6 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.contracts.events import LocationChoice
 from libs.contracts.problems import Problem
 from libs.contracts.storable import INT32_MAX, INT64_MAX, Text, storable_problems
 from libs.service_host import Runtime
@@ -127,6 +128,8 @@ class AllocationView(BaseModel):
     allocations: list[AllocationOut] = Field(description="live units: allocated or packed")
     history: list[AllocationOut] = Field(description="shipped, released and cancelled allocations")
     backorders: list[BackorderOut]
+    locations: LocationChoice | None = Field(
+        default=None, description="where channel rules let the order's stock come from (OrderPlaced.locations)")
 
 
 class TransferOut(BaseModel):

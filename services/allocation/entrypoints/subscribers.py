@@ -14,7 +14,8 @@ from libs.service_host import Runtime
 from services.allocation.service_layer.allocating import apply_events
 
 INPUTS: dict[str, str] = {
-    Topic.ORDERS: "OrderPlaced, OrderCancelled, OrderModified: allocate, release, backorder; publishes "
+    Topic.ORDERS: "OrderPlaced, OrderCancelled, OrderModified, OrderHeld, OrderHoldReleased: allocate, release, "
+                  "backorder, hold; publishes "
                   "allocation results on oms.allocations.v1.",
     Topic.INVENTORY: "StockAdjusted and LocationChanged: mirror on_hand (stale seq ignored), close shipped "
                      "allocations, release on shrink, fill backorders on arrival, re-allocate on deactivation.",

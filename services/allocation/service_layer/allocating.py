@@ -18,6 +18,8 @@ from libs.contracts.envelope import Envelope, EventMessage
 from libs.contracts.events import (
     LocationChanged,
     OrderCancelled,
+    OrderHeld,
+    OrderHoldReleased,
     OrderModified,
     OrderPlaced,
     PackRequested,
@@ -147,6 +149,7 @@ def _order_from(ev: OrderPlaced, early: list[OrderChange]) -> Callable[[Allocati
             order_id=ev.order_id, channel=ev.channel, placed_at=ev.placed_at, priority=ev.priority,
             ship_complete=ev.ship_complete, pickup_location_id=ev.pickup_location_id, country=ev.ship_to.country,
             lat=ev.ship_to.lat, lon=ev.ship_to.lon,
+            location_choice=ev.locations.model_dump_json() if ev.locations is not None else None,
         )
         for ln in ev.lines:
             order.lines[ln.line_id] = OrderLine(order, ln.line_id, ln.sku, ln.qty)
@@ -176,6 +179,12 @@ def _change_from(ev: OrderChange, env: Envelope) -> Callable[[AllocationBook], N
     return apply
 
 
+def _hold_from(ev: OrderHeld | OrderHoldReleased) -> Callable[[AllocationBook], None]:
+    if isinstance(ev, OrderHeld):
+        return lambda b: b.hold_order(ev.order_id, ev.reason)
+    return lambda b: b.release_order_hold(ev.order_id)
+
+
 def _pack_from(ev: PackRequested) -> Callable[[AllocationBook], None]:
     return lambda b: b.request_pack(ev.order_id, ev.shipment_id, ev.line_ids)
 
@@ -200,7 +209,8 @@ def _location_from(ev: LocationChanged) -> Callable[[AllocationBook], None]:
     return apply
 
 
-HANDLED = (OrderPlaced, OrderCancelled, OrderModified, StockAdjusted, LocationChanged, PackRequested)
+HANDLED = (OrderPlaced, OrderCancelled, OrderModified, StockAdjusted, LocationChanged, PackRequested, OrderHeld,
+           OrderHoldReleased)
 
 
 async def apply_events(conn: AsyncConnection, messages: Sequence[EventMessage]) -> AllocationBook | None:
@@ -241,6 +251,9 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[EventMessage]) 
         elif isinstance(ev, OrderCancelled | OrderModified):
             _need_for_change(need, ev)
             commands.append((env.event_id, corr, _change_from(ev, env)))
+        elif isinstance(ev, OrderHeld | OrderHoldReleased):  # staff hold of a whole order (domain/order_holds.py)
+            need.orders_with_skus.add(ev.order_id)
+            commands.append((env.event_id, corr, _hold_from(ev)))
     if not commands:
         return None
     book = await run_commands(conn, need, commands)

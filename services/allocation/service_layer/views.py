@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,6 +64,7 @@ async def allocation_view(conn: AsyncConnection, order_id: str) -> dict[str, Any
             }
             for ln in lines if ln["backordered"] > 0
         ],
+        "locations": json.loads(order["location_choice"]) if order["location_choice"] else None,
     }
 
 

@@ -12,6 +12,12 @@ Evaluation order (documented in docs/contract.md, "Channel rules"):
      earlier is the stronger one); later ones are recorded as overridden.
    - ``ship_complete``: forces ship-complete on (an order that asked for it keeps it).
    - ``tags``: added to the order's tags (union, in order of first appearance).
+   - ``restrict_locations``: allocation may take stock only from these locations; several
+     matching rules narrow it further (the intersection: every one of them holds).
+   - ``prefer_locations``: these locations rank before all others, in the given order; the
+     FIRST matching rule that sets it decides (as for priority).
+   - ``location_priorities``: a location's priority for this order instead of its own (the
+     channel's own ranking); per location, the FIRST matching rule that sets it decides.
 4. A matching rule with ``stop`` ends the evaluation: rules after it are not looked at.
 
 Pure: no I/O; the service layer loads the rules and stores what they did.
@@ -26,12 +32,14 @@ from typing import Annotated
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from libs.contracts.events import LocationChoice
 from libs.contracts.orders import MAX_PRIORITY, MIN_PRIORITY, ChannelOrder, Tag
 from libs.contracts.storable import Text
 
 Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Country = Annotated[Text, StringConstraints(min_length=2, max_length=2, to_upper=True)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
+LocationPriority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY, strict=True)]
 
 
 class RuleConditions(BaseModel):
@@ -78,12 +86,29 @@ class RuleActions(BaseModel):
     priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY, strict=True)
     ship_complete: bool = Field(default=False, description="force ship-complete")
     tags: list[Tag] = Field(default_factory=list, max_length=20)
+    restrict_locations: list[Name] | None = Field(
+        default=None, min_length=1, max_length=100, description="allocate only from these locations (known ids)")
+    prefer_locations: list[Name] = Field(
+        default_factory=list, max_length=100, description="rank these locations first, in this order")
+    location_priorities: dict[Name, LocationPriority] = Field(
+        default_factory=dict, max_length=100,
+        description="location id -> priority for matching orders (higher first), instead of the location's own")
 
     @model_validator(mode="after")
     def _does_something(self) -> RuleActions:
-        if not (self.hold or self.priority is not None or self.ship_complete or self.tags):
-            raise ValueError("a rule must do something: hold, priority, ship_complete or tags")
+        if not (self.hold or self.priority is not None or self.ship_complete or self.tags or self.names_locations):
+            raise ValueError("a rule must do something: hold, priority, ship_complete, tags or locations")
         return self
+
+    @property
+    def names_locations(self) -> bool:
+        return bool(self.restrict_locations or self.prefer_locations or self.location_priorities)
+
+    def location_fields(self) -> list[tuple[str, str]]:
+        """(field, location id) of every location the actions name, for checking they exist."""
+        return ([(f"actions.restrict_locations.{i}", lid) for i, lid in enumerate(self.restrict_locations or [])]
+                + [(f"actions.prefer_locations.{i}", lid) for i, lid in enumerate(self.prefer_locations)]
+                + [(f"actions.location_priorities.{lid}", lid) for lid in self.location_priorities])
 
 
 class RuleIn(BaseModel):
@@ -123,6 +148,7 @@ class Decision:
     ship_complete: bool = False
     tags: list[str] = field(default_factory=list)
     effects: list[RuleEffect] = field(default_factory=list)
+    locations: LocationChoice | None = None  # where allocation may / should take stock from
 
     @property
     def changes_anything(self) -> bool:
@@ -176,7 +202,45 @@ def evaluate(rules: list[Rule], order: ChannelOrder) -> Decision:
         if new_tags:
             decision.tags += new_tags
             did.append("tagged " + ", ".join(new_tags))
+        if spec.actions.names_locations:
+            decision.locations, said = choose_locations(decision.locations, spec.actions, f"rule {spec.name!r} ({rule.rule_id})")
+            did += said
         decision.effects.append(RuleEffect(rule.rule_id, spec.name, did or ["matched (nothing left to change)"]))
         if spec.stop:
             break
     return decision
+
+
+def choose_locations(
+    before: LocationChoice | None, actions: RuleActions, label: str
+) -> tuple[LocationChoice, list[str]]:
+    """Add one matching rule's location actions to what earlier rules chose (see the module's
+    evaluation order); returns the new choice and what the rule did, in words."""
+    choice = before or LocationChoice()
+    update: dict[str, object] = {}
+    did: list[str] = []
+    if actions.restrict_locations:
+        if choice.restrict_to is None:
+            allowed = list(dict.fromkeys(actions.restrict_locations))
+        else:
+            allowed = [lid for lid in choice.restrict_to if lid in actions.restrict_locations]
+        update |= {"restrict_to": allowed, "restricted_by": _joined(choice.restricted_by, label)}
+        did.append("restricted to locations " + (", ".join(allowed) or "(none left: nothing can be allocated)"))
+    if actions.prefer_locations:
+        if choice.prefer:
+            did.append("preferred locations overridden by an earlier rule")
+        else:
+            update |= {"prefer": list(dict.fromkeys(actions.prefer_locations)), "preferred_by": label}
+            did.append("prefers locations " + ", ".join(dict.fromkeys(actions.prefer_locations)))
+    new = {lid: p for lid, p in actions.location_priorities.items() if lid not in choice.priorities}
+    if new:
+        update |= {"priorities": {**choice.priorities, **new}, "priorities_by": _joined(choice.priorities_by, label)}
+        did.append("location priorities " + ", ".join(f"{lid} {p}" for lid, p in new.items()))
+    if len(new) < len(actions.location_priorities):
+        did.append("location priorities of " + ", ".join(lid for lid in actions.location_priorities if lid not in new)
+                   + " overridden by an earlier rule")
+    return choice.model_copy(update=update), did
+
+
+def _joined(before: str, label: str) -> str:
+    return f"{before}; {label}" if before else label

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
+import pycountry
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from libs.contracts.events import LineChange
+from libs.contracts.events import LineChange, LocationChoice
 from libs.contracts.orders import ChannelOrder, OrderChangeIn
-from libs.contracts.problems import Problem
+from libs.contracts.problems import Problem, ProblemAnswer
 from libs.contracts.storable import INT64_MAX, Text
 from libs.service_host import Runtime
 from libs.service_host.auth import (
@@ -27,13 +28,16 @@ from libs.service_host.auth import (
     StaffOrChannel,
 )
 from libs.service_host.bodies import JsonBodyRoute, documented_as
-from libs.service_host.errors import problem_response
+from libs.service_host.errors import peer_unavailable, problem_response
+from services.order_intake.adapters.inventory_api import InventoryLocations
 from services.order_intake.domain.customers import MergePolicy
 from services.order_intake.domain.rules import RuleIn
 from services.order_intake.entrypoints import shopify
 from services.order_intake.entrypoints.shopify import SIGNED, WEBHOOK_PATH, ShopifyConnector
-from services.order_intake.service_layer import customers, rules
+from services.order_intake.service_layer import customers, reports, rules
+from services.order_intake.service_layer.locations import KnownLocations, LocationsUnavailable
 from services.order_intake.service_layer.placing import Incoming, place_orders
+from services.order_intake.service_layer.reports import Grouping
 from services.order_intake.service_layer.tracking import (
     ChangeRefused,
     OrderNotFound,
@@ -57,7 +61,8 @@ class HoldAnswer(BaseModel):
 
 class ReleaseAnswer(BaseModel):
     order_id: str
-    announced_events: int = Field(description="OrderPlaced and the changes kept while held, now published")
+    announced_events: int = Field(description="events now published: OrderPlaced and the changes kept while held,"
+                                              " or 1 (OrderHoldReleased) for an order held after it was announced")
 
 
 class RuleOut(RuleIn):
@@ -149,6 +154,9 @@ class OrderHold(BaseModel):
     reason: str
     held_by: str
     held_at: datetime
+    announced: bool = Field(
+        default=False, description="true: held after allocation knew the order (OrderHeld): nothing more is allocated,"
+                                   " allocated units stay reserved and cannot be packed; false: not announced yet")
 
 
 class RuleEffectView(BaseModel):
@@ -173,9 +181,11 @@ class OrderView(BaseModel):
     ship_to: dict[str, Any]
     lines: list[OrderLineView]
     timeline: list[TimelineEntry]
-    hold: OrderHold | None = Field(description="set while the order is held at intake (not announced to allocation)")
+    hold: OrderHold | None = Field(description="set while the order is held (by a rule at intake, or by staff)")
     rules: list[RuleEffectView] = Field(description="which channel rule did what, in evaluation order")
     tags: list[str] = Field(description="tags the channel rules gave the order")
+    locations: LocationChoice | None = Field(
+        default=None, description="where the channel rules let allocation take stock from (as sent in OrderPlaced)")
 
 
 class OrderSummary(BaseModel):
@@ -193,10 +203,67 @@ class ChannelStatusCount(BaseModel):
     orders: int
 
 
-def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConnector | None = None) -> APIRouter:
+class SalesQuery(BaseModel):
+    """The query of ``GET /v1/reports/sales``: every problem is named by its parameter."""
+
+    group_by: Grouping = Field(default="channel", description="channel, sku or day (of placed_at, UTC)")
+    date_from: date | None = Field(default=None, description="first day (inclusive) of placed_at, UTC")
+    date_to: date | None = Field(default=None, description="last day (inclusive) of placed_at, UTC")
+    channel: Annotated[Text, StringConstraints(min_length=1, max_length=200)] | None = None
+    currency: Annotated[Text, StringConstraints(min_length=3, max_length=3, to_upper=True)] | None = Field(
+        default=None, description="ISO 4217 code: only orders in this currency")
+
+    @field_validator("date_to")
+    @classmethod
+    def _not_before_start(cls, value: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("date_from")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"before date_from ({start.isoformat()}): the range is reversed")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str | None) -> str | None:
+        if value is not None and pycountry.currencies.get(alpha_3=value) is None:
+            raise ValueError(f"unknown ISO 4217 currency code {value!r}")
+        return value
+
+
+class SalesAmount(BaseModel):
+    units: int
+    value: str = Field(description="units x the lines' unit prices, decimal as a string, in the row's currency")
+
+
+class SalesRow(BaseModel):
+    key: str = Field(description="the row's channel, SKU or day (YYYY-MM-DD, UTC), per group_by")
+    currency: str
+    orders: int = Field(description="orders with at least one line in this row")
+    ordered: SalesAmount = Field(description="line quantities as they stand (cancelled units included)")
+    cancelled: SalesAmount
+    backordered: SalesAmount
+    allocated: SalesAmount = Field(description="holding stock, not yet shipped (allocated + packed)")
+    shipped: SalesAmount = Field(description="shipped (returned units included)")
+    returned: SalesAmount = Field(description="shipped units returned (valued at the unit price)")
+
+
+class SalesReport(BaseModel):
+    """Sales by channel, SKU or day: one row per (group, currency), values never mixed across currencies."""
+
+    group_by: Grouping
+    date_from: date | None
+    date_to: date | None
+    channel: str | None
+    currency: str | None
+    rows: list[SalesRow]
+
+
+def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConnector | None = None,
+                 locations: KnownLocations | None = None) -> APIRouter:
     """Every route of order intake, the Shopify connector's webhook included (``connector``:
-    its shops; default: from the environment)."""
+    its shops; default: from the environment; ``locations``: where rules' location ids are
+    checked, default inventory's HTTP API)."""
     connector = connector or ShopifyConnector.from_settings()
+    known_locations: KnownLocations = locations or InventoryLocations()
     router = APIRouter(prefix="/v1", tags=["orders"], route_class=JsonBodyRoute)
     engine = runtime.engine
     configured_channels = api_keys.named_channels() | frozenset(shop.channel for shop in connector.shops)
@@ -263,6 +330,14 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
         async with engine.connect() as conn:
             return await orders_by_channel_and_status(conn)
 
+    @router.get("/reports/sales", response_model=SalesReport,
+                summary="Sales by channel, SKU or day: ordered, allocated, shipped, returned units and values per currency")
+    async def get_sales_report(query: Annotated[SalesQuery, Query()]) -> Any:
+        async with engine.connect() as conn:
+            rows = await reports.sales_report(conn, query.group_by, query.date_from, query.date_to,
+                                              query.channel, query.currency)
+        return SalesReport(**query.model_dump(), rows=[SalesRow.model_validate(r) for r in rows])
+
     @router.post(
         "/orders/{order_id}/cancel", status_code=202, summary="Cancel the order or some lines",
         response_model=ChangeRequested,
@@ -294,7 +369,7 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
         return {"order_id": order_id, "status": "modification requested"}
 
     @router.post("/orders/{order_id}/hold", response_model=HoldAnswer,
-                 summary="Hold an order not yet announced to allocation (a rule's hold): confirm it with a reason")
+                 summary="Hold any order by hand: nothing more is allocated to it and nothing of it is packed until released")
     async def post_hold(order_id: str, body: HoldRequest, request: Request) -> Any:
         try:
             async with runtime.transaction() as conn:
@@ -306,7 +381,8 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
         return HoldAnswer(order_id=order_id, status="held")
 
     @router.post("/orders/{order_id}/release-hold", response_model=ReleaseAnswer,
-                 summary="Release an order held at intake: it is announced to allocation with the changes made meanwhile")
+                 summary="Release a held order: announced to allocation with the changes made meanwhile, or (held"
+                         " after it was announced) OrderHoldReleased")
     async def post_release_hold(order_id: str, request: Request) -> Any:
         try:
             async with runtime.transaction() as conn:
@@ -330,12 +406,19 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
             except rules.RuleNotFound:
                 raise HTTPException(404, f"no rule {rule_id}") from None
 
-    @router.post("/rules", status_code=201, response_model=RuleOut,
+    rule_problems: dict[int | str, dict[str, Any]] = {
+        422: {"description": "unknown operator, channel, country or location, or a rule that does nothing; nothing stored",
+              "model": ProblemAnswer},
+        503: {"description": "the rule names locations and inventory cannot be asked; nothing stored",
+              "model": ProblemAnswer},
+    }
+
+    @router.post("/rules", status_code=201, response_model=RuleOut, responses=rule_problems,
                  summary="Add a channel rule (applies to the next order placed, no restart)")
     async def post_rule(body: RuleIn) -> Any:
         return await _save(None, body)
 
-    @router.put("/rules/{rule_id}", response_model=RuleOut, summary="Replace a channel rule")
+    @router.put("/rules/{rule_id}", response_model=RuleOut, responses=rule_problems, summary="Replace a channel rule")
     async def put_rule(rule_id: str, body: RuleIn) -> Any:
         return await _save(rule_id, body)
 
@@ -351,9 +434,11 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
     async def _save(rule_id: str | None, body: RuleIn) -> Any:
         try:
             async with runtime.transaction() as conn:
-                saved = await rules.save_rule(conn, rule_id, body, configured_channels)
+                saved = await rules.save_rule(conn, rule_id, body, configured_channels, known_locations)
         except rules.RuleNotFound:
             raise HTTPException(404, f"no rule {rule_id}") from None
+        except LocationsUnavailable as exc:
+            return peer_unavailable("inventory", f"the rule names locations and inventory cannot be asked: {exc}")
         except rules.Refused as exc:
             return problem_response(exc.problems, status=exc.status)
         return JSONResponse(jsonable_encoder(saved), status_code=201 if rule_id is None else 200)
@@ -419,6 +504,7 @@ ACCESS: AccessTable = {
     ("GET", "/v1/orders/{order_id}"): VIEWER,
     ("GET", "/v1/orders"): VIEWER,
     ("GET", "/v1/reports/orders-by-channel-status"): VIEWER,
+    ("GET", "/v1/reports/sales"): VIEWER,
     ("POST", "/v1/orders/{order_id}/cancel"): StaffOrChannel(Role.OPERATOR, _channel_of_order),
     ("PATCH", "/v1/orders/{order_id}"): StaffOrChannel(Role.OPERATOR, _channel_of_order),
     ("POST", WEBHOOK_PATH): SIGNED,  # Shopify signs its webhooks; the route verifies them

@@ -137,6 +137,7 @@ async def place_orders(
             pickup_location_id=order.pickup_location_id,
             lines=[OrderLine.model_construct(line_id=ln.line_id, sku=ln.sku, qty=ln.qty, unit_price=ln.unit_price)
                    for ln in order.lines],
+            locations=decisions[key].locations if key in decisions else None,  # channel rules' location choice
         )
         correlation = incoming[i].correlation_id or order_id
         message = OutboxMessage(Topic.ORDERS, order_id, new_envelope(placed, source=SOURCE, correlation_id=correlation))

@@ -20,11 +20,18 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.contracts import Topic, new_envelope
 from libs.contracts.envelope import Envelope, encode_event
+from libs.contracts.events import OrderHeld, OrderHoldReleased
 from libs.contracts.orders import ChannelOrder, Problem
 from libs.messaging import OutboxMessage, write_outbox
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.domain.rules import Decision, Rule, RuleIn, evaluate
+from services.order_intake.service_layer.locations import (
+    KnownLocations,
+    LocationsUnavailable,
+    check_locations,
+)
 
 HELD = "held"
 
@@ -72,7 +79,9 @@ async def record_decisions(
              " CAST(:e AS jsonb[])) AS x(o, e), LATERAL (SELECT ARRAY(SELECT jsonb_array_elements_text(x.e -> 'tags'))"
              " AS t) tags"),
         {"o": [order_id for order_id, _, _ in ruled],
-         "e": [orjson.dumps({"rules": [vars(e) for e in d.effects], "tags": d.tags}).decode() for _, d, _ in ruled]},
+         "e": [orjson.dumps({"rules": [vars(e) for e in d.effects], "tags": d.tags,
+                             "locations": d.locations.model_dump() if d.locations else None}).decode()
+               for _, d, _ in ruled]},
     )
     announce = [message for _, d, message in ruled if not d.hold]
     held = [(order_id, d, message) for order_id, d, message in ruled if d.hold]
@@ -109,7 +118,9 @@ async def _keep(conn: AsyncConnection, messages: list[tuple[str, OutboxMessage]]
 
 
 async def is_held(conn: AsyncConnection, order_id: str) -> bool:
-    return bool((await conn.execute(text("SELECT 1 FROM order_holds WHERE order_id = :o"), {"o": order_id})).first())
+    """Whether the order is held at intake, not yet announced (its events are kept back)."""
+    return bool((await conn.execute(text("SELECT 1 FROM order_holds WHERE order_id = :o AND NOT announced"),
+                                    {"o": order_id})).first())
 
 
 async def publish_or_keep(conn: AsyncConnection, order_id: str, messages: list[OutboxMessage]) -> bool:
@@ -162,23 +173,30 @@ async def _locked_order(conn: AsyncConnection, order_id: str) -> Any:
 
 
 async def hold_order(conn: AsyncConnection, order_id: str, reason: str, by: str) -> None:
-    """Hold an order by hand. Intake can hold only what it has not announced: an order a rule
-    holds (the reason is added to its hold). An announced order is refused (409): allocation
-    owns it from then on (its ``POST /v1/orders/{order_id}/deallocate`` puts lines on hold)."""
+    """Hold any order by hand. One not yet announced (a rule held it) stays unannounced; the
+    reason is added to its hold. One allocation already knows is held there: OrderHeld is
+    published (nothing more is allocated to it; allocated units stay reserved but cannot be
+    packed) and changes go on to allocation as usual. A cancelled or shipped order is refused
+    (409); a held one gets the reason added."""
     from services.order_intake.service_layer.placing import SOURCE, add_timeline
 
     row = await _locked_order(conn, order_id)
-    if await is_held(conn, order_id):
+    held = (await conn.execute(text("SELECT announced FROM order_holds WHERE order_id = :o"), {"o": order_id})).first()
+    if held is not None:
         await conn.execute(text("UPDATE order_holds SET reason = reason || '; ' || :r WHERE order_id = :o"),
                            {"r": f"{reason} ({by})", "o": order_id})
         await add_timeline(conn, [(order_id, "OrderHeld", SOURCE, f"hold confirmed by {by}: {reason}")])
         return
-    if row.status == "cancelled":
-        raise Refused(409, [Problem(field="order_id", problem="the order is cancelled")])
-    raise Refused(409, [Problem(
-        field="order_id",
-        problem="already announced to allocation, which may have allocated it: hold its lines with allocation's"
-                " POST /v1/orders/{order_id}/deallocate (released with its release-hold)")])
+    if row.status in ("cancelled", "shipped"):
+        raise Refused(409, [Problem(field="order_id", problem=f"the order is {row.status}: nothing left to hold")])
+    await conn.execute(text("INSERT INTO order_holds (order_id, reason, held_by, announced) VALUES (:o, :r, :b, true)"),
+                       {"o": order_id, "r": reason, "b": by})
+    event = OrderHeld(order_id=order_id, reason=reason, held_by=by)
+    await write_outbox(conn, SCHEMA, [OutboxMessage(Topic.ORDERS, order_id,
+                                                    new_envelope(event, source=SOURCE, correlation_id=order_id))])
+    await add_timeline(conn, [(order_id, "OrderHeld", SOURCE,
+                               f"held by {by}: {reason}; sent to allocation: nothing more is allocated, allocated"
+                               " units stay reserved and cannot be packed until released")])
 
 
 async def release_hold(conn: AsyncConnection, order_id: str, by: str) -> int:
@@ -187,6 +205,8 @@ async def release_hold(conn: AsyncConnection, order_id: str, by: str) -> int:
     from services.order_intake.service_layer.placing import SOURCE, add_timeline
 
     await _locked_order(conn, order_id)
+    if await _release_announced_hold(conn, order_id, by):
+        return 1
     if not await is_held(conn, order_id):
         raise Refused(409, [Problem(field="order_id", problem="the order is not held at intake")])
     rows = (await conn.execute(text("DELETE FROM held_messages WHERE order_id = :o RETURNING id, topic, key, value"),
@@ -201,12 +221,32 @@ async def release_hold(conn: AsyncConnection, order_id: str, by: str) -> int:
     return len(messages)
 
 
+async def _release_announced_hold(conn: AsyncConnection, order_id: str, by: str) -> bool:
+    """Release a hold staff put on an announced order: OrderHoldReleased goes to allocation.
+    False when the order has no such hold."""
+    from services.order_intake.service_layer.placing import SOURCE, add_timeline
+
+    done = await conn.execute(text("DELETE FROM order_holds WHERE order_id = :o AND announced"), {"o": order_id})
+    if done.rowcount == 0:
+        return False
+    event = OrderHoldReleased(order_id=order_id, released_by=by)
+    await write_outbox(conn, SCHEMA, [OutboxMessage(Topic.ORDERS, order_id,
+                                                    new_envelope(event, source=SOURCE, correlation_id=order_id))])
+    await add_timeline(conn, [(order_id, "HoldReleased", SOURCE, f"released by {by}: allocation fills it again")])
+    return True
+
+
+async def end_announced_hold(conn: AsyncConnection, order_id: str) -> None:
+    """A whole cancellation ends a hold of an announced order (nothing is left to hold)."""
+    await conn.execute(text("DELETE FROM order_holds WHERE order_id = :o AND announced"), {"o": order_id})
+
+
 # --- the order view ------------------------------------------------------------------------------
 
 
 async def rules_view(conn: AsyncConnection, order_id: str) -> dict[str, Any]:
     """``hold`` (or None), ``rules`` (which rule did what) and ``tags`` of an order."""
-    hold = (await conn.execute(text("SELECT reason, held_by, held_at FROM order_holds WHERE order_id = :o"),
+    hold = (await conn.execute(text("SELECT reason, held_by, held_at, announced FROM order_holds WHERE order_id = :o"),
                                {"o": order_id})).mappings().first()
     ruled = (await conn.execute(text("SELECT effects, tags FROM order_rules WHERE order_id = :o"),
                                 {"o": order_id})).first()
@@ -214,6 +254,7 @@ async def rules_view(conn: AsyncConnection, order_id: str) -> dict[str, Any]:
         "hold": dict(hold) if hold else None,
         "rules": ruled.effects["rules"] if ruled else [],
         "tags": list(ruled.tags) if ruled else [],
+        "locations": ruled.effects.get("locations") if ruled else None,
     }
 
 
@@ -259,9 +300,16 @@ async def get_rule(conn: AsyncConnection, rule_id: str) -> dict[str, Any]:
     return rule_view(row.rule_id, row.spec, row.created_at, row.updated_at)
 
 
-async def save_rule(conn: AsyncConnection, rule_id: str | None, spec: RuleIn, configured_channels: frozenset[str]) -> dict[str, Any]:
-    """Create (``rule_id`` None) or replace a rule; Refused (422) naming an unknown channel."""
+async def save_rule(conn: AsyncConnection, rule_id: str | None, spec: RuleIn, configured_channels: frozenset[str],
+                    locations: KnownLocations | None = None) -> dict[str, Any]:
+    """Create (``rule_id`` None) or replace a rule; Refused (422) naming an unknown channel or
+    location (``locations``: inventory's, asked only when the rule names some;
+    LocationsUnavailable when it cannot be asked)."""
     problems = check_channels(spec, await known_channels(conn, configured_channels))
+    if locations is not None:
+        problems += await check_locations(spec, locations)
+    elif spec.actions.names_locations:
+        raise LocationsUnavailable("no source of location ids configured")
     if problems:
         raise Refused(422, problems)
     document = spec.model_dump_json()

@@ -155,6 +155,8 @@ async def cancel_order(conn: AsyncConnection, order_id: str, line_ids: list[str]
         raise ChangeRefused(problems)
     if line_ids is None and await rules.cancel_held_order(conn, order_id, reason):
         return  # never announced: nothing to tell downstream
+    if line_ids is None:
+        await rules.end_announced_hold(conn, order_id)
     event = OrderCancelled(order_id=order_id, line_ids=line_ids, reason=reason)
     kept = await rules.publish_or_keep(
         conn, order_id, [OutboxMessage(Topic.ORDERS, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id))])
