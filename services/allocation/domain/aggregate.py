@@ -20,6 +20,7 @@ from datetime import datetime
 
 from services.allocation.domain.availability import available_to_promise, free_by_location, usable
 from services.allocation.domain.changes import ChangeRecord, OrderResult
+from services.allocation.domain.dropship import plan_with_dropship
 from services.allocation.domain.model import (
     Allocation,
     Location,
@@ -167,7 +168,8 @@ class BookCore:
         skus = {line.sku for line in needs}
         self._require_skus(skus)
         assert not settled or not (skus & self.queue.owed), "settle owed fills before planning"
-        return self.planner.plan(order, needs, self.policy_for(order.channel), self._free_by_location, prefer)
+        return plan_with_dropship(self.planner, order, needs, self.policy_for(order.channel), self._free_by_location,
+                                  prefer)
 
     def _apply_plan(self, order: Order, plan: Plan, *, manual: bool = False) -> int:
         """Take the planned units off the lines' backorders, lot by lot (``pick_lots``)."""
