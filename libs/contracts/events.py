@@ -344,7 +344,7 @@ class DropshipRefused(Event):
     location_id: str
     order_id: str
     reason: str
-    lines: list[DropshipLine]
+    lines: list[ShipmentLine]  # the requested units as allocation locked them (position and allocation)
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
