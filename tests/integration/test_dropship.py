@@ -81,6 +81,7 @@ class World:
     intake: httpx.AsyncClient
     inventory: httpx.AsyncClient
     fulfillment: httpx.AsyncClient
+    allocation: httpx.AsyncClient
     ship_to: IntakeShipTo
     outboxes: dict[str, Outbox]
 
@@ -150,9 +151,10 @@ async def world(database_url: str) -> AsyncIterator[World]:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc", headers=headers)
 
     async with client(intake_app, {**ADMIN, "X-API-Key": f"key-{run}-0123456789"}) as intake, \
-            client(inventory_app, ADMIN) as inventory, client(fulfillment_app, OPERATOR) as fulfillment:
+            client(inventory_app, ADMIN) as inventory, client(fulfillment_app, OPERATOR) as fulfillment, \
+            client(allocation_app, ADMIN) as allocation:
         yield World(run, intake_db, inventory_db, allocation_db, fulfillment_db, intake, inventory, fulfillment,
-                    ship_to, outboxes)
+                    allocation, ship_to, outboxes)
     for db in (intake_db, inventory_db, allocation_db, fulfillment_db):
         await db.dispose()
 
@@ -313,3 +315,26 @@ async def test_bad_supplier_stock_updates_and_answers_are_refused_naming_the_fie
     assert r.status_code == 422
     assert {d["field"] for d in r.json()["detail"]} == {"carrier", "tracking_number"}
     assert await w.flow() == []
+
+
+async def test_the_policy_decides_whether_lines_may_go_to_a_supplier(world: World) -> None:
+    w = world
+    r = await w.allocation.put("/v1/policy", json={"dropship_mode": "sometimes", "dropship_skus": "all"})
+    assert r.status_code == 422
+    assert {d["field"] for d in r.json()["detail"]} == {"dropship_mode", "dropship_skus"}
+    r = await w.allocation.put("/v1/policy", json={"dropship_mode": "never"})
+    assert r.status_code == 200, r.text
+    assert r.json()["dropship_mode"] == "never"
+    sku, wh, sup = await _setup(w, own=1, stated=5)
+    order_id = await _order(w, sku, 3)
+    carried = await w.flow()
+    assert not [m for topic, _, m in carried if topic == "oms.dropship.v1"]
+    line = await _line(w, order_id)
+    assert (line["allocated"], line["backordered"]) == (1, 2)
+
+    # Always for this SKU: the supplier first, even with own stock.
+    r = await w.allocation.put("/v1/policy", json={"dropship_mode": "always", "dropship_skus": [sku]})
+    assert r.status_code == 200, r.text
+    second = await _order(w, sku, 2)
+    request = await _requested(w, second, sup)
+    assert [(ln.sku, ln.qty) for ln in request.lines] == [(sku, 2)]
