@@ -21,8 +21,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from staff_auth import OPERATOR, guarded_app
 
-from libs.contracts import decode_event
-from libs.contracts.events import DropshipRequested
+from libs.contracts import decode_event, new_envelope
+from libs.contracts.events import (
+    AllocationLine,
+    DropshipRequested,
+    LineState,
+    OrderAllocated,
+    PackRejected,
+    PackRequested,
+)
 from libs.database import create_engine, upgrade_schema
 from libs.messaging.consumer import EventMessage
 from libs.service_host.auth import ChannelKeys
@@ -32,6 +39,7 @@ from services.allocation.service_layer import allocating
 from services.fulfillment.adapters.intake_ship_to import IntakeShipTo
 from services.fulfillment.adapters.tables import SCHEMA as FULFILLMENT
 from services.fulfillment.entrypoints import dropship_http
+from services.fulfillment.entrypoints import http as fulfillment_http
 from services.fulfillment.service_layer.mirroring import apply_allocation_results
 from services.inventory.adapters.allocation_api import AllocationReservations
 from services.inventory.adapters.tables import SCHEMA as INVENTORY
@@ -140,8 +148,9 @@ async def world(database_url: str) -> AsyncIterator[World]:
     inventory_app = guarded_app(
         "inventory", {**inventory_http.ACCESS, **supplier_http.ACCESS},
         [inventory_http.build_router(inventory_rt, reservations), supplier_http.build_router(inventory_rt, reservations)])
-    fulfillment_app = guarded_app("fulfillment", dropship_http.ACCESS,
-                                  [dropship_http.build_router(http_runtime(fulfillment_db))])
+    fulfillment_rt = http_runtime(fulfillment_db)
+    fulfillment_app = guarded_app("fulfillment", {**fulfillment_http.ACCESS, **dropship_http.ACCESS},
+                                  [fulfillment_http.build_router(fulfillment_rt), dropship_http.build_router(fulfillment_rt)])
     ship_to = IntakeShipTo("http://intake", "dev-viewer-token", transport=httpx.ASGITransport(app=intake_app))
     outboxes = {name: await Outbox(db).start() for name, db in (
         ("order_intake", intake_db), ("inventory", inventory_db), ("allocation", allocation_db),
@@ -226,6 +235,10 @@ async def test_a_line_own_stock_cannot_fill_is_requested_from_the_supplier_and_i
     assert [(ln.line_id, ln.sku, ln.qty) for ln in request.lines] == [("1", sku, 2)]
     assert request.ship_to is not None and (request.ship_to.country, request.ship_to.city) == ("DE", "Berlin")
     assert request.reference == request.request_id
+    # Nobody picks what the supplier ships: our warehouse's pick list has our two units only.
+    picklists = (await w.fulfillment.get("/v1/picklists")).json()
+    mine = {pl["location_id"]: pl["total_qty"] for pl in picklists if pl["location_id"] in (wh, sup)}
+    assert mine == {wh: 2}
     view = (await w.fulfillment.get(f"/v1/dropship-requests/{request.request_id}")).json()
     assert (view["status"], view["location_id"], view["lines"][0]["qty"]) == ("requested", sup, 2)
     line = await _line(w, order_id)
@@ -338,3 +351,50 @@ async def test_the_policy_decides_whether_lines_may_go_to_a_supplier(world: Worl
     second = await _order(w, sku, 2)
     request = await _requested(w, second, sup)
     assert [(ln.sku, ln.qty) for ln in request.lines] == [(sku, 2)]
+
+
+def _snapshot(cls: Any, order_id: str, version: int, sup: str, *, status: str = "allocated",
+              shipment_id: str | None = None, detail: str | None = None) -> EventMessage:
+    allocations = [
+        AllocationLine(allocation_id=1, line_id="1", sku="S", location_id="WH", bin="A-1", lot="", qty=1,
+                       status="allocated"),
+        AllocationLine(allocation_id=2, line_id="1", sku="S", location_id=sup, bin="SUPPLIER", lot="", qty=2,
+                       status=status, shipment_id=shipment_id, dropship=True),  # type: ignore[arg-type]
+    ]
+    line = LineState(line_id="1", sku="S", qty=3, allocated=3 if status == "allocated" else 1,
+                     packed=2 if status == "packed" else 0)
+    event = cls(order_id=order_id, version=version, change="test", detail=detail, shipment_id=shipment_id,
+                lines=[line], allocations=allocations)
+    return EventMessage(new_envelope(event, source="allocation", correlation_id=order_id), event)
+
+
+async def test_fulfillment_asks_allocation_once_and_a_rejected_request_is_asked_again(world: World) -> None:
+    w = world
+    order_id, sup = f"ord_{w.run}", f"SUP-{w.run}"
+    box = w.outboxes["fulfillment"]
+    async with w.fulfillment_db.begin() as conn:
+        await apply_allocation_results(conn, [_snapshot(OrderAllocated, order_id, 1, sup)])
+    # Not on a pick list while it waits to be locked for the supplier; our warehouse's unit is.
+    picklists = (await w.fulfillment.get("/v1/picklists")).json()
+    assert {pl["location_id"] for pl in picklists} >= {"WH"}
+    assert sup not in {pl["location_id"] for pl in picklists}
+    [(topic, key, m)] = await box.take()
+    assert (topic, key) == ("oms.fulfillment.v1", order_id)
+    asked = m.event
+    assert isinstance(asked, PackRequested)
+    assert (asked.location_id, asked.line_ids) == (sup, ["1"])
+    # The same snapshot again, or an older one: no second request while the first waits.
+    async with w.fulfillment_db.begin() as conn:
+        await apply_allocation_results(conn, [_snapshot(OrderAllocated, order_id, 1, sup)])
+    assert await box.take() == []
+    # Allocation had nothing to lock: the request is rejected; the next snapshot asks again.
+    async with w.fulfillment_db.begin() as conn:
+        await apply_allocation_results(conn, [_snapshot(PackRejected, order_id, 2, sup, shipment_id=asked.shipment_id,
+                                                        detail="nothing allocated at dropship location")])
+    view = (await w.fulfillment.get(f"/v1/dropship-requests/{asked.shipment_id}")).json()
+    assert view["status"] == "rejected"
+    assert await box.take() == []
+    async with w.fulfillment_db.begin() as conn:
+        await apply_allocation_results(conn, [_snapshot(OrderAllocated, order_id, 3, sup)])
+    [(_, _, m2)] = await box.take()
+    assert isinstance(m2.event, PackRequested) and m2.event.shipment_id != asked.shipment_id

@@ -175,3 +175,14 @@ def test_policy_dropship_fields_are_validated_and_round_trip() -> None:
     assert policy.to_json()["dropship_mode"] == "always"
     assert policy.to_json()["dropship_skus"] == ["A"]
     assert parse_policy(policy.to_json(), [])[0] == policy
+
+
+def test_the_feed_promises_a_channel_supplier_stock_only_where_its_policy_may_send_the_sku_there() -> None:
+    from services.allocation.service_layer.availability import availability_of
+
+    policies = {"*": Policy(), "pos": Policy(channel="pos", dropship_mode="never"),
+                "b2b": Policy(channel="b2b", dropship_skus=("B",))}
+    data = availability_of("A", {"WH": 3, "SUP": 10}, policies, T0, frozenset({"SUP"}))
+    assert data["total"] == 13
+    assert data["channels"] == {"*": 13, "pos": 3, "b2b": 3}
+    assert sorted((x["location_id"], x["available"]) for x in data["locations"]) == [("SUP", 10), ("WH", 3)]
