@@ -398,3 +398,19 @@ async def test_fulfillment_asks_allocation_once_and_a_rejected_request_is_asked_
         await apply_allocation_results(conn, [_snapshot(OrderAllocated, order_id, 3, sup)])
     [(_, _, m2)] = await box.take()
     assert isinstance(m2.event, PackRequested) and m2.event.shipment_id != asked.shipment_id
+
+
+async def test_a_dropship_location_takes_no_receipts_adjustments_or_transfers(world: World) -> None:
+    w = world
+    sku, wh, sup = await _setup(w, own=3, stated=2)
+    rows = await _ledger_rows(w, sku)
+    r = await w.inventory.post("/v1/receipts", json={"location_id": sup, "reference": f"X-{w.run}",
+                                                     "lines": [{"sku": sku, "bin": "A-1", "qty": 5}]})
+    assert r.status_code == 422 and [d["field"] for d in r.json()["detail"]] == ["lines.0"]
+    r = await w.inventory.post("/v1/adjustments", json={"sku": sku, "location_id": sup, "bin": "SUPPLIER",
+                                                        "delta": 1, "reason_code": "found"})
+    assert r.status_code == 422 and [d["field"] for d in r.json()["detail"]] == ["delta"]
+    r = await w.inventory.post("/v1/transfers", json={"sku": sku, "from_location_id": wh, "from_bin": "A-1",
+                                                      "to_location_id": sup, "to_bin": "A-1", "qty": 1})
+    assert r.status_code == 422, r.text
+    assert (await _ledger_rows(w, sku), await _on_hand(w, sku, sup), await _on_hand(w, sku, wh)) == (rows, 2, 3)
