@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,7 @@ class World:
     allocation: httpx.AsyncClient
     ship_to: IntakeShipTo
     outboxes: dict[str, Outbox]
+    history: list[tuple[str, str, EventMessage]] = field(default_factory=list)
 
     async def flow(self) -> list[tuple[str, str, EventMessage]]:
         """Carry every pending event to its consumers until nothing new is written; returns
@@ -103,6 +104,7 @@ class World:
                 for topic, key, m in await self.outboxes[source].take():
                     moved = True
                     carried.append((topic, key, m))
+                    self.history.append((topic, key, m))
                     await self.deliver(topic, m)
             if not moved:
                 return carried
@@ -300,6 +302,15 @@ async def test_a_refusal_lowers_the_stated_stock_and_the_line_is_allocated_again
                                  json={"carrier": "DHL", "tracking_number": "X"})
     assert r.status_code == 409
     assert [d["field"] for d in r.json()["detail"]] == ["request_id"]
+
+    # Every event of the story delivered again (invariant 5): no state changes, nothing new published.
+    for topic, _, m in list(w.history):
+        await w.deliver(topic, m)
+    assert await w.flow() == []
+    assert await _line(w, order_id) == line
+    assert (await _on_hand(w, sku, sup), await _on_hand(w, sku, wh)) == (1, 5)
+    view = (await w.fulfillment.get(f"/v1/dropship-requests/{request.request_id}")).json()
+    assert view["status"] == "refused"
 
 
 async def test_bad_supplier_stock_updates_and_answers_are_refused_naming_the_field(world: World) -> None:
