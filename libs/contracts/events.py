@@ -139,7 +139,7 @@ class LocationChanged(Event):
 
     location_id: str
     name: str
-    kind: Literal["warehouse", "store", "3pl"] = "warehouse"
+    kind: Literal["warehouse", "store", "3pl", "dropship"] = "warehouse"  # dropship: a supplier ships for us
     country: str
     lat: float | None = None
     lon: float | None = None
@@ -181,6 +181,9 @@ class AllocationLine(BaseModel):
     status: Literal["allocated", "packed", "shipped", "released"]
     shipment_id: str | None = None
     reason: str | None = None
+    # At a location of kind dropship: the supplier ships these units (fulfillment sends it a
+    # dropship request instead of putting them on a pick list). Added in 1.2; absent means false.
+    dropship: bool = False
 
 
 class AllocationResult(Event):
@@ -291,6 +294,9 @@ class PackRequested(Event):
     shipment_id: str
     line_ids: list[str] | None = None
     serials: dict[str, list[str]] = Field(default_factory=dict)  # line_id -> serial numbers
+    # Set by fulfillment for a dropship request: pack only the lines' allocated units at this
+    # dropship location (a pack without it never takes units a supplier ships). Added in 1.2.
+    location_id: str | None = None
 
 
 class ShipmentLine(BaseModel):
@@ -338,6 +344,41 @@ class ReturnReceived(Event):
     refund_total: Decimal
 
 
+# --- dropship suppliers: oms.dropship.v1 (requests) and oms.fulfillment.v1 (refusals) ----------
+
+
+class DropshipLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    allocation_id: int
+    line_id: str
+    sku: str
+    qty: int
+
+
+class DropshipRequested(Event):
+    """Fulfillment asks a dropship supplier to ship these lines of an order to the customer
+    (key: location_id, the supplier's location). ``request_id`` is the reference the supplier
+    answers with (confirm with carrier and tracking, or refuse)."""
+
+    request_id: str
+    location_id: str
+    order_id: str
+    reference: str
+    lines: list[DropshipLine]
+    ship_to: Address | None = None
+
+
+class DropshipRefused(Event):
+    """A supplier refused a dropship request (key: order_id): inventory lowers the supplier's
+    stated stock by the refused units, and allocation releases them to be allocated again."""
+
+    request_id: str
+    location_id: str
+    order_id: str
+    reason: str
+    lines: list[ShipmentLine]  # the requested units as allocation locked them (position and allocation)
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -363,5 +404,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OrderPacked,
         OrderShipped,
         ReturnReceived,
+        DropshipRequested,
+        DropshipRefused,
     )
 }

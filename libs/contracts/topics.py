@@ -13,6 +13,7 @@ class Topic(StrEnum):
     AVAILABILITY = "oms.availability.v1"  # key sku: AvailabilityChanged
     # key "{shop}:{inventory_item_id}": ShopifyInventoryLevel (order intake's Shopify connector)
     SHOPIFY_INVENTORY_LEVELS = "oms.shopify.inventory-levels.v1"
+    DROPSHIP = "oms.dropship.v1"  # key location_id (the supplier's): DropshipRequested
 
 
 ALL_TOPICS: tuple[str, ...] = tuple(t.value for t in Topic)

@@ -72,9 +72,13 @@ TOPICS: dict[str, tuple[str, list[type[BaseModel]]]] = {
             ev.AllocationCancelled,
         ],
     ),
-    Topic.FULFILLMENT: ("order_id", [ev.PackRequested, ev.OrderPacked, ev.OrderShipped, ev.ReturnReceived]),
+    Topic.FULFILLMENT: (
+        "order_id",
+        [ev.PackRequested, ev.OrderPacked, ev.OrderShipped, ev.ReturnReceived, ev.DropshipRefused],
+    ),
     Topic.AVAILABILITY: ("sku", [ev.AvailabilityChanged]),
     Topic.SHOPIFY_INVENTORY_LEVELS: ("{shop}:{inventory_item_id}", [ev.ShopifyInventoryLevel]),
+    Topic.DROPSHIP: ("location_id (the supplier's dropship location)", [ev.DropshipRequested]),
 }
 
 # What each service writes to its outbox (and so to Kafka).
@@ -95,7 +99,9 @@ PUBLISHES: dict[str, dict[str, str]] = {
         Topic.AVAILABILITY: "Available-to-promise per SKU (total, per location, per channel), coalesced.",
     },
     "fulfillment": {
-        Topic.FULFILLMENT: "Pack requests, packed and shipped shipments, returns received.",
+        Topic.FULFILLMENT: "Pack requests, packed and shipped shipments, returns received, dropship refusals.",
+        Topic.DROPSHIP: "Dropship requests: the lines a dropship supplier is asked to ship, with the ship-to"
+        " address and the reference it answers with.",
     },
 }
 

@@ -7,14 +7,14 @@ from typing import Any
 
 from libs.service_host import Runtime, ServiceDefinition
 from services.fulfillment.adapters.tables import SCHEMA
-from services.fulfillment.entrypoints import http, subscribers
+from services.fulfillment.entrypoints import dropship_http, http, subscribers
 
 GROUP_ID = "oms-fulfillment"
 
 
 def wire(runtime: Runtime) -> list[Any]:
     subscribers.register(runtime, GROUP_ID + runtime.kafka.group_suffix)
-    return [http.build_router(runtime)]
+    return [http.build_router(runtime), dropship_http.build_router(runtime)]
 
 
 SERVICE = ServiceDefinition(
@@ -23,5 +23,5 @@ SERVICE = ServiceDefinition(
     default_port=8004,
     versions_dir=Path(__file__).parent / "adapters" / "migrations" / "versions",
     wire=wire,
-    access=http.ACCESS,
+    access={**http.ACCESS, **dropship_http.ACCESS},
 )

@@ -7,14 +7,14 @@ from typing import Any
 
 from libs.service_host import Runtime, ServiceDefinition
 from services.inventory.adapters.tables import SCHEMA
-from services.inventory.entrypoints import http, subscribers
+from services.inventory.entrypoints import http, subscribers, supplier_http
 
 GROUP_ID = "oms-inventory"
 
 
 def wire(runtime: Runtime) -> list[Any]:
     subscribers.register(runtime, GROUP_ID + runtime.kafka.group_suffix)
-    return [http.build_router(runtime)]
+    return [http.build_router(runtime), supplier_http.build_router(runtime)]
 
 
 SERVICE = ServiceDefinition(
@@ -23,5 +23,5 @@ SERVICE = ServiceDefinition(
     default_port=8002,
     versions_dir=Path(__file__).parent / "adapters" / "migrations" / "versions",
     wire=wire,
-    access=http.ACCESS,
+    access={**http.ACCESS, **supplier_http.ACCESS},
 )

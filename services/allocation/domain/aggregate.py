@@ -22,6 +22,7 @@ from services.allocation.domain.availability import available_to_promise, free_b
 from services.allocation.domain.changes import ChangeRecord, OrderResult
 from services.allocation.domain.held import keep_held
 from services.allocation.domain.location_rules import OrderLocations, why_none_allowed
+from services.allocation.domain.dropship import plan_with_dropship
 from services.allocation.domain.model import (
     Allocation,
     Location,
@@ -169,7 +170,8 @@ class BookCore:
         skus = {line.sku for line in needs}
         self._require_skus(skus)
         assert not settled or not (skus & self.queue.owed), "settle owed fills before planning"
-        return self.planner.plan(order, needs, self.policy_for(order.channel), self._free_by_location, prefer)
+        return plan_with_dropship(self.planner, order, needs, self.policy_for(order.channel), self._free_by_location,
+                                  prefer)
 
     def _apply_plan(self, order: Order, plan: Plan, *, manual: bool = False) -> int:
         """Take the planned units off the lines' backorders, lot by lot (``pick_lots``)."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from services.allocation.domain.aggregate import CommandRefused, Problem, UnknownOrder
 from services.allocation.domain.changes import OrderResult
+from services.allocation.domain.dropship_commands import DropshipCommands
 from services.allocation.domain.hand_commands import HandCommands
 from services.allocation.domain.model import PositionKey
 from services.allocation.domain.order_commands import OrderCommands
@@ -39,6 +40,6 @@ __all__ = [
 ]
 
 
-class AllocationBook(OrderCommands, StockCommands, HandCommands, OrderHolds):
+class AllocationBook(OrderCommands, StockCommands, HandCommands, OrderHolds, DropshipCommands):
     """An in-memory slice of SKUs and orders with every allocation command; records what changed
     (``changes``). Built as ``BookCore`` (``aggregate``) plus one class per group of commands."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.allocation.domain.aggregate import BookCore
 from services.allocation.domain.changes import OrderResult
+from services.allocation.domain.dropship import is_dropship
 from services.allocation.domain.model import Allocation, Order, OrderLine
 
 
@@ -41,7 +42,8 @@ class OrderCommands(BookCore):
             return
         wanted = order.lines.keys() if line_ids is None else [lid for lid in line_ids if lid in order.lines]
         unknown = [] if line_ids is None else [lid for lid in line_ids if lid not in order.lines]
-        allocs = [a for lid in wanted for a in order.lines[lid].allocations if a.status == "allocated"]
+        allocs = [a for lid in wanted for a in order.lines[lid].allocations if a.status == "allocated"
+                  and not is_dropship(self.locations.get(a.location_id))]  # a supplier ships those
         reason = None
         if order.hold is not None:  # held by staff (order_holds.py)
             reason = f"order on hold: {order.hold}"

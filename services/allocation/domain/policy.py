@@ -14,6 +14,9 @@ RANK_KEYS = ("priority", "distance")
 DEFAULT_CHANNEL = "*"
 MAX_COMBINATION_LOCATIONS = 3  # fewest-splits search: combinations of at most this many locations
 MAX_COMBINATION_CANDIDATES = 6  # ... drawn from this many best-ranked candidates (C(6,2)+C(6,3) = 35)
+# When lines may go to a dropship location (a supplier that ships for the seller):
+# fallback: only what no own location can give; always: suppliers first; never: not at all.
+DROPSHIP_MODES = ("fallback", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class Policy:
     safety_stock: tuple[SafetyStock, ...] = ()
     buffer: int = 0  # units per location held back from this channel (storefront safety buffer)
     version: int = 0
+    dropship_mode: str = "fallback"
+    dropship_skus: tuple[str, ...] | None = None  # the SKUs dropship applies to; None: every SKU
     _safety_index: dict[tuple[str, str], int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +55,10 @@ class Policy:
                 return idx[key]
         return 0
 
+    def dropship_applies(self, sku: str) -> bool:
+        """May ``sku`` go to a dropship location under this policy at all?"""
+        return self.dropship_mode != "never" and (self.dropship_skus is None or sku in self.dropship_skus)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "channel": self.channel,
@@ -59,6 +68,8 @@ class Policy:
             "safety_stock": [{"sku": s.sku, "location_id": s.location_id, "qty": s.qty} for s in self.safety_stock],
             "buffer": self.buffer,
             "version": self.version,
+            "dropship_mode": self.dropship_mode,
+            "dropship_skus": None if self.dropship_skus is None else list(self.dropship_skus),
         }
 
 
@@ -76,7 +87,8 @@ def parse_policy(
     if not isinstance(doc, dict):
         return None, [PolicyProblem("(body)", "must be a JSON object")]
     known = set(known_locations)
-    allowed = {"channel", "rank_by", "fewest_splits", "max_locations_per_order", "safety_stock", "buffer", "version"}
+    allowed = {"channel", "rank_by", "fewest_splits", "max_locations_per_order", "safety_stock", "buffer", "version",
+               "dropship_mode", "dropship_skus"}
     for key in doc:
         if key not in allowed:
             problems.append(PolicyProblem(str(key), f"unknown field; allowed: {', '.join(sorted(allowed - {'version'}))}"))
@@ -144,6 +156,7 @@ def parse_policy(
                 problems.append(PolicyProblem(where, f"duplicate rule for sku {sku!r} at {loc!r}"))
             seen.add((sku, loc))
             safety.append(SafetyStock(sku, loc, qty))
+    dropship_mode, dropship_skus = _parse_dropship(doc, problems)
     if problems:
         return None, problems
     return Policy(
@@ -154,6 +167,8 @@ def parse_policy(
         safety_stock=tuple(safety),
         buffer=buffer,
         version=version,
+        dropship_mode=dropship_mode,
+        dropship_skus=dropship_skus,
     ), []
 
 
@@ -169,4 +184,22 @@ def policy_from_json(doc: dict[str, Any]) -> Policy:
         ),
         buffer=int(doc.get("buffer", 0)),
         version=int(doc.get("version", 0)),
+        dropship_mode=str(doc.get("dropship_mode", "fallback")),
+        dropship_skus=None if doc.get("dropship_skus") is None else tuple(doc["dropship_skus"]),
     )
+
+
+def _parse_dropship(doc: dict[str, Any], problems: list[PolicyProblem]) -> tuple[str, tuple[str, ...] | None]:
+    """``dropship_mode`` (one of DROPSHIP_MODES, default fallback) and ``dropship_skus`` (a list
+    of SKUs, or null for every SKU); problems are added to ``problems``."""
+    mode = doc.get("dropship_mode", "fallback")
+    if mode not in DROPSHIP_MODES:
+        problems.append(PolicyProblem("dropship_mode", f"must be one of {list(DROPSHIP_MODES)}"))
+        mode = "fallback"
+    skus = doc.get("dropship_skus")
+    if skus is None:
+        return mode, None
+    if not isinstance(skus, list) or not all(isinstance(s, str) and s for s in skus):
+        problems.append(PolicyProblem("dropship_skus", "must be a list of SKUs, or null for every SKU"))
+        return mode, None
+    return mode, tuple(skus)

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from services.allocation.domain.aggregate import BookCore
+from services.allocation.domain.dropship import REFUSED
+from services.allocation.domain.dropship_commands import release_refused
 from services.allocation.domain.model import Allocation, Location, PositionKey, StockPosition
 from services.allocation.domain.policy import Policy
 from services.allocation.domain.queue import SliceTooSmall
@@ -45,6 +47,8 @@ class StockCommands(BookCore):
         self.changes.position(p)
         if reason == "shipment" and allocation_id is not None:
             self._close_shipped(allocation_id, -delta if delta < 0 else before - on_hand, order_id)
+        elif reason == REFUSED and allocation_id is not None:  # a dropship supplier refused these units
+            release_refused(self, allocation_id, -delta if delta < 0 else before - on_hand, order_id)
         if p.reserved > p.on_hand:
             self._release_shrink(p)
             self.run_pending_fills()  # re-allocate now, so the result reads as one reallocation

@@ -74,6 +74,11 @@ class PolicyIn(BaseModel):
     safety_stock: list[SafetyStockIn] = Field(default_factory=list)
     buffer: int = Field(default=0, ge=0)
     version: int | None = Field(default=None, description="ignored: the service numbers versions itself")
+    dropship_mode: Literal["fallback", "always", "never"] = Field(
+        default="fallback", description="when lines may go to a dropship supplier: fallback, only what no own "
+        "location can give; always, suppliers first; never")
+    dropship_skus: list[str] | None = Field(
+        default=None, description="the SKUs dropship applies to; null: every SKU")
 
 
 class LineView(BaseModel):

@@ -38,6 +38,7 @@ from services.allocation.adapters.tables import SCHEMA
 from services.allocation.domain.book import AllocationBook, OrderResult, SliceTooSmall
 from services.allocation.domain.model import Location, Order, OrderLine, queue_key
 from services.allocation.domain.policy import PolicyProblem, parse_policy
+from services.allocation.service_layer.dropship import mark_dropship
 
 SOURCE = "allocation"
 MAX_RERUNS = 16
@@ -81,7 +82,7 @@ async def run_commands(conn: AsyncConnection, need: Need, commands: list[Command
         # all before one insert held every dict and encoded value at once.
         chunks = 0
         chunk: list[OutboxMessage] = []
-        for message in _result_messages(book.results, marks):
+        for message in mark_dropship(_result_messages(book.results, marks), book.locations):
             chunk.append(message)
             if len(chunk) == OUTBOX_CHUNK:
                 await write_outbox(conn, SCHEMA, chunk)
@@ -186,6 +187,8 @@ def _hold_from(ev: OrderHeld | OrderHoldReleased) -> Callable[[AllocationBook], 
 
 
 def _pack_from(ev: PackRequested) -> Callable[[AllocationBook], None]:
+    if ev.location_id is not None:  # a dropship request (domain/dropship_commands.py)
+        return lambda b: b.pack_for_supplier(ev.order_id, ev.shipment_id, ev.line_ids, ev.location_id or "")
     return lambda b: b.request_pack(ev.order_id, ev.shipment_id, ev.line_ids)
 
 

@@ -29,18 +29,23 @@ SOURCE = "allocation"
 BUILTIN_POLICY = Policy()  # one object: building a Policy per SKU was ~4 % of allocation's time at full speed
 
 
-def availability_of(sku: str, free_at: dict[str, int], policies: dict[str, Policy], now: datetime) -> dict[str, Any]:
+def availability_of(sku: str, free_at: dict[str, int], policies: dict[str, Policy], now: datetime,
+                    suppliers: frozenset[str] = frozenset()) -> dict[str, Any]:
     """AvailabilityChanged payload for one SKU (plain JSON) from what is free per location
     (``domain.availability.free_by_location``): available-to-promise per location (the default
     policy's safety stock held back) and per channel (its own safety stock and buffer too).
 
     ``positions`` is left empty: it carried reserved quantities per position for inventory's
     mirror, which is gone (stock takes ask ``GET /v1/reports/reserved``). Each entry cost a
-    loop here and bytes on every event of the busiest topic."""
+    loop here and bytes on every event of the busiest topic.
+
+    ``suppliers``: the dropship locations; a channel whose policy may not send this SKU there
+    (``Policy.dropship_applies``) is not promised their stock."""
     per_location = available_by_location(sku, free_at, policies.get(DEFAULT_CHANNEL) or BUILTIN_POLICY)
     channels = {}
     for ch, pol in policies.items():
-        channels[ch] = sum(available_to_promise(free, pol, sku, loc) for loc, free in free_at.items())
+        channels[ch] = sum(available_to_promise(free, pol, sku, loc) for loc, free in free_at.items()
+                           if loc not in suppliers or pol.dropship_applies(sku))
     channels.setdefault(DEFAULT_CHANNEL, sum(per_location.values()))
     return {
         "sku": sku,
@@ -62,9 +67,11 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     free = await free_units_by_location(conn, skus, now)
     policies = {r.channel: policy_from_json(r.document)
                 for r in await conn.execute(text("SELECT channel, document FROM policies"))}
+    suppliers = frozenset(r.location_id for r in await conn.execute(
+        text("SELECT location_id FROM locations WHERE kind = 'dropship'")))
     messages = []
     for sku in skus:
-        data = availability_of(sku, free[sku], policies, now)
+        data = availability_of(sku, free[sku], policies, now, suppliers)
         envelope = Envelope.model_construct(
             event_id=uuid.uuid4(), event_type="AvailabilityChanged", schema_version=1, occurred_at=now,
             source=SOURCE, correlation_id=f"sku:{sku}", causation_id=None, data=data,

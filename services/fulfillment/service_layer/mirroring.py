@@ -21,18 +21,25 @@ from libs.contracts.events import (
     PackRejected,
 )
 from libs.messaging import OutboxMessage, write_outbox
+from services.fulfillment.adapters.intake_ship_to import IntakeShipTo
 from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.packing import packed_lines
+from services.fulfillment.service_layer.dropship import REQUEST_PREFIX, request_dropships, send_requested
+from services.fulfillment.service_layer.ship_to import ShipTo
 
 SOURCE = "fulfillment"
 
 
-async def apply_allocation_results(conn: AsyncConnection, messages: Sequence[EventMessage]) -> None:
+async def apply_allocation_results(
+    conn: AsyncConnection, messages: Sequence[EventMessage], ship_to: ShipTo | None = None
+) -> None:
     """Keep the newest allocation snapshot of each order; record allocation's pack answers.
 
     Every AllocationResult replaces the order's mirror when its version is newer than the one
     held (so fulfillment needs no inbox row per result). AllocationPacked marks its shipment packed with the snapshot's allocations tagged with
     that shipment and publishes OrderPacked; PackRejected marks it rejected with the detail.
+    Dropship allocations are requested from their supplier (``dropship``; ``ship_to``: where the
+    request's address comes from, order intake's API by default).
     """
     # No inbox: every effect here is decided by a natural key, so a redelivered or replayed
     # result changes nothing: the mirror takes only a higher version, a shipment turns packed or
@@ -41,6 +48,7 @@ async def apply_allocation_results(conn: AsyncConnection, messages: Sequence[Eve
     latest: dict[str, AllocationResult] = {}
     packed: list[EventMessage] = []
     rejected: list[PackRejected] = []
+    answers: list[EventMessage] = []  # to dropship requests among them
     for m in messages:
         event = m.event
         if m.envelope.event_id in seen or not isinstance(event, AllocationResult):
@@ -53,10 +61,15 @@ async def apply_allocation_results(conn: AsyncConnection, messages: Sequence[Eve
             packed.append(m)
         elif isinstance(event, PackRejected) and event.shipment_id:
             rejected.append(event)
+        if isinstance(event, AllocationPacked | PackRejected) and (event.shipment_id or "").startswith(REQUEST_PREFIX):
+            answers.append(m)
     if latest:
         await _replace_mirrors(conn, list(latest.values()))
+        await request_dropships(conn, list(latest.values()))
     if packed:
         await _record_packed(conn, packed)
+    if answers:
+        await send_requested(conn, answers, ship_to or IntakeShipTo())
     if rejected:
         await conn.execute(
             text(

@@ -42,6 +42,8 @@ async def pick_lists(conn: AsyncConnection, location_id: str | None) -> list[dic
         text(
             "SELECT order_id, line_id, allocation_id, sku, location_id, bin, lot, qty FROM allocations"
             " WHERE status = 'allocated' AND (CAST(:loc AS text) IS NULL OR location_id = :loc)"
+            # a dropship supplier ships those (service_layer/dropship.py), nobody picks them here
+            " AND location_id NOT IN (SELECT location_id FROM dropship_locations)"
         ),
         {"loc": location_id},
     )

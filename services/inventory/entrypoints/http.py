@@ -93,7 +93,9 @@ class LocationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     location_id: Code
     name: Code
-    kind: Literal["warehouse", "store", "3pl"] = "warehouse"
+    kind: Literal["warehouse", "store", "3pl", "dropship"] = Field(
+        default="warehouse", description="dropship: a supplier that ships for the seller (its stated stock: "
+        "PUT /v1/locations/{location_id}/supplier-stock)")
     country: Text
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
@@ -179,7 +181,7 @@ class TransferIn(BaseModel):
 class LocationOut(BaseModel):
     location_id: str
     name: str
-    kind: Literal["warehouse", "store", "3pl"]
+    kind: Literal["warehouse", "store", "3pl", "dropship"]
     country: str
     lat: float | None
     lon: float | None

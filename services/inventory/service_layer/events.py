@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts.envelope import EventMessage
-from libs.contracts.events import Event, OrderShipped, ReturnReceived
+from libs.contracts.events import DropshipRefused, Event, OrderShipped, ReturnReceived
 from libs.messaging import claim_new_events
 from services.inventory.domain.stock import QUARANTINE_BIN, PositionKey, StockChange
 from services.inventory.service_layer.stock import Trace, book_changes
@@ -55,12 +55,29 @@ def changes_of(event: Event) -> list[StockChange]:
                     )
                 )
         return out
+    if isinstance(event, DropshipRefused):
+        # The supplier will not ship these: its stated stock falls by them, and the StockAdjusted
+        # names the allocation, so allocation releases it to be allocated again. (A supplier that
+        # meanwhile stated less than it was asked for is corrected up first: the ledger adds up.)
+        return [
+            StockChange(
+                PositionKey(ln.sku, ln.location_id, ln.bin, ln.lot),
+                -ln.qty,
+                "dropship_refused",
+                reference=event.request_id,
+                order_id=event.order_id,
+                allocation_id=ln.allocation_id,
+                cover_shortfall=True,
+            )
+            for ln in event.lines
+        ]
     return []
 
 
 async def apply_fulfillment_events(conn: AsyncConnection, events: Sequence[EventMessage]) -> int:
     """Book shipments and returns of the events not seen before; return how many changes."""
-    relevant = [(env, event) for env, event in events if isinstance(event, OrderShipped | ReturnReceived)]
+    relevant = [(env, event) for env, event in events
+                if isinstance(event, OrderShipped | ReturnReceived | DropshipRefused)]
     fresh = await claim_new_events(conn, [env.event_id for env, _ in relevant])
     changes: list[StockChange] = []
     traces: list[Trace] = []

@@ -37,6 +37,9 @@ from services.inventory.domain.stock import (
 )
 
 SOURCE = "inventory"
+# What may change stock at a dropship location (its stock is the supplier's stated stock): the
+# statement itself, what the supplier shipped or refused, and returns of what it shipped.
+DROPSHIP_REASONS = frozenset({"supplier_stock", "shipment", "dropship_refused", "return", "quarantine"})
 
 
 class StockRefused(ValueError):
@@ -174,14 +177,17 @@ async def _check_locations(
     conn: AsyncConnection, changes: Sequence[StockChange], fields: Sequence[str]
 ) -> list[Problem]:
     wanted = sorted({c.key.location_id for c in changes})
-    rows = await conn.execute(text("SELECT id FROM locations WHERE id = ANY(:ids)"), {"ids": wanted})
-    known = {r.id for r in rows}
+    rows = await conn.execute(text("SELECT id, kind FROM locations WHERE id = ANY(:ids)"), {"ids": wanted})
+    kinds = {r.id: r.kind for r in rows}
     reported: set[str] = set()
     problems = []
     for c, f in zip(changes, fields, strict=True):
-        if c.key.location_id not in known and c.key.location_id not in reported:
+        if c.key.location_id not in kinds and c.key.location_id not in reported:
             reported.add(c.key.location_id)
             problems.append(Problem(f, f"unknown location {c.key.location_id!r}"))
+        elif kinds.get(c.key.location_id) == "dropship" and c.reason not in DROPSHIP_REASONS:
+            problems.append(Problem(f, f"{c.key.location_id!r} is a dropship location: its stock is the supplier's"
+                                       " stated stock (PUT /v1/locations/{location_id}/supplier-stock)"))
     return problems
 
 
