@@ -5,7 +5,7 @@ Adding an optional field is a compatible change; anything else needs a new schem
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import ClassVar, Literal
 
@@ -116,6 +116,24 @@ class LocationChanged(Event):
     ships_to: list[str] = Field(default_factory=list)  # ISO countries; empty = its own country
     channels: list[str] | None = None  # None: every channel
     pickup: bool = False  # can serve buy-online-pick-up-in-store
+
+
+class PurchaseOrderChanged(Event):
+    """A purchase order (an expected receipt of one SKU at one location) was created, changed,
+    cancelled or received: its whole state after the change (key: sku, so it follows the
+    receipt's StockAdjusted of the same SKU). ``version`` +1 per change; keep the highest."""
+
+    purchase_order_id: str
+    change: Literal["created", "changed", "cancelled", "received"]
+    sku: str
+    location_id: str
+    qty: int = Field(ge=1)
+    expected_date: date
+    supplier_reference: str | None = None
+    status: Literal["open", "cancelled", "received"]
+    received_qty: int = Field(default=0, ge=0)  # units booked by the receipt (short when < qty)
+    receipt_reference: str | None = None
+    version: int = Field(ge=1)
 
 
 # --- allocation: oms.allocations.v1 and oms.availability.v1 ------------------------------------
@@ -329,5 +347,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OrderPacked,
         OrderShipped,
         ReturnReceived,
+        PurchaseOrderChanged,
     )
 }
