@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.allocation.domain.inbound import PresellCap, caps_from_json, caps_to_json, parse_presell_caps
+
 RANK_KEYS = ("priority", "distance")
 DEFAULT_CHANNEL = "*"
 MAX_COMBINATION_LOCATIONS = 3  # fewest-splits search: combinations of at most this many locations
@@ -34,6 +36,7 @@ class Policy:
     safety_stock: tuple[SafetyStock, ...] = ()
     buffer: int = 0  # units per location held back from this channel (storefront safety buffer)
     version: int = 0
+    presell: tuple[PresellCap, ...] = ()  # per-SKU caps on units promised from inbound supply (domain/inbound.py)
     _safety_index: dict[tuple[str, str], int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +62,7 @@ class Policy:
             "safety_stock": [{"sku": s.sku, "location_id": s.location_id, "qty": s.qty} for s in self.safety_stock],
             "buffer": self.buffer,
             "version": self.version,
+            "presell": caps_to_json(self.presell),
         }
 
 
@@ -76,7 +80,8 @@ def parse_policy(
     if not isinstance(doc, dict):
         return None, [PolicyProblem("(body)", "must be a JSON object")]
     known = set(known_locations)
-    allowed = {"channel", "rank_by", "fewest_splits", "max_locations_per_order", "safety_stock", "buffer", "version"}
+    allowed = {"channel", "rank_by", "fewest_splits", "max_locations_per_order", "safety_stock", "buffer", "version",
+               "presell"}
     for key in doc:
         if key not in allowed:
             problems.append(PolicyProblem(str(key), f"unknown field; allowed: {', '.join(sorted(allowed - {'version'}))}"))
@@ -144,6 +149,8 @@ def parse_policy(
                 problems.append(PolicyProblem(where, f"duplicate rule for sku {sku!r} at {loc!r}"))
             seen.add((sku, loc))
             safety.append(SafetyStock(sku, loc, qty))
+    presell, presell_problems = parse_presell_caps(doc.get("presell"))
+    problems.extend(PolicyProblem(f, p) for f, p in presell_problems)
     if problems:
         return None, problems
     return Policy(
@@ -154,6 +161,7 @@ def parse_policy(
         safety_stock=tuple(safety),
         buffer=buffer,
         version=version,
+        presell=presell,
     ), []
 
 
@@ -169,4 +177,5 @@ def policy_from_json(doc: dict[str, Any]) -> Policy:
         ),
         buffer=int(doc.get("buffer", 0)),
         version=int(doc.get("version", 0)),
+        presell=caps_from_json(doc.get("presell")),
     )

@@ -59,6 +59,12 @@ class SafetyStockIn(BaseModel):
     qty: int = Field(ge=0, description="units held back from allocation")
 
 
+class PresellCapIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(default="*", description="a SKU, or '*' for any SKU without its own cap")
+    cap: int = Field(ge=0, description="units of the SKU that may be promised from inbound supply at once")
+
+
 class PolicyIn(BaseModel):
     """A channel's allocation policy as ``PUT /v1/policy`` takes it. Documents the body; the
     policy rules (services/allocation/domain/policy.py) check it and list every problem."""
@@ -73,6 +79,9 @@ class PolicyIn(BaseModel):
     safety_stock: list[SafetyStockIn] = Field(default_factory=list)
     buffer: int = Field(default=0, ge=0)
     version: int | None = Field(default=None, description="ignored: the service numbers versions itself")
+    presell: list[PresellCapIn] = Field(
+        default_factory=list, description="per-SKU caps on units this channel may pre-sell against inbound"
+        " purchase orders; a SKU without a cap (and no '*' cap) is not pre-sold")
 
 
 class LineView(BaseModel):
