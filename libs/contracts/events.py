@@ -153,6 +153,10 @@ class LineState(BaseModel):
     cancelled: int = 0
     on_hold: bool = False
     backorder_reason: str | None = None
+    # Units of ``backordered`` promised from inbound purchase orders (pre-sold; not packable until
+    # the receipt is booked) and the latest promised date among them (added in 1.2; absent: 0 / null).
+    presold: int = 0
+    promised_date: date | None = None
 
 
 class AllocationLine(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query
@@ -121,6 +121,15 @@ class BackorderOut(BaseModel):
     ahead_in_queue: int | None = Field(description="open backorders of the SKU before it; null when held")
 
 
+class PresaleOut(BaseModel):
+    line_id: str
+    sku: str
+    purchase_order_id: str
+    location_id: str | None
+    qty: int
+    promised_date: date
+
+
 class AllocationView(BaseModel):
     """An order as allocation sees it: lines, live allocations with their explanation, history, backorders."""
 
@@ -136,6 +145,9 @@ class AllocationView(BaseModel):
     allocations: list[AllocationOut] = Field(description="live units: allocated or packed")
     history: list[AllocationOut] = Field(description="shipped, released and cancelled allocations")
     backorders: list[BackorderOut]
+    presales: list[PresaleOut] = Field(
+        default_factory=list, description="backordered units promised from inbound purchase orders (pre-sold):"
+        " counted in the line's backordered, not packable until the receipt is booked")
 
 
 class TransferOut(BaseModel):
