@@ -243,6 +243,13 @@ class PositionReservation(BaseModel):
     reserved: int
 
 
+class InboundAvailability(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    location_id: str
+    available: int
+    expected_date: date  # the earliest open purchase order's there
+
+
 class AvailabilityChanged(Event):
     """Available-to-promise of a SKU after a change; coalesced per SKU over a short window."""
 
@@ -252,6 +259,12 @@ class AvailabilityChanged(Event):
     channels: dict[str, int] = Field(default_factory=dict)  # per channel after its buffer
     positions: list[PositionReservation] = Field(default_factory=list)
     as_of: datetime
+    # Inbound supply, apart from the on-hand figures above (added in 1.2; absent: none): units of
+    # open purchase orders the queue does not take yet, per location, and what each channel may
+    # still pre-sell of them (its cap less its promises).
+    inbound_total: int = 0
+    inbound_locations: list[InboundAvailability] = Field(default_factory=list)
+    inbound_channels: dict[str, int] = Field(default_factory=dict)
 
 
 # --- order intake's Shopify connector: oms.shopify.inventory-levels.v1 -----------------------

@@ -25,6 +25,7 @@ from libs.database import create_engine, upgrade_schema
 from services.allocation.entrypoints.http import ACCESS as ALLOCATION_ACCESS
 from services.allocation.entrypoints.http import build_router as allocation_router
 from services.allocation.service_layer import allocating
+from services.allocation.service_layer.availability import publish_dirty
 from services.allocation.service_layer.presales import review_late_presales
 from services.inventory.entrypoints.http import ACCESS as INVENTORY_ACCESS
 from services.inventory.entrypoints.http import build_router as inventory_router
@@ -247,3 +248,23 @@ async def test_shelf_stock_freed_for_a_pre_sold_line_moves_its_promise_to_the_ne
     await w.feed(stock(w.sku, 3, 3, 1, bin="Z9"))  # 3 more on the shelf (another bin)
     assert (await w.line("o2"))[:2] == (3, 0)
     assert await w.presales() == [("o3", 3)]
+
+
+async def test_the_availability_feed_shows_on_hand_and_inbound_apart_per_channel(world):
+    w = world
+    await w.cap("web", 6)
+    await w.cap("shop", 0)
+    await w.purchase_order(10)
+    await w.carry()
+    await w.feed(w.order("o1", 1, 1), w.order("o2", 4, 2))  # shelf 2: o1 1, o2 1; o2 pre-sold 3
+    async with w.allocation_engine.begin() as conn:
+        await publish_dirty(conn)
+    async with w.allocation_engine.connect() as conn:
+        row = (await conn.execute(text(
+            "SELECT value FROM outbox WHERE topic = 'oms.availability.v1' AND key = :k ORDER BY id DESC LIMIT 1"),
+            {"k": w.sku})).one()
+    data = orjson.loads(row.value)["data"]
+    assert (data["total"], data["channels"]["web"]) == (0, 0)  # the shelf is all allocated
+    assert data["inbound_total"] == 7  # 10 expected, 3 promised to o2
+    assert data["inbound_locations"] == [{"location_id": "WH1", "available": 7, "expected_date": SOON.isoformat()}]
+    assert data["inbound_channels"] == {"shop": 0, "web": 3}  # web: cap 6 less its 3 promised; shop does not pre-sell

@@ -143,6 +143,9 @@ class _Left:
 @dataclass
 class PresalePlan:
     presales: list[Presale] = field(default_factory=list)
+    # Units of each purchase order nobody in the queue takes yet (0 for one that promises nothing):
+    # what the availability feed offers as inbound.
+    left: dict[str, int] = field(default_factory=dict)
 
     def by_line(self) -> dict[tuple[str, str], list[Presale]]:
         return group_by_line(self.presales)
@@ -167,12 +170,14 @@ def plan_presales(lines: Iterable[WaitingLine], supplies: Iterable[InboundSupply
                   caps_of: Callable[[str], tuple[PresellCap, ...]], today: date) -> PresalePlan:
     """The promises for the lines of one or more SKUs (see the module docstring). ``caps_of``
     gives a channel's pre-sell caps (its policy's, else the default policy's)."""
+    supplies = list(supplies)
     left_by_sku: dict[str, list[_Left]] = {}
     for s in sorted(supplies, key=lambda s: (s.expected_date, s.purchase_order_id)):
         if s.promisable(today) and s.qty > 0:
             left_by_sku.setdefault(s.sku, []).append(_Left(s, s.qty))
     cap_left: dict[tuple[str, str], int] = {}
     plan = PresalePlan()
+    lefts = [left for by_sku in left_by_sku.values() for left in by_sku]
     for line in sorted(lines, key=lambda ln: ln.queue_key):
         want = line.backordered
         key = (line.channel, line.sku)
@@ -191,7 +196,19 @@ def plan_presales(lines: Iterable[WaitingLine], supplies: Iterable[InboundSupply
                 cap_left[key] -= promised
                 plan.presales.append(Presale(line.order_id, line.line_id, left.supply.purchase_order_id, line.sku,
                                              promised, left.supply.expected_date))
+    plan.left = {s.purchase_order_id: 0 for s in supplies} | {x.supply.purchase_order_id: x.units for x in lefts}
     return plan
+
+
+def inbound_for_channel(left_by_location: Mapping[str, int], locations: Mapping[str, Location],
+                        caps: Iterable[PresellCap], sku: str, channel: str, promised: int) -> int:
+    """Inbound units of ``sku`` a channel may still pre-sell: what is left of the open purchase
+    orders at locations serving it, at most its cap less what it has promised already. (The
+    availability feed; per location the feed shows ``left_by_location`` itself.)"""
+    cap_left = max(0, presell_cap(caps, sku) - promised)
+    reachable = sum(n for loc_id, n in left_by_location.items()
+                    if (loc := locations.get(loc_id)) is not None and loc.active and loc.serves_channel(channel))
+    return min(cap_left, reachable)
 
 
 def presold_reason(presales: list[Presale], supplies: Mapping[str, InboundSupply]) -> str:

@@ -23,6 +23,7 @@ from services.allocation.adapters.queries import free_units_by_location
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.domain.availability import available_by_location, available_to_promise
 from services.allocation.domain.policy import DEFAULT_CHANNEL, Policy, policy_from_json
+from services.allocation.service_layer.presales import NO_INBOUND, inbound_availability
 
 log = logging.getLogger(__name__)
 SOURCE = "allocation"
@@ -62,9 +63,10 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     free = await free_units_by_location(conn, skus, now)
     policies = {r.channel: policy_from_json(r.document)
                 for r in await conn.execute(text("SELECT channel, document FROM policies"))}
+    inbound = await inbound_availability(conn, skus, policies, now.date())  # pre-selling (presales.py)
     messages = []
     for sku in skus:
-        data = availability_of(sku, free[sku], policies, now)
+        data = availability_of(sku, free[sku], policies, now) | inbound.get(sku, NO_INBOUND)
         envelope = Envelope.model_construct(
             event_id=uuid.uuid4(), event_type="AvailabilityChanged", schema_version=1, occurred_at=now,
             source=SOURCE, correlation_id=f"sku:{sku}", causation_id=None, data=data,

@@ -39,6 +39,7 @@ from services.allocation.domain.inbound import (
     PresellCap,
     WaitingLine,
     group_by_line,
+    inbound_for_channel,
     plan_presales,
     presold_reason,
     reason_after,
@@ -141,7 +142,8 @@ async def _review(conn: AsyncConnection, skus: list[str], published: set[str], t
     lines = [WaitingLine(r.order_id, r.line_id, r.sku, r.backordered, r.channel, r.country,
                          queue_key(r.priority, r.placed_at, r.order_id, r.line_id), r.pickup_location_id)
              for r in waiting_rows]
-    new = plan_presales(lines, supplies.values(), locations, caps_of, today).presales
+    plan = plan_presales(lines, supplies.values(), locations, caps_of, today)
+    new = plan.presales
     old_by_line, new_by_line = group_by_line(old), group_by_line(new)
 
     reasons: dict[tuple[str, str], str] = {}
@@ -173,7 +175,15 @@ async def _review(conn: AsyncConnection, skus: list[str], published: set[str], t
             {"o": [p.order_id for p in new], "l": [p.line_id for p in new], "p": [p.purchase_order_id for p in new],
              "s": [p.sku for p in new], "q": [p.qty for p in new], "d": [p.promised_date for p in new]},
         )
-    await conn.execute(text("UPDATE inbound_supply SET review_pending = false WHERE sku = ANY(:s) AND review_pending"),
+    ids = sorted(plan.left)
+    await conn.execute(
+        text("UPDATE inbound_supply s SET review_pending = false, available = u.n FROM unnest(CAST(:i AS text[]),"
+             " CAST(:n AS int[])) AS u(i, n) WHERE s.purchase_order_id = u.i"
+             " AND (s.review_pending OR s.available <> u.n)"),
+        {"i": ids, "n": [plan.left[i] for i in ids]},
+    )
+    # The feed's inbound figures (AvailabilityChanged) may have changed.
+    await conn.execute(text("UPDATE skus SET availability_dirty = true WHERE sku = ANY(:s) AND NOT availability_dirty"),
                        {"s": skus})
     if reasons:
         keys = sorted(reasons)
@@ -255,3 +265,45 @@ async def review_late_presales(conn: AsyncConnection, today: date) -> int:
              " WHERE s.expected_date < :d"), {"d": today})
     late = [r.sku for r in rows]
     return await review_presales(conn, None, today=today, skus=late)
+
+
+NO_INBOUND: dict[str, Any] = {"inbound_total": 0, "inbound_locations": [], "inbound_channels": {}}
+
+
+async def inbound_availability(conn: AsyncConnection, skus: list[str], policies: dict[str, Any],
+                               today: date) -> dict[str, dict[str, Any]]:
+    """The AvailabilityChanged fields about inbound supply, for the SKUs that have any open:
+    ``inbound_total`` and ``inbound_locations`` (units of open, not late purchase orders nobody in
+    the queue takes yet, per location with the earliest expected date) and ``inbound_channels``
+    (what each channel with a policy may still pre-sell: within its cap, at locations serving it)."""
+    rows = (await conn.execute(
+        text("SELECT sku, location_id, sum(available) AS available, min(expected_date) AS expected_date"
+             " FROM inbound_supply WHERE sku = ANY(:s) AND status = 'open' AND expected_date >= :d"
+             " GROUP BY sku, location_id ORDER BY sku, location_id"),
+        {"s": skus, "d": today},
+    )).all()
+    if not rows:
+        return {}
+    found = sorted({r.sku for r in rows})
+    locations = {r.location_id: Location(
+        location_id=r.location_id, name=r.name, kind=r.kind, country=r.country, active=r.active,
+        channels=None if r.channels is None else tuple(r.channels))
+        for r in await conn.execute(text("SELECT location_id, name, kind, country, active, channels FROM locations"))}
+    promised = {(r.sku, r.channel): int(r.qty) for r in await conn.execute(
+        text("SELECT p.sku, o.channel, sum(p.qty) AS qty FROM presales p JOIN orders o USING (order_id)"
+             " WHERE p.sku = ANY(:s) GROUP BY p.sku, o.channel"), {"s": found})}
+    out: dict[str, dict[str, Any]] = {}
+    for sku in found:
+        mine = [r for r in rows if r.sku == sku]
+        left = {r.location_id: int(r.available) for r in mine}
+        out[sku] = {
+            "inbound_total": sum(left.values()),
+            "inbound_locations": [{"location_id": r.location_id, "available": int(r.available),
+                                   "expected_date": r.expected_date.isoformat()} for r in mine],
+            "inbound_channels": {
+                channel: inbound_for_channel(left, locations, policy.presell, sku, channel,
+                                             promised.get((sku, channel), 0))
+                for channel, policy in sorted(policies.items())
+            },
+        }
+    return out

@@ -25,6 +25,7 @@ def upgrade() -> None:
             received_qty int NOT NULL DEFAULT 0,
             version int NOT NULL,
             review_pending boolean NOT NULL DEFAULT true,
+            available int NOT NULL DEFAULT 0,  -- units nobody in the queue takes yet (the feed's inbound)
             updated_at timestamptz NOT NULL DEFAULT now()
         );
         CREATE INDEX inbound_supply_sku_idx ON inbound_supply (sku) WHERE status = 'open';

@@ -12,6 +12,7 @@ from services.allocation.domain.inbound import (
     Presale,
     PresellCap,
     WaitingLine,
+    inbound_for_channel,
     parse_presell_caps,
     plan_presales,
     presold_reason,
@@ -106,3 +107,16 @@ def test_the_policy_carries_presell_caps_and_refuses_bad_ones_naming_the_field()
     _, problems = parse_policy({"presell": [{"sku": "X", "cap": -1}, {"sku": "X", "cap": 1, "when": 2}]}, [])
     assert [p.field for p in problems] == ["presell.0.cap", "presell.1.when"]
     assert parse_presell_caps("many") == ((), [("presell", "must be a list of {sku, cap}")])
+
+
+def test_what_is_left_of_each_purchase_order_and_what_a_channel_may_still_pre_sell():
+    lines = [line("o1", 4, minutes=1), line("o2", 3, minutes=2, channel="shop")]
+    late = InboundSupply("po-L", "X", "WH1", 10, TODAY - timedelta(days=1))
+    plan = plan_presales(lines, [PO_A, PO_B, late], LOCS, caps(web=6), TODAY)
+    assert plan.left == {"po-A": 3, "po-B": 5, "po-L": 0}  # o1 4 and o2 3 of po-A's 10
+    left = {"WH1": 8, "WH2": 4}
+    web_only = {**LOCS, "WH2": Location("WH2", "paris", "FR", channels=("shop",))}
+    assert inbound_for_channel(left, web_only, [PresellCap("X", 6)], "X", "web", promised=4) == 2  # the cap
+    assert inbound_for_channel(left, web_only, [PresellCap("*", 50)], "X", "web", promised=4) == 8  # WH1 only
+    assert inbound_for_channel(left, web_only, [PresellCap("*", 50)], "X", "shop", promised=0) == 12
+    assert inbound_for_channel(left, web_only, [], "X", "shop", promised=0) == 0  # no cap: no pre-selling
