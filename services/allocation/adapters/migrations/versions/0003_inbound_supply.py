@@ -41,6 +41,7 @@ def upgrade() -> None:
             PRIMARY KEY (order_id, line_id, purchase_order_id)
         );
         CREATE INDEX presales_sku_idx ON presales (sku);
+        CREATE INDEX presales_order_idx ON presales (order_id);
         """
     )
 
