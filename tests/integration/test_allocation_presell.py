@@ -268,3 +268,29 @@ async def test_the_availability_feed_shows_on_hand_and_inbound_apart_per_channel
     assert data["inbound_total"] == 7  # 10 expected, 3 promised to o2
     assert data["inbound_locations"] == [{"location_id": "WH1", "available": 7, "expected_date": SOON.isoformat()}]
     assert data["inbound_channels"] == {"shop": 0, "web": 3}  # web: cap 6 less its 3 promised; shop does not pre-sell
+
+
+async def test_a_smaller_purchase_order_shrinks_the_newest_promises_and_a_later_date_moves_them(world):
+    w = world
+    await w.cap("web", 100)
+    po = await w.purchase_order(6)
+    await w.carry()
+    await w.feed(w.order("o1", 2, 1), w.order("o2", 4, 2), w.order("o3", 2, 3))
+    assert await w.presales() == [("o2", 4), ("o3", 2)]
+    later = SOON + timedelta(days=7)
+    r = await w.inventory.patch(f"/v1/purchase-orders/{po}", json={"qty": 5, "expected_date": later.isoformat()})
+    assert r.status_code == 200, r.text
+    await w.carry()
+    assert await w.presales() == [("o2", 4), ("o3", 1)]
+    assert (await w.line("o3"))[2] == (f"pre-sold: 1 against purchase order {po} at WH1, promised {later.isoformat()}"
+                                       " (waits in the backorder queue; cannot be packed until the receipt is booked)")
+    result = await w.last_result("o2")
+    assert result["data"]["lines"][0]["promised_date"] == later.isoformat()
+
+
+async def test_a_bad_presell_cap_is_refused_naming_the_field_and_nothing_changes(world):
+    w = world
+    r = await w.allocation.put("/v1/policy", json={"channel": "web", "presell": [{"sku": w.sku, "cap": -2}]})
+    assert r.status_code == 422
+    assert {d["field"] for d in r.json()["detail"]} == {"presell.0.cap"}
+    assert (await w.allocation.get("/v1/policy", params={"channel": "web"})).json()["presell"] == []
