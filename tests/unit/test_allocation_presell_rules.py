@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from services.allocation.domain.inbound import (
     InboundSupply,
     Presale,
@@ -120,3 +123,43 @@ def test_what_is_left_of_each_purchase_order_and_what_a_channel_may_still_pre_se
     assert inbound_for_channel(left, web_only, [PresellCap("*", 50)], "X", "web", promised=4) == 8  # WH1 only
     assert inbound_for_channel(left, web_only, [PresellCap("*", 50)], "X", "shop", promised=0) == 12
     assert inbound_for_channel(left, web_only, [], "X", "shop", promised=0) == 0  # no cap: no pre-selling
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    wants=st.lists(st.tuples(st.integers(1, 9), st.sampled_from(["web", "shop", "app"]), st.sampled_from(["DE", "FR"])),
+                   min_size=0, max_size=12),
+    pos=st.lists(st.tuples(st.integers(1, 15), st.integers(-2, 6), st.sampled_from(["WH1", "WH2"]),
+                           st.sampled_from(["open", "cancelled", "received"])), min_size=0, max_size=4),
+    web_cap=st.integers(0, 20), app_cap=st.integers(0, 20),
+)
+def test_promises_never_exceed_supply_cap_or_backorder_and_follow_the_queue(wants, pos, web_cap, app_cap):  # type: ignore[no-untyped-def]
+    lines = [line(f"o{i:02d}", qty, channel=ch, minutes=i, country=c) for i, (qty, ch, c) in enumerate(wants)]
+    supplies = [InboundSupply(f"po-{i}", "X", loc, qty, TODAY + timedelta(days=d), status)
+                for i, (qty, d, loc, status) in enumerate(pos)]
+    plan = plan_presales(lines, supplies, LOCS, caps(web=web_cap, app=app_cap), TODAY)
+    by_po: dict[str, int] = {}
+    by_channel: dict[str, int] = {}
+    by_line: dict[str, int] = {}
+    channel_of = {ln.order_id: ln.channel for ln in lines}
+    for p in plan.presales:
+        assert p.qty > 0
+        by_po[p.purchase_order_id] = by_po.get(p.purchase_order_id, 0) + p.qty
+        by_channel[channel_of[p.order_id]] = by_channel.get(channel_of[p.order_id], 0) + p.qty
+        by_line[p.order_id] = by_line.get(p.order_id, 0) + p.qty
+    supply = {s.purchase_order_id: s for s in supplies}
+    for po_id, n in by_po.items():
+        assert supply[po_id].promisable(TODAY) and n + plan.left[po_id] <= supply[po_id].qty
+    assert by_channel.get("web", 0) <= web_cap and by_channel.get("app", 0) <= app_cap
+    assert "shop" not in by_channel
+    for ln in lines:
+        assert by_line.get(ln.order_id, 0) <= ln.backordered
+    # Queue order: while any units of a purchase order are left, every line that could use it
+    # and may still pre-sell under its channel's cap got all it waits for.
+    for s in supplies:
+        if plan.left.get(s.purchase_order_id, 0) > 0:
+            for ln in lines:
+                cap = {"web": web_cap, "app": app_cap}.get(ln.channel, 0)
+                usable = LOCS[s.location_id].ships_to_country(ln.country)
+                if usable and by_channel.get(ln.channel, 0) < cap:
+                    assert by_line.get(ln.order_id, 0) == ln.backordered
