@@ -100,6 +100,9 @@ class StockAdjusted(Event):
     allocation_id: int | None = None
     # For reason == "count" in "all bins" mode with release_shortfall: the user accepted releasing.
     release_shortfall: bool = False
+    # For reason == "receipt" booked against a purchase order (added in 1.2): allocation ends the
+    # order's promises in the transaction that fills the queue with these units.
+    purchase_order_id: str | None = None
 
 
 class LocationChanged(Event):

@@ -51,14 +51,16 @@ class World:
         async with self.allocation_engine.begin() as conn:
             await allocating.apply_events(conn, list(messages))
 
-    async def carry(self) -> list[str]:
-        """Deliver inventory's new events of our SKU to allocation in one batch (as its consumer would)."""
+    async def carry(self, *, one_by_one: bool = False) -> list[str]:
+        """Deliver inventory's new events of our SKU to allocation in one batch (as its consumer
+        would), or each in a batch of its own."""
         async with self.inventory_engine.begin() as conn:
             rows = (await conn.execute(text(
                 "DELETE FROM outbox WHERE topic = 'oms.inventory.v1' AND key = :k RETURNING id, value"),
                 {"k": self.sku})).all()
         messages = [EventMessage(*decode_event(bytes(r.value))) for r in sorted(rows, key=lambda r: r.id)]
-        await self.feed(*messages)
+        for batch in ([m] for m in messages) if one_by_one else [messages]:
+            await self.feed(*batch)
         return [m.envelope.event_type for m in messages]
 
     async def purchase_order(self, qty: int, expected: Any = SOON) -> str:
@@ -294,3 +296,27 @@ async def test_a_bad_presell_cap_is_refused_naming_the_field_and_nothing_changes
     assert r.status_code == 422
     assert {d["field"] for d in r.json()["detail"]} == {"presell.0.cap"}
     assert (await w.allocation.get("/v1/policy", params={"channel": "web"})).json()["presell"] == []
+
+
+async def test_a_receipt_and_its_received_change_in_separate_batches_promise_nothing_twice(world):
+    w = world
+    await w.cap("web", 100)
+    po = await w.purchase_order(6)
+    await w.carry()
+    await w.feed(w.order("o1", 3, 1), w.order("o2", 4, 2), w.order("o3", 5, 3))
+    r = await w.inventory.post(f"/v1/purchase-orders/{po}/receipts", json={
+        "reference": f"GRN-1-{w.sku}", "bin": "B1", "qty": 4})
+    assert r.status_code == 201, r.text
+    async with w.inventory_engine.connect() as conn:
+        receipt = (await conn.execute(text(
+            "SELECT value FROM outbox WHERE topic = 'oms.inventory.v1' AND key = :k ORDER BY id LIMIT 1"),
+            {"k": w.sku})).one()
+    _, stock_event = decode_event(bytes(receipt.value))
+    assert stock_event.purchase_order_id == po  # type: ignore[attr-defined]
+    assert await w.carry(one_by_one=True) == ["StockAdjusted", "PurchaseOrderChanged"]
+    assert await w.presales() == []
+    assert [(await w.line(o))[:2] for o in ("o1", "o2", "o3")] == [(3, 0), (3, 1), (0, 5)]
+    # No snapshot ever promised the arrived units again.
+    promised_after_receipt = [r for r in await w.results("o3") if r["data"]["lines"][0].get("presold")]
+    assert [r["data"]["lines"][0]["presold"] for r in promised_after_receipt] == [1]
+    assert (await w.line("o3"))[2].startswith(f"no longer pre-sold: purchase order {po} received (short: 4 of 6)")

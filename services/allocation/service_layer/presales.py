@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic
 from libs.contracts.envelope import Envelope, EventMessage
-from libs.contracts.events import PurchaseOrderChanged
+from libs.contracts.events import PurchaseOrderChanged, StockAdjusted
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.domain.book import AllocationBook
@@ -55,6 +55,7 @@ async def record_purchase_orders(conn: AsyncConnection, messages: Sequence[Event
                                  review_now: bool = False) -> int:
     """Mirror the batch's PurchaseOrderChanged events; their SKUs are reviewed by the next
     ``review_presales`` (right here when ``review_now``: a batch with nothing else for the book)."""
+    await _mark_arrived(conn, [ev for _, ev in messages if isinstance(ev, StockAdjusted) and ev.purchase_order_id])
     received = [(env, ev) for env, ev in messages if isinstance(ev, PurchaseOrderChanged)]
     if not received:
         return 0
@@ -87,6 +88,21 @@ async def record_purchase_orders(conn: AsyncConnection, messages: Sequence[Event
     if review_now:
         await review_presales(conn, None)
     return len(newest)
+
+
+async def _mark_arrived(conn: AsyncConnection, receipts: list[StockAdjusted]) -> None:
+    """A receipt booked against a purchase order: the order promises nothing from now on (its units
+    are on the shelf and fill the queue in this transaction); its PurchaseOrderChanged "received"
+    follows and confirms. Without this, a batch ending between the two would promise the arrived
+    units a second time, for a moment. Idempotent (a replayed receipt sets the same)."""
+    if not receipts:
+        return
+    await conn.execute(
+        text("UPDATE inbound_supply s SET status = 'received', received_qty = u.q, review_pending = true,"
+             " updated_at = now() FROM unnest(CAST(:i AS text[]), CAST(:q AS int[])) AS u(i, q)"
+             " WHERE s.purchase_order_id = u.i AND s.status = 'open'"),
+        {"i": [r.purchase_order_id for r in receipts], "q": [r.delta for r in receipts]},
+    )
 
 
 async def review_presales(conn: AsyncConnection, book: AllocationBook | None, *, today: date | None = None,

@@ -128,7 +128,8 @@ async def receive_purchase_order(conn: AsyncConnection, purchase_order_id: str, 
         raise StockRefused(problems)
     try:
         entries = await receive_goods(conn, po.location_id, reference,
-                                      [ReceiptLine(po.sku, bin, lot, qty, received_at, expires_at)], actor)
+                                      [ReceiptLine(po.sku, bin, lot, qty, received_at, expires_at)], actor,
+                                      purchase_order_id=po.purchase_order_id)
     except StockRefused as exc:  # the one receipt line's fields are this body's own
         raise StockRefused([Problem(p.field.removeprefix("lines.0."), p.problem) for p in exc.problems]) from exc
     await _store(conn, received, actor)
