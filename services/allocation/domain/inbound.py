@@ -147,9 +147,6 @@ class PresalePlan:
     # what the availability feed offers as inbound.
     left: dict[str, int] = field(default_factory=dict)
 
-    def by_line(self) -> dict[tuple[str, str], list[Presale]]:
-        return group_by_line(self.presales)
-
 
 def group_by_line(presales: Iterable[Presale]) -> dict[tuple[str, str], list[Presale]]:
     out: dict[tuple[str, str], list[Presale]] = {}
