@@ -5,7 +5,7 @@ Adding an optional field is a compatible change; anything else needs a new schem
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import ClassVar, Literal
 
@@ -132,6 +132,9 @@ class StockAdjusted(Event):
     allocation_id: int | None = None
     # For reason == "count" in "all bins" mode with release_shortfall: the user accepted releasing.
     release_shortfall: bool = False
+    # For reason == "receipt" booked against a purchase order (added in 1.2): allocation ends the
+    # order's promises in the transaction that fills the queue with these units.
+    purchase_order_id: str | None = None
 
 
 class LocationChanged(Event):
@@ -148,6 +151,24 @@ class LocationChanged(Event):
     ships_to: list[str] = Field(default_factory=list)  # ISO countries; empty = its own country
     channels: list[str] | None = None  # None: every channel
     pickup: bool = False  # can serve buy-online-pick-up-in-store
+
+
+class PurchaseOrderChanged(Event):
+    """A purchase order (an expected receipt of one SKU at one location) was created, changed,
+    cancelled or received: its whole state after the change (key: sku, so it follows the
+    receipt's StockAdjusted of the same SKU). ``version`` +1 per change; keep the highest."""
+
+    purchase_order_id: str
+    change: Literal["created", "changed", "cancelled", "received"]
+    sku: str
+    location_id: str
+    qty: int = Field(ge=1)
+    expected_date: date
+    supplier_reference: str | None = None
+    status: Literal["open", "cancelled", "received"]
+    received_qty: int = Field(default=0, ge=0)  # units booked by the receipt (short when < qty)
+    receipt_reference: str | None = None
+    version: int = Field(ge=1)
 
 
 # --- allocation: oms.allocations.v1 and oms.availability.v1 ------------------------------------
@@ -167,6 +188,10 @@ class LineState(BaseModel):
     cancelled: int = 0
     on_hold: bool = False
     backorder_reason: str | None = None
+    # Units of ``backordered`` promised from inbound purchase orders (pre-sold; not packable until
+    # the receipt is booked) and the latest promised date among them (added in 1.2; absent: 0 / null).
+    presold: int = 0
+    promised_date: date | None = None
 
 
 class AllocationLine(BaseModel):
@@ -256,6 +281,13 @@ class PositionReservation(BaseModel):
     reserved: int
 
 
+class InboundAvailability(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    location_id: str
+    available: int
+    expected_date: date  # the earliest open purchase order's there
+
+
 class AvailabilityChanged(Event):
     """Available-to-promise of a SKU after a change; coalesced per SKU over a short window."""
 
@@ -265,6 +297,12 @@ class AvailabilityChanged(Event):
     channels: dict[str, int] = Field(default_factory=dict)  # per channel after its buffer
     positions: list[PositionReservation] = Field(default_factory=list)
     as_of: datetime
+    # Inbound supply, apart from the on-hand figures above (added in 1.2; absent: none): units of
+    # open purchase orders the queue does not take yet, per location, and what each channel may
+    # still pre-sell of them (its cap less its promises).
+    inbound_total: int = 0
+    inbound_locations: list[InboundAvailability] = Field(default_factory=list)
+    inbound_channels: dict[str, int] = Field(default_factory=dict)
 
 
 # --- order intake's Shopify connector: oms.shopify.inventory-levels.v1 -----------------------
@@ -406,5 +444,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ReturnReceived,
         DropshipRequested,
         DropshipRefused,
+        PurchaseOrderChanged,
     )
 }

@@ -7,7 +7,7 @@ class Topic(StrEnum):
     CHANNEL_ORDERS = "oms.channel-orders.v1"  # key "{channel}:{external_id}", ChannelOrder
     CHANNEL_ORDERS_REJECTED = "oms.channel-orders.rejected.v1"  # same key, ChannelOrderRejected
     ORDERS = "oms.orders.v1"  # key order_id: OrderPlaced, OrderCancelled, OrderModified, OrderHeld, OrderHoldReleased
-    INVENTORY = "oms.inventory.v1"  # key sku: StockAdjusted; key location_id: LocationChanged
+    INVENTORY = "oms.inventory.v1"  # key sku: StockAdjusted, PurchaseOrderChanged; key location_id: LocationChanged
     ALLOCATIONS = "oms.allocations.v1"  # key order_id: allocation results
     FULFILLMENT = "oms.fulfillment.v1"  # key order_id: PackRequested, OrderPacked, OrderShipped, ...
     AVAILABILITY = "oms.availability.v1"  # key sku: AvailabilityChanged

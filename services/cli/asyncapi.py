@@ -56,8 +56,8 @@ TOPICS: dict[str, tuple[str, list[type[BaseModel]]]] = {
     Topic.CHANNEL_ORDERS_REJECTED: ("{channel}:{external_id} (as received)", [ev.ChannelOrderRejected]),
     Topic.ORDERS: ("order_id", [ev.OrderPlaced, ev.OrderCancelled, ev.OrderModified, ev.OrderHeld, ev.OrderHoldReleased]),
     Topic.INVENTORY: (
-        "sku (StockAdjusted) or location_id (LocationChanged)",
-        [ev.StockAdjusted, ev.LocationChanged],
+        "sku (StockAdjusted, PurchaseOrderChanged) or location_id (LocationChanged)",
+        [ev.StockAdjusted, ev.LocationChanged, ev.PurchaseOrderChanged],
     ),
     Topic.ALLOCATIONS: (
         "order_id",

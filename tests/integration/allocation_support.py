@@ -18,7 +18,8 @@ from services.allocation.adapters.tables import SCHEMA
 
 VERSIONS = Path(__file__).resolve().parents[2] / "services" / "allocation" / "adapters" / "migrations" / "versions"
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
-TABLES = "locations, skus, positions, orders, order_lines, allocations, policies, early_order_events, inbox, outbox"
+TABLES = ("locations, skus, positions, orders, order_lines, allocations, policies, early_order_events, inbox, outbox,"
+          " inbound_supply, presales")
 
 
 async def fresh_engine(database_url: str) -> AsyncEngine:

@@ -17,6 +17,7 @@ WRITE_METHODS = {"post", "put", "patch", "delete"}
 # Write routes that take no body at all (the path says everything).
 BODILESS = {
     ("inventory", "POST", "/v1/stocktakes/{stocktake_id}/submit"),
+    ("inventory", "POST", "/v1/purchase-orders/{purchase_order_id}/cancel"),
     ("order_intake", "POST", "/v1/orders/{order_id}/release-hold"),
     ("order_intake", "DELETE", "/v1/rules/{rule_id}"),
 }

@@ -20,9 +20,9 @@ from datetime import datetime
 
 from services.allocation.domain.availability import available_to_promise, free_by_location, usable
 from services.allocation.domain.changes import ChangeRecord, OrderResult
+from services.allocation.domain.dropship import plan_with_dropship
 from services.allocation.domain.held import keep_held
 from services.allocation.domain.location_rules import OrderLocations, why_none_allowed
-from services.allocation.domain.dropship import plan_with_dropship
 from services.allocation.domain.model import (
     Allocation,
     Location,

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.allocation.domain.inbound import PresellCap, caps_from_json, caps_to_json, parse_presell_caps
+
 RANK_KEYS = ("priority", "distance")
 DEFAULT_CHANNEL = "*"
 MAX_COMBINATION_LOCATIONS = 3  # fewest-splits search: combinations of at most this many locations
@@ -39,6 +41,7 @@ class Policy:
     version: int = 0
     dropship_mode: str = "fallback"
     dropship_skus: tuple[str, ...] | None = None  # the SKUs dropship applies to; None: every SKU
+    presell: tuple[PresellCap, ...] = ()  # per-SKU caps on units promised from inbound supply (domain/inbound.py)
     _safety_index: dict[tuple[str, str], int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +73,7 @@ class Policy:
             "version": self.version,
             "dropship_mode": self.dropship_mode,
             "dropship_skus": None if self.dropship_skus is None else list(self.dropship_skus),
+            "presell": caps_to_json(self.presell),
         }
 
 
@@ -88,7 +92,7 @@ def parse_policy(
         return None, [PolicyProblem("(body)", "must be a JSON object")]
     known = set(known_locations)
     allowed = {"channel", "rank_by", "fewest_splits", "max_locations_per_order", "safety_stock", "buffer", "version",
-               "dropship_mode", "dropship_skus"}
+               "dropship_mode", "dropship_skus", "presell"}
     for key in doc:
         if key not in allowed:
             problems.append(PolicyProblem(str(key), f"unknown field; allowed: {', '.join(sorted(allowed - {'version'}))}"))
@@ -157,6 +161,8 @@ def parse_policy(
             seen.add((sku, loc))
             safety.append(SafetyStock(sku, loc, qty))
     dropship_mode, dropship_skus = _parse_dropship(doc, problems)
+    presell, presell_problems = parse_presell_caps(doc.get("presell"))
+    problems.extend(PolicyProblem(f, p) for f, p in presell_problems)
     if problems:
         return None, problems
     return Policy(
@@ -169,6 +175,7 @@ def parse_policy(
         version=version,
         dropship_mode=dropship_mode,
         dropship_skus=dropship_skus,
+        presell=presell,
     ), []
 
 
@@ -186,6 +193,7 @@ def policy_from_json(doc: dict[str, Any]) -> Policy:
         version=int(doc.get("version", 0)),
         dropship_mode=str(doc.get("dropship_mode", "fallback")),
         dropship_skus=None if doc.get("dropship_skus") is None else tuple(doc["dropship_skus"]),
+        presell=caps_from_json(doc.get("presell")),
     )
 
 

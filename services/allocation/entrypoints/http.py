@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query
@@ -60,6 +60,12 @@ class SafetyStockIn(BaseModel):
     qty: int = Field(ge=0, description="units held back from allocation")
 
 
+class PresellCapIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(default="*", description="a SKU, or '*' for any SKU without its own cap")
+    cap: int = Field(ge=0, description="units of the SKU that may be promised from inbound supply at once")
+
+
 class PolicyIn(BaseModel):
     """A channel's allocation policy as ``PUT /v1/policy`` takes it. Documents the body; the
     policy rules (services/allocation/domain/policy.py) check it and list every problem."""
@@ -79,6 +85,9 @@ class PolicyIn(BaseModel):
         "location can give; always, suppliers first; never")
     dropship_skus: list[str] | None = Field(
         default=None, description="the SKUs dropship applies to; null: every SKU")
+    presell: list[PresellCapIn] = Field(
+        default_factory=list, description="per-SKU caps on units this channel may pre-sell against inbound"
+        " purchase orders; a SKU without a cap (and no '*' cap) is not pre-sold")
 
 
 class LineView(BaseModel):
@@ -118,6 +127,15 @@ class BackorderOut(BaseModel):
     ahead_in_queue: int | None = Field(description="open backorders of the SKU before it; null when held")
 
 
+class PresaleOut(BaseModel):
+    line_id: str
+    sku: str
+    purchase_order_id: str
+    location_id: str | None
+    qty: int
+    promised_date: date
+
+
 class AllocationView(BaseModel):
     """An order as allocation sees it: lines, live allocations with their explanation, history, backorders."""
 
@@ -135,6 +153,9 @@ class AllocationView(BaseModel):
     backorders: list[BackorderOut]
     locations: LocationChoice | None = Field(
         default=None, description="where channel rules let the order's stock come from (OrderPlaced.locations)")
+    presales: list[PresaleOut] = Field(
+        default_factory=list, description="backordered units promised from inbound purchase orders (pre-sold):"
+        " counted in the line's backordered, not packable until the receipt is booked")
 
 
 class TransferOut(BaseModel):

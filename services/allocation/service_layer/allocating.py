@@ -39,6 +39,7 @@ from services.allocation.domain.book import AllocationBook, OrderResult, SliceTo
 from services.allocation.domain.model import Location, Order, OrderLine, queue_key
 from services.allocation.domain.policy import PolicyProblem, parse_policy
 from services.allocation.service_layer.dropship import mark_dropship
+from services.allocation.service_layer.presales import record_purchase_orders, review_presales
 
 SOURCE = "allocation"
 MAX_RERUNS = 16
@@ -90,6 +91,7 @@ async def run_commands(conn: AsyncConnection, need: Need, commands: list[Command
         if chunk:
             await write_outbox(conn, SCHEMA, chunk)
             chunks += 1
+        await review_presales(conn, book)  # pre-sales against inbound supply (presales.py, issue 10)
         ROUND_TRIPS.observe(sl.round_trips + statements + 2 * chunks + 1)
         if book.stale_stock_events:
             STALE_STOCK_EVENTS.inc(book.stale_stock_events)
@@ -218,6 +220,7 @@ HANDLED = (OrderPlaced, OrderCancelled, OrderModified, StockAdjusted, LocationCh
 
 async def apply_events(conn: AsyncConnection, messages: Sequence[EventMessage]) -> AllocationBook | None:
     """One consumed batch (any of our input topics) in one transaction; replays are skipped."""
+    await record_purchase_orders(conn, messages, review_now=not any(isinstance(m.event, HANDLED) for m in messages))
     messages = [m for m in messages if isinstance(m.event, HANDLED)]  # others: nothing to record
     if not messages:
         return None

@@ -23,6 +23,7 @@ from services.allocation.adapters.queries import free_units_by_location
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.domain.availability import available_by_location, available_to_promise
 from services.allocation.domain.policy import DEFAULT_CHANNEL, Policy, policy_from_json
+from services.allocation.service_layer.presales import NO_INBOUND, inbound_availability
 
 log = logging.getLogger(__name__)
 SOURCE = "allocation"
@@ -69,9 +70,10 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
                 for r in await conn.execute(text("SELECT channel, document FROM policies"))}
     suppliers = frozenset(r.location_id for r in await conn.execute(
         text("SELECT location_id FROM locations WHERE kind = 'dropship'")))
+    inbound = await inbound_availability(conn, skus, policies, now.date())  # pre-selling (presales.py)
     messages = []
     for sku in skus:
-        data = availability_of(sku, free[sku], policies, now, suppliers)
+        data = availability_of(sku, free[sku], policies, now, suppliers) | inbound.get(sku, NO_INBOUND)
         envelope = Envelope.model_construct(
             event_id=uuid.uuid4(), event_type="AvailabilityChanged", schema_version=1, occurred_at=now,
             source=SOURCE, correlation_id=f"sku:{sku}", causation_id=None, data=data,

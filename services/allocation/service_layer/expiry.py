@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.allocation.adapters.repository import Need
 from services.allocation.domain.book import PositionKey
 from services.allocation.service_layer.allocating import run_commands
+from services.allocation.service_layer.presales import review_late_presales
 
 log = logging.getLogger(__name__)
 FIRST_LOOK_BACK = timedelta(days=1)
@@ -58,6 +59,7 @@ async def run_expiry_sweep(transaction: Callable[[], AbstractAsyncContextManager
         try:
             async with transaction() as conn:
                 n = await release_expired_lots(conn, now, since)
+                await review_late_presales(conn, now.date())  # purchase orders that became late
             since = now
             if n >= MAX_LOTS_PER_SWEEP:
                 continue  # more waiting: no pause until it is drained

@@ -65,7 +65,19 @@ async def allocation_view(conn: AsyncConnection, order_id: str) -> dict[str, Any
             for ln in lines if ln["backordered"] > 0
         ],
         "locations": json.loads(order["location_choice"]) if order["location_choice"] else None,
+        "presales": await presales_of(conn, order_id),
     }
+
+
+async def presales_of(conn: AsyncConnection, order_id: str) -> list[dict[str, Any]]:
+    """The order's backordered units promised from inbound purchase orders (service_layer/presales.py)."""
+    rows = await conn.execute(
+        text("SELECT p.line_id, p.sku, p.purchase_order_id, s.location_id, p.qty, p.promised_date FROM presales p"
+             " LEFT JOIN inbound_supply s USING (purchase_order_id) WHERE p.order_id = :o"
+             " ORDER BY p.line_id, p.promised_date, p.purchase_order_id"),
+        {"o": order_id},
+    )
+    return [dict(r) for r in rows.mappings()]
 
 
 def _allocation(a: Any) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class StockChange:
     # Goods that physically left (a shipment) are booked even when the records show too little:
     # a correction adjustment first books the missing units, so the ledger still adds up.
     cover_shortfall: bool = False
+    purchase_order_id: str | None = None  # a receipt booked against a purchase order
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,8 @@ from services.inventory.adapters.sheets import (
 )
 from services.inventory.domain.stock import ADJUSTMENT_REASON_CODES, PositionKey, Transfer
 from services.inventory.domain.stocktake import EXPORT_COLUMNS, MAX_PROBLEMS_LISTED, MODES
+from services.inventory.entrypoints.purchase_orders import ACCESS as PURCHASE_ORDER_ACCESS
+from services.inventory.entrypoints.purchase_orders import add_purchase_order_routes
 from services.inventory.service_layer.locations import (
     LocationNotFound,
     get_location,
@@ -606,6 +608,7 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
             return problem_response(exc.problems, status=409)
         return result
 
+    add_purchase_order_routes(router, runtime)  # purchase orders (expected receipts): their own module
     return router
 
 
@@ -624,4 +627,5 @@ ACCESS: AccessTable = {
     ("POST", "/v1/stocktakes"): OPERATOR,
     ("GET", "/v1/stocktakes/{stocktake_id}"): VIEWER,
     ("POST", "/v1/stocktakes/{stocktake_id}/submit"): OPERATOR,
+    **PURCHASE_ORDER_ACCESS,
 }

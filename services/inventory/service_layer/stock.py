@@ -266,6 +266,7 @@ async def _write(
             order_id=c.order_id,
             allocation_id=c.allocation_id,
             release_shortfall=c.release_shortfall,
+            purchase_order_id=c.purchase_order_id,
         )
         envelope = new_envelope(
             event, source=SOURCE, correlation_id=trace.correlation_id, causation_id=trace.causation_id
@@ -278,7 +279,8 @@ async def _write(
 
 
 async def receive_goods(
-    conn: AsyncConnection, location_id: str, reference: str, lines: Sequence[ReceiptLine], actor: str | None
+    conn: AsyncConnection, location_id: str, reference: str, lines: Sequence[ReceiptLine], actor: str | None,
+    *, purchase_order_id: str | None = None,
 ) -> list[LedgerEntry]:
     """Goods receipt (GRN): every line adds stock at its bin/lot. A reference is booked once per
     location; booking it again raises DuplicateReceipt. A lot whose expiry is not after its
@@ -309,6 +311,7 @@ async def receive_goods(
             actor,
             received_at=ln.received_at,
             expires_at=ln.expires_at,
+            purchase_order_id=purchase_order_id,
         )
         for ln in lines
     ]
