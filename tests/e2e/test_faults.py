@@ -384,6 +384,106 @@ async def _scenario(system: System, scenario: str, fault: Callable[[], None]) ->
     assert len({o["external_id"] for o in orders}) == ORDERS
 
 
+# --- the relay killed between publishing and deleting ---------------------------------------------
+
+# What each service publishes (through its outbox).
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "order_intake": (Topic.ORDERS, Topic.CHANNEL_ORDERS_REJECTED),
+    "inventory": (Topic.INVENTORY,),
+    "allocation": (Topic.ALLOCATIONS, Topic.AVAILABILITY),
+    "fulfillment": (Topic.FULFILLMENT,),
+}
+CRASH_HOOK = "OMS_FAULT_RELAY_CRASH_AFTER_PUBLISH"  # libs/messaging/fault_hooks.py
+
+
+@pytest.mark.parametrize("victim", list(SERVICES))
+async def test_relay_killed_between_publishing_and_deleting_has_no_second_effect(system: System, victim: str) -> None:
+    """Mid-stream the service is restarted with the relay's crash hook: the relay SIGKILLs its
+    process right after the broker acknowledged a batch, before deleting the rows. Restarted
+    normally, it publishes that batch again: the duplicates are on the topic (checked), and
+    every consumer ignores them (the invariants of the stream and of side orders, which give
+    each of the four services something to publish while the hook is armed)."""
+    run = uuid.uuid4().hex[:6]
+    side = _Views(system, f"relay-side-{run}", f"RELAY-{run}")
+    side_loc = f"WH-RELAY-{run}"
+    since: dict[str, dict[int, int]] = {}
+    side_packed: dict[str, str] = {}
+
+    def fault() -> None:
+        side.ok("POST", "inventory", "/v1/locations", json={
+            "location_id": side_loc, "name": "relay crash", "kind": "warehouse", "country": "DE", "ships_to": ["DE"],
+            "active": True})
+        side.receive(side_loc, 5, f"GRN-{run}-side")
+        _wait(lambda: side.stock().get("on_hand") == 5, "allocation sees the side stock")
+        asyncio.run(_send_orders(system.kafka_bootstrap, side.channel, side.sku, range(2)))
+        _wait(lambda: side.statuses() == {"allocated": 2}, "the side orders allocated", last=side.statuses)
+        [proc] = [p for p in system.processes if p.name == victim]
+        system.terminate(proc, timeout=WAIT)  # drains: the armed relay starts from an empty outbox
+        since.update({t: asyncio.run(_end_offsets(system.kafka_bootstrap, t)) for t in OUTPUTS[victim]})
+        log = system.workdir / f"{proc.label}.log"
+        hooked_before = _hook_fired(log)
+        armed = system.start_service(victim, port=proc.port, env={CRASH_HOOK: "1"})
+        # (it may already fire on the stream's backlog, before it answers ready)
+        _wait(lambda: armed.process.poll() is not None or _ready(proc.port), f"{victim} (armed) ready", timeout=WAIT)
+        # something to publish for every service: orders (intake, allocation), a receipt (inventory),
+        # a pack (fulfillment); calls to the victim may fail when it dies under them
+        asyncio.run(_send_orders(system.kafka_bootstrap, side.channel, side.sku, range(2, 4)))
+        for call in (lambda: side.receive(side_loc, 1, f"GRN-{run}-side-2"),
+                     lambda: side_packed.update(side.pack(1, set()))):
+            try:
+                call()
+            except (httpx.HTTPError, AssertionError):
+                armed.process.wait(30)  # only the victim dying under the call may make it fail
+        code = armed.process.wait(WAIT)
+        assert code == -signal_module.SIGKILL, f"{victim} exited with {code}, not by its relay's crash hook"
+        _wait(lambda: _hook_fired(log) > hooked_before, f"{victim} logs the hook", timeout=30)
+        system.kill(armed)  # (already dead: bookkeeping)
+        time.sleep(1.0)
+        restarted = system.start_service(victim, port=proc.port)
+        system.wait_ready(WAIT, [restarted])
+
+    await _scenario(system, f"relay killed after publish {victim}", fault)
+    # the side orders too: each once, in a final state, quantities balanced, stock conserved
+    want_packed = len(side_packed)  # (0 when the victim died before it answered the pack)
+    _wait(lambda: sum(side.statuses().values()) == 4 and side.statuses().get("packed", 0) >= want_packed
+          and "pending" not in side.statuses(), "the side orders handled", timeout=WAIT, last=side.statuses)
+    assert side.measure(placed=4) == {"lost": 0, "doubled": 0, "oversold": 0}
+    # and the batch really was published twice
+    records = [r for t, start in since.items() for r in await _read_all(system.kafka_bootstrap, t, start)]
+    ids = [orjson.loads(r.value).get("event_id") for r in records]
+    twice = {i for i in ids if i and ids.count(i) > 1}
+    print(f"RELAY-RESULT | {victim} | {len(records)} records since the restart | {len(twice)} published twice")
+    assert twice, f"no event of {victim} was published twice: the hook did not cut between publish and delete"
+
+
+async def _send_orders(bootstrap: str, channel: str, sku: str, numbers: range) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n in numbers:
+            order = _order(channel, n, sku)
+            await producer.send(Topic.CHANNEL_ORDERS, orjson.dumps(order), key=f"{channel}:{order['external_id']}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+def _hook_fired(log: Path) -> int:
+    text_ = log.read_text(errors="replace") if log.exists() else ""
+    return text_.count(f"fault hook {CRASH_HOOK}")
+
+
 # --- poison records ------------------------------------------------------------------------------
 
 # Who consumes which topic (each consumer group dead-letters on its own).
@@ -403,8 +503,9 @@ def _poisons(run: str) -> list[bytes]:
             orjson.dumps({"run": run, "event_type": 42, "data": "wrong shape"})]
 
 
-async def _read_all(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of ``topic`` from offset 0 to its current end (no consumer group)."""
+async def _read_all(bootstrap: str, topic: str, start: dict[int, int] | None = None) -> list[Any]:
+    """Every record of ``topic`` from offset 0 (or ``start``, per partition) to its current end
+    (no consumer group)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -415,6 +516,9 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            if start and start.get(tp.partition):
+                consumer.seek(tp, start[tp.partition])
         end = await consumer.end_offsets(tps)
         records: list[Any] = []
         while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
