@@ -484,6 +484,150 @@ def _hook_fired(log: Path) -> int:
     return text_.count(f"fault hook {CRASH_HOOK}")
 
 
+# --- replay from offset 0 in a fresh consumer group -----------------------------------------------
+
+# What each service consumes (besides what _groups finds on its /metrics).
+INPUTS: dict[str, tuple[str, ...]] = {
+    "order_intake": (Topic.CHANNEL_ORDERS, Topic.ALLOCATIONS, Topic.FULFILLMENT),
+    "inventory": (Topic.FULFILLMENT,),
+    "allocation": (Topic.ORDERS, Topic.INVENTORY, Topic.FULFILLMENT),
+    "fulfillment": (Topic.ALLOCATIONS,),
+}
+
+
+@pytest.mark.parametrize("victim", list(SERVICES))
+async def test_replay_from_offset_zero_in_a_fresh_group_changes_nothing(system: System, victim: str) -> None:
+    """After a little of everything (orders, a receipt, packs, a shipment, a cancellation, a return,
+    a poison record on every input topic), the service is restarted in a fresh consumer group,
+    which reads every input topic from offset 0. Once it has caught up with the old group: the
+    public views of the run are unchanged, nothing was published (its outbox relay published
+    nothing, its output topics did not grow), and no dead letter or rejection was added."""
+    run = uuid.uuid4().hex[:6]
+    views = _Views(system, f"replay-{run}", f"REPLAY-{run}")
+    loc = f"WH-REPLAY-{run}"
+    views.ok("POST", "inventory", "/v1/locations", json={
+        "location_id": loc, "name": "replay", "kind": "warehouse", "country": "DE", "ships_to": ["DE"], "active": True})
+    views.receive(loc, 6, f"GRN-{run}")
+    _wait(lambda: views.stock().get("on_hand") == 6, "allocation sees the stock")
+    producer = AIOKafkaProducer(bootstrap_servers=system.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for topic in INPUTS[victim]:  # dead-lettered (or, channel orders, rejected) once by the old group
+            await producer.send_and_wait(topic, _poisons(run)[0], key=f"poison:{run}".encode(), partition=0)
+    finally:
+        await producer.stop()
+    await _send_orders(system.kafka_bootstrap, views.channel, views.sku, range(8))
+    _wait(lambda: views.statuses() == {"allocated": 6, "backordered": 2}, "the orders handled", last=views.statuses)
+    packed = views.pack(2, set())
+    shipped = dict(list(packed.items())[:1])
+    views.ship(shipped, run)
+    [cancelled] = [o["order_id"] for o in views.orders("allocated")][:1]
+    views.ok("POST", "order_intake", f"/v1/orders/{cancelled}/cancel", json={})
+    _wait(lambda: views.statuses() == {"allocated": 4, "backordered": 1, "packed": 1, "shipped": 1, "cancelled": 1},
+          "shipment and cancellation handled", last=views.statuses)
+    [shipped_order] = shipped
+    views.ok("POST", "fulfillment", "/v1/returns", json={"order_id": shipped_order, "lines": [
+        {"line_id": "1", "qty": 1, "condition": "sellable", "location_id": loc, "bin": "A-01"}]})
+    _wait(lambda: views.statuses() == {"allocated": 5, "packed": 1, "shipped": 1, "cancelled": 1},
+          "the returned unit allocated to the last backorder", last=views.statuses)
+
+    [proc] = [p for p in system.processes if p.name == victim]
+    groups = _groups(proc.port)
+    assert {t for _, t in groups} >= set(INPUTS[victim]), groups
+
+    async def caught_up() -> bool:  # the old groups have committed every record there is
+        for group, topic in groups:
+            end = await _end_offsets(system.kafka_bootstrap, topic)
+            done = await _committed(system.kafka_bootstrap, group, topic)
+            if any(done.get(p, 0) < off for p, off in end.items()):
+                return False
+        return True
+
+    await asyncio.to_thread(_wait, lambda: asyncio.run(caught_up()), f"{victim}'s groups caught up", WAIT)
+    before = _replay_snapshot(views, packed)
+    system.terminate(proc, timeout=WAIT)
+    watched = [*OUTPUTS[victim], *(dlq(t) for t in INPUTS[victim])]
+    offsets = {t: await _end_offsets(system.kafka_bootstrap, t) for t in watched}
+    tables = await _row_counts(system.database_url, victim)
+    targets = {(g, t): await _committed(system.kafka_bootstrap, g, t) for g, t in groups}
+
+    suffix = f"-replay-{run}"
+    fault = time.monotonic()
+    replayer = system.start_service(victim, port=proc.port, env={"OMS_KAFKA_GROUP_SUFFIX": suffix})
+    try:
+        system.wait_ready(WAIT, [replayer])
+        ready_s = time.monotonic() - fault
+
+        async def replayed() -> bool:
+            for (group, topic), target in targets.items():
+                done = await _committed(system.kafka_bootstrap, group + suffix, topic)
+                if any(done.get(p, 0) < off for p, off in target.items()):
+                    return False
+            return True
+
+        await asyncio.to_thread(_wait, lambda: asyncio.run(replayed()), f"{victim} replayed its inputs from offset 0",
+                                WAIT)
+        replay_s = time.monotonic() - fault
+        assert {g for g, _ in _groups(replayer.port)} == {g + suffix for g, _ in groups}
+        # nothing written to publish, nothing published, no dead letter, no rejection
+        assert await _count(system.database_url, victim, "SELECT count(*) FROM outbox", {}) == 0
+        assert sum(s.value for s in _metric_samples(replayer.port, "oms_outbox_published_total")) == 0
+        assert {t: await _end_offsets(system.kafka_bootstrap, t) for t in watched} == offsets
+        # no state change: the public views, and not one row more or less in the service's tables
+        assert _replay_snapshot(views, packed) == before
+        assert await _row_counts(system.database_url, victim) == tables
+        replayed_records = sum(sum(t.values()) for t in targets.values())
+    finally:
+        system.terminate(replayer, timeout=WAIT)
+        system.wait_ready(WAIT, [system.start_service(victim, port=proc.port)])  # back in its own groups
+    figures = views.measure(placed=8)
+    print(f"REPLAY-RESULT | {victim} | {replayed_records} records replayed in {replay_s:.1f} s | "
+          f"{len(groups)} (group, topic) pairs")
+    _report(f"replay from offset 0 {victim}", figures, ready_s, replay_s, orders=8)
+    assert figures == {"lost": 0, "doubled": 0, "oversold": 0}
+
+
+def _replay_snapshot(views: _Views, packed: dict[str, str]) -> dict[str, Any]:
+    """Everything the public views show of the run."""
+    orders = sorted(views.orders(), key=lambda o: o["order_id"])
+    return {
+        "orders": [views.ok("GET", "order_intake", f"/v1/orders/{o['order_id']}") for o in orders],
+        "allocations": [views.ok("GET", "allocation", f"/v1/allocations/{o['order_id']}") for o in orders],
+        "stock report": views.stock(),
+        "stock": views.ok("GET", "inventory", f"/v1/stock/{views.sku}"),
+        "ledger": views.ok("GET", "inventory", "/v1/ledger", params={"sku": views.sku}),
+        "shipments": [views.ok("GET", "fulfillment", f"/v1/shipments/{s}") for s in sorted(packed.values())],
+    }
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Committed offset per partition, 0 where none (Tansu needs the partitions named)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        return {tp.partition: max(committed[tp].offset, 0) if tp in committed else 0 for tp in tps}
+    finally:
+        await admin.close()
+        await consumer.stop()
+
+
+async def _row_counts(database_url: str, schema: str) -> dict[str, int]:
+    engine = create_engine(database_url, schema=schema)
+    try:
+        async with engine.connect() as conn:
+            tables = (await conn.execute(text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = :s AND table_type = 'BASE TABLE'"),
+                {"s": schema})).scalars().all()
+            return {t: int((await conn.execute(text(f'SELECT count(*) FROM "{t}"'))).scalar() or 0) for t in tables}
+    finally:
+        await engine.dispose()
+
+
 # --- poison records ------------------------------------------------------------------------------
 
 # Who consumes which topic (each consumer group dead-letters on its own).
