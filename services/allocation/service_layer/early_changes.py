@@ -37,8 +37,8 @@ async def prune_early_changes(conn: AsyncConnection, older_than: datetime) -> li
         {"t": older_than},
     )).all()
     for r in rows:
-        log.warning("dropped change %s of order %s: kept %s waiting for an OrderPlaced that never came",
-                    r.event_id, r.order_id, "beyond the retention")
+        log.warning("dropped change %s of order %s: its OrderPlaced never came within the retention",
+                    r.event_id, r.order_id)
     return [(r.order_id, r.event_id) for r in rows]
 
 
