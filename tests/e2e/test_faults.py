@@ -7,6 +7,11 @@ quantity, ``reserved <= on_hand``, and no order is counted twice.
 * SIGTERM mid-stream, right after a burst of orders of another channel the service has started
   on (the service drains and exits, within its Kubernetes grace period, leaving its outbox
   empty and nothing it applied uncommitted), then restart, for each service;
+* the outbox relay killed between publishing and deleting (a restart with the relay's crash hook,
+  libs/messaging/fault_hooks.py), for each service: the batch is published twice and the
+  duplicates have no second effect;
+* a replay of each service's input topics from offset 0 in a fresh consumer group: no view, table
+  or topic changes;
 * a poison record (not JSON, and JSON of the wrong shape) on every partition of every topic a
   service consumes: it is dead-lettered to ``<topic>.dlq`` with error headers by every
   consumer of the topic (channel orders are answered on the rejected topic instead), and the
@@ -14,7 +19,8 @@ quantity, ``reserved <= on_hand``, and no order is counted twice.
 
 Each scenario prints one ``FAULT-RESULT`` line (scenario, orders, lost, doubled, oversold,
 seconds until the service was ready again, seconds until every view had settled); run with
-``-s`` to see them. docs/reliability.md holds the table of a run."""
+``-s`` to see them. docs/reliability.md holds the table of a run. ``oms faults`` runs this module
+against the system ``oms up`` runs (the fixtures attach to it: services/cli/control.py)."""
 
 from __future__ import annotations
 
