@@ -18,7 +18,7 @@ from typing import Any
 class Infra:
     kafka_bootstrap: str
     database_url: str  # postgresql+asyncpg://...
-    kind: str  # "env" | "testcontainers" | "embedded"
+    kind: str  # "env" | "testcontainers" | "embedded" | "attached" (`oms faults`)
     kafka_idempotence: bool
     # the embedded PostgreSQL (an EmbeddedPostgres) when we started it: the fault suite stops it
     embedded_pg: Any = field(default=None, compare=False, repr=False)
