@@ -18,7 +18,7 @@ from typing import Any
 class Infra:
     kafka_bootstrap: str
     database_url: str  # postgresql+asyncpg://...
-    kind: str  # "env" | "testcontainers" | "embedded"
+    kind: str  # "env" | "testcontainers" | "embedded" | "attached" (`oms faults`)
     kafka_idempotence: bool
     # the embedded PostgreSQL (an EmbeddedPostgres) when we started it: the fault suite stops it
     embedded_pg: Any = field(default=None, compare=False, repr=False)
@@ -42,6 +42,13 @@ def _docker_available() -> bool:
 
 @contextlib.contextmanager
 def provide_infra() -> Iterator[Infra]:
+    if attach := os.environ.get("OMS_FAULTS_ATTACH"):  # `oms faults`: the infrastructure of `oms up`
+        from services.cli.control import AttachedSystem
+
+        attached = AttachedSystem.attach(Path(attach))
+        yield Infra(attached.kafka_bootstrap, attached.database_url, "attached", attached.kafka_idempotence,
+                    embedded_pg=attached.postgres())
+        return
     kafka = os.environ.get("OMS_TEST_KAFKA_BOOTSTRAP")
     db = os.environ.get("OMS_TEST_DATABASE_URL")
     if kafka and db:

@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.contracts.envelope import Envelope, encode_event
+from libs.messaging import fault_hooks
 from libs.observability import tracing
 
 log = logging.getLogger(__name__)
@@ -298,6 +299,7 @@ class OutboxRelay:
             topics = {r.id: r.topic for r in rows}
             for row_id in confirmed:
                 OUTBOX_PUBLISHED.labels(topics[row_id]).inc()
+            fault_hooks.relay_published(len(confirmed))  # test hook, inert unless its env var is set
             if confirmed:
                 await conn.execute(text("DELETE FROM outbox WHERE id = ANY(:ids)"), {"ids": confirmed})
             await conn.commit()

@@ -11,6 +11,11 @@ from libs.service_host import Runtime, ServiceDefinition
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.entrypoints import http, subscribers
 from services.allocation.service_layer.availability import run_publisher
+from services.allocation.service_layer.early_changes import (
+    PRUNE_INTERVAL_S,
+    RETENTION_HOURS,
+    run_early_change_pruning,
+)
 from services.allocation.service_layer.expiry import run_expiry_sweep
 from services.allocation.service_layer.queue_gauges import refresh_backorder_gauges
 
@@ -28,9 +33,14 @@ def background(runtime: Runtime) -> list[Callable[[], Any]]:
     interval = int(os.environ.get("OMS_AVAILABILITY_INTERVAL_MS", "1000")) / 1000
     # OMS_EXPIRY_SWEEP_INTERVAL_MS: how often lots that expired under allocated units are released.
     sweep = int(os.environ.get("OMS_EXPIRY_SWEEP_INTERVAL_MS", "60000")) / 1000
+    # OMS_EARLY_CHANGES_RETENTION_HOURS / _PRUNE_INTERVAL_S: changes whose order never came
+    # (service_layer/early_changes.py); keep the retention at least the orders topic's.
+    retention = float(os.environ.get("OMS_EARLY_CHANGES_RETENTION_HOURS", str(RETENTION_HOURS)))
+    prune = float(os.environ.get("OMS_EARLY_CHANGES_PRUNE_INTERVAL_S", str(PRUNE_INTERVAL_S)))
     return [
         lambda: run_publisher(runtime.transaction, interval=interval),
         lambda: run_expiry_sweep(runtime.transaction, interval=sweep),
+        lambda: run_early_change_pruning(runtime.transaction, retention, prune),
     ]
 
 

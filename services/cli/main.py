@@ -6,6 +6,7 @@
     oms run SERVICE        one service (or the console) in the foreground (what a container runs)
     oms demo               the SPEC section 8 walkthrough; starts the system if none answers
     oms bench SCENARIO     the benchmark in bench/ (python -m bench; see docs/benchmark.md)
+    oms faults             the fault suite against the system `oms up` runs (docs/reliability.md)
     oms asyncapi           regenerate docs/asyncapi and docs/openapi
 """
 
@@ -15,9 +16,10 @@ import argparse
 import importlib
 import signal
 import sys
-import time
 from pathlib import Path
 
+from services.cli.control import Supervisor
+from services.cli.faults import cmd_faults
 from services.cli.launcher import CONSOLE_PORT, SERVICES, System, _ready
 
 
@@ -59,13 +61,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("\nOMS is up:", ", ".join(f"{n} {system.url(n)}" for n in SERVICES))
         print(f"operations console: http://127.0.0.1:{console.port} (sign in with a staff token)")
         print(f"broker {system.kafka_bootstrap}; logs in {system.workdir}; Ctrl-C to stop\n", flush=True)
-        while not stop["now"]:
-            for sp in list(system.processes):
-                if sp.process.poll() is not None:
-                    print(f"{sp.label} exited with {sp.process.returncode}; restarting", flush=True)
-                    system.processes.remove(sp)
-                    system.start_service(sp.name, port=sp.port, instance=sp.instance)
-            time.sleep(0.5)
+        # restarts a service that exits; `oms faults` drives it (services/cli/control.py)
+        Supervisor(system).run(lambda: stop["now"])
     finally:
         print("\nstopping...", flush=True)
         system.stop()
@@ -164,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(fn=cmd_demo)
     # its arguments are the benchmark's own (bench/cli.py): `oms bench --help` lists them
     sub.add_parser("bench", help="run a benchmark scenario (python -m bench)", add_help=False)
+    faults = sub.add_parser("faults", help="run the fault suite against the system `oms up` runs")
+    faults.add_argument("--orders", type=int, default=240, help="orders streamed per scenario (at least 40)")
+    faults.add_argument("-k", default="", help="only the scenarios whose test id matches (pytest -k), "
+                                              "e.g. 'SIGKILL and inventory'")
+    faults.add_argument("--workdir", default=str(_workdir()), help="the working directory of `oms up`")
+    faults.set_defaults(fn=cmd_faults)
     spec = sub.add_parser("asyncapi", help="write the AsyncAPI and OpenAPI documents of every service")
     spec.add_argument("--out", default="docs/asyncapi")
     spec.set_defaults(fn=cmd_asyncapi)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -11,11 +12,15 @@ import pytest
 from infra import Infra, free_port
 
 from libs.service_host.auth import DEV_STAFF_TOKENS
+from services.cli.control import AttachedSystem
 from services.cli.launcher import SERVICES, System, _ready
 
 
 @pytest.fixture(scope="session")
 def system(infra: Infra) -> Iterator[System]:
+    if attach := os.environ.get("OMS_FAULTS_ATTACH"):  # `oms faults`: the system `oms up` runs
+        yield AttachedSystem.attach(Path(attach))
+        return
     workdir = Path(tempfile.mkdtemp(prefix="oms-e2e-"))
     sys_ = System(
         workdir=workdir,

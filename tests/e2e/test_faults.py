@@ -7,6 +7,11 @@ quantity, ``reserved <= on_hand``, and no order is counted twice.
 * SIGTERM mid-stream, right after a burst of orders of another channel the service has started
   on (the service drains and exits, within its Kubernetes grace period, leaving its outbox
   empty and nothing it applied uncommitted), then restart, for each service;
+* the outbox relay killed between publishing and deleting (a restart with the relay's crash hook,
+  libs/messaging/fault_hooks.py), for each service: the batch is published twice and the
+  duplicates have no second effect;
+* a replay of each service's input topics from offset 0 in a fresh consumer group: no view, table
+  or topic changes;
 * a poison record (not JSON, and JSON of the wrong shape) on every partition of every topic a
   service consumes: it is dead-lettered to ``<topic>.dlq`` with error headers by every
   consumer of the topic (channel orders are answered on the rejected topic instead), and the
@@ -14,11 +19,13 @@ quantity, ``reserved <= on_hand``, and no order is counted twice.
 
 Each scenario prints one ``FAULT-RESULT`` line (scenario, orders, lost, doubled, oversold,
 seconds until the service was ready again, seconds until every view had settled); run with
-``-s`` to see them. docs/reliability.md holds the table of a run."""
+``-s`` to see them. docs/reliability.md holds the table of a run. ``oms faults`` runs this module
+against the system ``oms up`` runs (the fixtures attach to it: services/cli/control.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal as signal_module
 import time
 import uuid
@@ -45,8 +52,9 @@ from services.order_intake.service_layer.placing import record_ref
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
-ORDERS = 240
-RECEIPTS = (60, 30, 30)  # units received before the stream, before the fault, after the restart
+# `oms faults --orders N` runs the suite with fewer (or more) orders (services/cli/faults.py)
+ORDERS = int(os.environ.get("OMS_FAULTS_ORDERS", "240"))
+RECEIPTS = (ORDERS // 4, ORDERS // 8, ORDERS // 8)  # units received before the stream, before the fault, after the restart
 STOCK = sum(RECEIPTS)
 PACKS = 4  # orders packed before the fault (and shipped after it), and again after the restart
 WAIT = 240  # seconds; generous: the machine may be shared and slow, these are not speed limits
@@ -384,6 +392,250 @@ async def _scenario(system: System, scenario: str, fault: Callable[[], None]) ->
     assert len({o["external_id"] for o in orders}) == ORDERS
 
 
+# --- the relay killed between publishing and deleting ---------------------------------------------
+
+# What each service publishes (through its outbox).
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "order_intake": (Topic.ORDERS, Topic.CHANNEL_ORDERS_REJECTED),
+    "inventory": (Topic.INVENTORY,),
+    "allocation": (Topic.ALLOCATIONS, Topic.AVAILABILITY),
+    "fulfillment": (Topic.FULFILLMENT,),
+}
+CRASH_HOOK = "OMS_FAULT_RELAY_CRASH_AFTER_PUBLISH"  # libs/messaging/fault_hooks.py
+
+
+@pytest.mark.parametrize("victim", list(SERVICES))
+async def test_relay_killed_between_publishing_and_deleting_has_no_second_effect(system: System, victim: str) -> None:
+    """Mid-stream the service is restarted with the relay's crash hook: the relay SIGKILLs its
+    process right after the broker acknowledged a batch, before deleting the rows. Restarted
+    normally, it publishes that batch again: the duplicates are on the topic (checked), and
+    every consumer ignores them (the invariants of the stream and of side orders, which give
+    each of the four services something to publish while the hook is armed)."""
+    run = uuid.uuid4().hex[:6]
+    side = _Views(system, f"relay-side-{run}", f"RELAY-{run}")
+    side_loc = f"WH-RELAY-{run}"
+    since: dict[str, dict[int, int]] = {}
+    side_packed: dict[str, str] = {}
+
+    def fault() -> None:
+        side.ok("POST", "inventory", "/v1/locations", json={
+            "location_id": side_loc, "name": "relay crash", "kind": "warehouse", "country": "DE", "ships_to": ["DE"],
+            "active": True})
+        side.receive(side_loc, 5, f"GRN-{run}-side")
+        _wait(lambda: side.stock().get("on_hand") == 5, "allocation sees the side stock")
+        asyncio.run(_send_orders(system.kafka_bootstrap, side.channel, side.sku, range(2)))
+        _wait(lambda: side.statuses() == {"allocated": 2}, "the side orders allocated", last=side.statuses)
+        [proc] = [p for p in system.processes if p.name == victim]
+        system.terminate(proc, timeout=WAIT)  # drains: the armed relay starts from an empty outbox
+        since.update({t: asyncio.run(_end_offsets(system.kafka_bootstrap, t)) for t in OUTPUTS[victim]})
+        log = system.workdir / f"{proc.label}.log"
+        hooked_before = _hook_fired(log)
+        armed = system.start_service(victim, port=proc.port, env={CRASH_HOOK: "1"})
+        # (it may already fire on the stream's backlog, before it answers ready)
+        _wait(lambda: armed.process.poll() is not None or _ready(proc.port), f"{victim} (armed) ready", timeout=WAIT)
+        # something to publish for every service: orders (intake, allocation), a receipt (inventory),
+        # a pack (fulfillment); calls to the victim may fail when it dies under them
+        asyncio.run(_send_orders(system.kafka_bootstrap, side.channel, side.sku, range(2, 4)))
+        for call in (lambda: side.receive(side_loc, 1, f"GRN-{run}-side-2"),
+                     lambda: side_packed.update(side.pack(1, set()))):
+            try:
+                call()
+            except (httpx.HTTPError, AssertionError):
+                armed.process.wait(30)  # only the victim dying under the call may make it fail
+        code = armed.process.wait(WAIT)
+        assert code == -signal_module.SIGKILL, f"{victim} exited with {code}, not by its relay's crash hook"
+        _wait(lambda: _hook_fired(log) > hooked_before, f"{victim} logs the hook", timeout=30)
+        system.kill(armed)  # (already dead: bookkeeping)
+        time.sleep(1.0)
+        restarted = system.start_service(victim, port=proc.port)
+        system.wait_ready(WAIT, [restarted])
+
+    await _scenario(system, f"relay killed after publish {victim}", fault)
+    # the side orders too: each once, in a final state, quantities balanced, stock conserved
+    want_packed = len(side_packed)  # (0 when the victim died before it answered the pack)
+    _wait(lambda: sum(side.statuses().values()) == 4 and side.statuses().get("packed", 0) >= want_packed
+          and "pending" not in side.statuses(), "the side orders handled", timeout=WAIT, last=side.statuses)
+    assert side.measure(placed=4) == {"lost": 0, "doubled": 0, "oversold": 0}
+    # and the batch really was published twice
+    records = [r for t, start in since.items() for r in await _read_all(system.kafka_bootstrap, t, start)]
+    ids = [orjson.loads(r.value).get("event_id") for r in records]
+    twice = {i for i in ids if i and ids.count(i) > 1}
+    print(f"RELAY-RESULT | {victim} | {len(records)} records since the restart | {len(twice)} published twice")
+    assert twice, f"no event of {victim} was published twice: the hook did not cut between publish and delete"
+
+
+async def _send_orders(bootstrap: str, channel: str, sku: str, numbers: range) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n in numbers:
+            order = _order(channel, n, sku)
+            await producer.send(Topic.CHANNEL_ORDERS, orjson.dumps(order), key=f"{channel}:{order['external_id']}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+
+
+def _hook_fired(log: Path) -> int:
+    text_ = log.read_text(errors="replace") if log.exists() else ""
+    return text_.count(f"fault hook {CRASH_HOOK}")
+
+
+# --- replay from offset 0 in a fresh consumer group -----------------------------------------------
+
+# What each service consumes (besides what _groups finds on its /metrics).
+INPUTS: dict[str, tuple[str, ...]] = {
+    "order_intake": (Topic.CHANNEL_ORDERS, Topic.ALLOCATIONS, Topic.FULFILLMENT),
+    "inventory": (Topic.FULFILLMENT,),
+    "allocation": (Topic.ORDERS, Topic.INVENTORY, Topic.FULFILLMENT),
+    "fulfillment": (Topic.ALLOCATIONS,),
+}
+
+
+@pytest.mark.parametrize("victim", list(SERVICES))
+async def test_replay_from_offset_zero_in_a_fresh_group_changes_nothing(system: System, victim: str) -> None:
+    """After a little of everything (orders, a receipt, packs, a shipment, a cancellation, a return,
+    a poison record on every input topic), the service is restarted in a fresh consumer group,
+    which reads every input topic from offset 0. Once it has caught up with the old group: the
+    public views of the run are unchanged, nothing was published (its outbox relay published
+    nothing, its output topics did not grow), and no dead letter or rejection was added."""
+    run = uuid.uuid4().hex[:6]
+    views = _Views(system, f"replay-{run}", f"REPLAY-{run}")
+    loc = f"WH-REPLAY-{run}"
+    views.ok("POST", "inventory", "/v1/locations", json={
+        "location_id": loc, "name": "replay", "kind": "warehouse", "country": "DE", "ships_to": ["DE"], "active": True})
+    views.receive(loc, 6, f"GRN-{run}")
+    _wait(lambda: views.stock().get("on_hand") == 6, "allocation sees the stock")
+    producer = AIOKafkaProducer(bootstrap_servers=system.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for topic in INPUTS[victim]:  # dead-lettered (or, channel orders, rejected) once by the old group
+            await producer.send_and_wait(topic, _poisons(run)[0], key=f"poison:{run}".encode(), partition=0)
+    finally:
+        await producer.stop()
+    await _send_orders(system.kafka_bootstrap, views.channel, views.sku, range(8))
+    _wait(lambda: views.statuses() == {"allocated": 6, "backordered": 2}, "the orders handled", last=views.statuses)
+    packed = views.pack(2, set())
+    shipped = dict(list(packed.items())[:1])
+    views.ship(shipped, run)
+    [cancelled] = [o["order_id"] for o in views.orders("allocated")][:1]
+    views.ok("POST", "order_intake", f"/v1/orders/{cancelled}/cancel", json={})
+    _wait(lambda: views.statuses() == {"allocated": 4, "backordered": 1, "packed": 1, "shipped": 1, "cancelled": 1},
+          "shipment and cancellation handled", last=views.statuses)
+    [shipped_order] = shipped
+    views.ok("POST", "fulfillment", "/v1/returns", json={"order_id": shipped_order, "lines": [
+        {"line_id": "1", "qty": 1, "condition": "sellable", "location_id": loc, "bin": "A-01"}]})
+    _wait(lambda: views.statuses() == {"allocated": 5, "packed": 1, "shipped": 1, "cancelled": 1},
+          "the returned unit allocated to the last backorder", last=views.statuses)
+
+    [proc] = [p for p in system.processes if p.name == victim]
+    groups = _groups(proc.port)
+    assert {t for _, t in groups} >= set(INPUTS[victim]), groups
+
+    async def caught_up() -> bool:  # the old groups have committed every record there is
+        for group, topic in groups:
+            end = await _end_offsets(system.kafka_bootstrap, topic)
+            done = await _committed(system.kafka_bootstrap, group, topic)
+            if any(done.get(p, 0) < off for p, off in end.items()):
+                return False
+        return True
+
+    await asyncio.to_thread(_wait, lambda: asyncio.run(caught_up()), f"{victim}'s groups caught up", WAIT)
+    before = _replay_snapshot(views, packed)
+    system.terminate(proc, timeout=WAIT)
+    watched = [*OUTPUTS[victim], *(dlq(t) for t in INPUTS[victim])]
+    offsets = {t: await _end_offsets(system.kafka_bootstrap, t) for t in watched}
+    tables = await _row_counts(system.database_url, victim)
+    targets = {(g, t): await _committed(system.kafka_bootstrap, g, t) for g, t in groups}
+
+    suffix = f"-replay-{run}"
+    fault = time.monotonic()
+    replayer = system.start_service(victim, port=proc.port, env={"OMS_KAFKA_GROUP_SUFFIX": suffix})
+    try:
+        system.wait_ready(WAIT, [replayer])
+        ready_s = time.monotonic() - fault
+
+        async def replayed() -> bool:
+            for (group, topic), target in targets.items():
+                done = await _committed(system.kafka_bootstrap, group + suffix, topic)
+                if any(done.get(p, 0) < off for p, off in target.items()):
+                    return False
+            return True
+
+        await asyncio.to_thread(_wait, lambda: asyncio.run(replayed()), f"{victim} replayed its inputs from offset 0",
+                                WAIT)
+        replay_s = time.monotonic() - fault
+        assert {g for g, _ in _groups(replayer.port)} == {g + suffix for g, _ in groups}
+        # nothing written to publish, nothing published, no dead letter, no rejection
+        assert await _count(system.database_url, victim, "SELECT count(*) FROM outbox", {}) == 0
+        assert sum(s.value for s in _metric_samples(replayer.port, "oms_outbox_published_total")) == 0
+        assert {t: await _end_offsets(system.kafka_bootstrap, t) for t in watched} == offsets
+        # no state change: the public views, and not one row more or less in the service's tables
+        assert _replay_snapshot(views, packed) == before
+        assert await _row_counts(system.database_url, victim) == tables
+        replayed_records = sum(sum(t.values()) for t in targets.values())
+    finally:
+        system.terminate(replayer, timeout=WAIT)
+        system.wait_ready(WAIT, [system.start_service(victim, port=proc.port)])  # back in its own groups
+    figures = views.measure(placed=8)
+    print(f"REPLAY-RESULT | {victim} | {replayed_records} records replayed in {replay_s:.1f} s | "
+          f"{len(groups)} (group, topic) pairs")
+    _report(f"replay from offset 0 {victim}", figures, ready_s, replay_s, orders=8)
+    assert figures == {"lost": 0, "doubled": 0, "oversold": 0}
+
+
+def _replay_snapshot(views: _Views, packed: dict[str, str]) -> dict[str, Any]:
+    """Everything the public views show of the run."""
+    orders = sorted(views.orders(), key=lambda o: o["order_id"])
+    return {
+        "orders": [views.ok("GET", "order_intake", f"/v1/orders/{o['order_id']}") for o in orders],
+        "allocations": [views.ok("GET", "allocation", f"/v1/allocations/{o['order_id']}") for o in orders],
+        "stock report": views.stock(),
+        "stock": views.ok("GET", "inventory", f"/v1/stock/{views.sku}"),
+        "ledger": views.ok("GET", "inventory", "/v1/ledger", params={"sku": views.sku}),
+        "shipments": [views.ok("GET", "fulfillment", f"/v1/shipments/{s}") for s in sorted(packed.values())],
+    }
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Committed offset per partition, 0 where none (Tansu needs the partitions named)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        return {tp.partition: max(committed[tp].offset, 0) if tp in committed else 0 for tp in tps}
+    finally:
+        await admin.close()
+        await consumer.stop()
+
+
+async def _row_counts(database_url: str, schema: str) -> dict[str, int]:
+    engine = create_engine(database_url, schema=schema)
+    try:
+        async with engine.connect() as conn:
+            tables = (await conn.execute(text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = :s AND table_type = 'BASE TABLE'"),
+                {"s": schema})).scalars().all()
+            return {t: int((await conn.execute(text(f'SELECT count(*) FROM "{t}"'))).scalar() or 0) for t in tables}
+    finally:
+        await engine.dispose()
+
+
 # --- poison records ------------------------------------------------------------------------------
 
 # Who consumes which topic (each consumer group dead-letters on its own).
@@ -403,8 +655,9 @@ def _poisons(run: str) -> list[bytes]:
             orjson.dumps({"run": run, "event_type": 42, "data": "wrong shape"})]
 
 
-async def _read_all(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of ``topic`` from offset 0 to its current end (no consumer group)."""
+async def _read_all(bootstrap: str, topic: str, start: dict[int, int] | None = None) -> list[Any]:
+    """Every record of ``topic`` from offset 0 (or ``start``, per partition) to its current end
+    (no consumer group)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -415,6 +668,9 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            if start and start.get(tp.partition):
+                consumer.seek(tp, start[tp.partition])
         end = await consumer.end_offsets(tps)
         records: list[Any] = []
         while [tp for tp in tps if await consumer.position(tp) < end[tp]]:

@@ -3,6 +3,7 @@ when the order arrives, never recorded as processed and lost (issue 8, defect 10
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.contracts.events import LineChange, OrderCancelled, OrderModified
-from services.allocation.service_layer import allocating
+from services.allocation.service_layer import allocating, early_changes
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,28 @@ async def test_change_and_cancel_ahead_of_the_order_in_one_batch_apply_in_arriva
         assert (lines["1"]["qty"], lines["1"]["allocated"]) == (6, 6)
         assert (lines["2"]["qty"], lines["2"]["allocated"]) == (2, 2)
         assert (lines["3"]["cancelled"], await reserved(engine, "F")) == (2, 6)
+        assert await kept(engine) == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_early_changes_whose_order_never_came_are_pruned_after_the_retention(database_url: str) -> None:
+    engine = await fresh_engine(database_url)
+    try:
+        await feed(engine, location("WH1"), stock("P", 10, 10, 1))
+        stale, fresh = env(OrderCancelled(order_id="p-old")), env(OrderCancelled(order_id="p-new"))
+        await feed(engine, stale, fresh)
+        async with engine.begin() as conn:  # the first one waits for longer than the retention
+            await conn.execute(text("UPDATE early_order_events SET received_at = now() - interval '8 days' "
+                                    "WHERE order_id = 'p-old'"))
+        async with engine.begin() as conn:
+            pruned = await early_changes.prune_early_changes(
+                conn, datetime.now(UTC) - timedelta(hours=early_changes.RETENTION_HOURS))
+        assert pruned == [("p-old", stale[0].event_id)]
+        assert await kept(engine) == 1
+        # the young one still applies when its order comes
+        await feed(engine, order("p-new", [("1", "P", 2)]))
+        assert (await line_state(engine, "p-new"))["1"]["cancelled"] == 2
         assert await kept(engine) == 0
     finally:
         await engine.dispose()

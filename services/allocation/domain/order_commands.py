@@ -5,7 +5,8 @@ from __future__ import annotations
 from services.allocation.domain.aggregate import BookCore
 from services.allocation.domain.changes import OrderResult
 from services.allocation.domain.dropship import is_dropship
-from services.allocation.domain.model import Allocation, Order, OrderLine
+from services.allocation.domain.model import Allocation, Order, OrderLine, StockPosition
+from services.allocation.domain.queue import SliceTooSmall
 
 
 class OrderCommands(BookCore):
@@ -44,6 +45,8 @@ class OrderCommands(BookCore):
         unknown = [] if line_ids is None else [lid for lid in line_ids if lid not in order.lines]
         allocs = [a for lid in wanted for a in order.lines[lid].allocations if a.status == "allocated"
                   and not is_dropship(self.locations.get(a.location_id))]  # a supplier ships those
+        if allocs and self._refuse_pack_on_expired_lots(order, allocs, shipment_id):
+            return
         reason = None
         if order.hold is not None:  # held by staff (order_holds.py)
             reason = f"order on hold: {order.hold}"
@@ -65,6 +68,42 @@ class OrderCommands(BookCore):
             detail += f" (unknown lines ignored: {', '.join(unknown)})"
         self.changes.touch(order, "packed", detail, kind="AllocationPacked", shipment_id=shipment_id)
         self._emit()
+
+    def _refuse_pack_on_expired_lots(self, order: Order, allocs: list[Allocation], shipment_id: str) -> bool:
+        """Packing re-checks expiry: a lot may have expired since its units were allocated (the
+        expiry sweep releases them within its interval; a pack in between must not take them).
+        Then the pack is refused, those units are released to backorder at their queue place and
+        re-allocated from stock that has not expired; the packer packs again from the new pick
+        list. True when refused."""
+        if any(a.position_key not in self.positions for a in allocs):
+            # the positions of every loaded order's allocations at once: at most one rerun for a
+            # batch of pack requests (one per request could exceed the reruns a batch may take)
+            raise SliceTooSmall(positions={a.position_key for o in self.orders.values() for a in o.live_allocations()
+                                           if a.position_key not in self.positions})
+        expired: list[tuple[Allocation, StockPosition]] = []
+        for a in allocs:
+            p = self.positions[a.position_key]
+            if p.expired(self.now):
+                if p.key not in self.position_allocations_loaded:
+                    raise SliceTooSmall(positions={p.key})
+                expired.append((a, p))
+        if not expired:
+            return False
+        lots = []
+        for a, p in sorted(expired, key=lambda ap: ap[0].recency()):
+            expiry = p.expires_at.date().isoformat() if p.expires_at else "?"
+            lot = p.lot or "(none)"
+            self._release_to_backorder(
+                a, reason=f"lot {lot} at {p.location_id} expired on {expiry}: waiting to be re-allocated",
+                change="lot expired", what=f"released, lot {lot} at {p.location_id}/{p.bin} expired on {expiry}")
+            self.changes.availability.add(p.sku)
+            lots.append(f"lot {lot} at {p.location_id}/{p.bin} expired on {expiry}")
+        self._release_ship_complete_partial(order)
+        self.run_pending_fills()
+        self.changes.touch(order, "pack rejected", "; ".join(dict.fromkeys(lots)) + ": re-allocated, pack again",
+                           kind="PackRejected", shipment_id=shipment_id)
+        self._emit()
+        return True
 
     def cancel(self, order_id: str, line_ids: list[str] | None, reason: str = "") -> None:
         """OrderCancelled: backorders are cancelled first, then unpacked allocations released."""
