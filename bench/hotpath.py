@@ -38,6 +38,7 @@ from libs.contracts.orders import Address, Customer
 from libs.database.engine import create_engine
 from libs.database.migrations import upgrade_schema
 from libs.embedded import EmbeddedPostgres
+from libs.service_host.host import HostSettings, tune_garbage_collector
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.service_layer.allocating import apply_events
 
@@ -76,7 +77,8 @@ def _postgres_cpu(pids: list[int]) -> float:
     return total
 
 
-async def run(orders: int, batch: int, skus: int, profile: str | None, database_url: str, pg_pid: int | None) -> None:
+async def run(orders: int, batch: int, skus: int, profile: str | None, database_url: str, pg_pid: int | None,
+              gc_threshold: int) -> None:
     engine = create_engine(database_url, schema=SCHEMA, pool_size=2)
     await upgrade_schema(engine, schema=SCHEMA, versions_dir=VERSIONS)
     run_id = uuid.uuid4().hex[:6]
@@ -91,6 +93,8 @@ async def run(orders: int, batch: int, skus: int, profile: str | None, database_
         async with engine.begin() as conn:
             await apply_events(conn, [decode_event(raw) for raw in setup[i:i + 2000]])
     records = _orders(run_id, sku_ids, orders)
+    if gc_threshold:  # as the service host does once it is ready
+        tune_garbage_collector(gc_threshold)
     warm, timed = records[:batch * 2], records[batch * 2:]
     for i in range(0, len(warm), batch):
         async with engine.begin() as conn:
@@ -128,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--skus", type=int, default=2000)
     ap.add_argument("--profile", help="write a cProfile of the timed batches here")
+    ap.add_argument("--gc-threshold", type=int, default=HostSettings.model_fields["gc_threshold"].default,
+                    help="young-generation threshold as the service sets it (0: leave CPython's default)")
     args = ap.parse_args(argv)
     url = os.environ.get("OMS_DATABASE_URL", "")
     pg = None
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         url = pg.url
     try:
         asyncio.run(run(args.orders, args.batch, args.skus, args.profile, url,
-                        pg.process.pid if pg and pg.process else None))
+                        pg.process.pid if pg and pg.process else None, args.gc_threshold))
     finally:
         if pg:
             pg.stop()

@@ -290,11 +290,15 @@ class Slice:
 # ---------------------------------------------------------------------- writing
 @dataclass(frozen=True)
 class BulkUpsert:
-    """One statement that inserts or updates many rows of a table, each column passed as an array
-    (``unnest``): ``columns`` are (column, PostgreSQL type); ``update`` the columns a conflict on
-    ``key`` overwrites; ``stamp`` also sets ``updated_at``; ``casts`` turn an unnested value into
-    the column's type (arrays of arrays do not unnest into rows, so a text[] column travels as
-    text literals '{a,b}')."""
+    """One statement that inserts or updates many rows of a table: ``columns`` are (column,
+    PostgreSQL type); ``update`` the columns a conflict on ``key`` overwrites; ``stamp`` also sets
+    ``updated_at``; ``casts`` name a column's type where the value travels as another (a text[]
+    column's value travels as the text literal '{a,b}').
+
+    The rows travel as one JSON document, an array of arrays (one per row, the columns in order),
+    unpacked by ``jsonb_array_elements``. Passing one array parameter per column instead made
+    asyncpg check every single value against ``collections.abc.Iterable`` and ``Sized`` in Python
+    (it looks for nested arrays): tens of thousands of calls per batch (bench/hotpath.py)."""
 
     table: str
     columns: tuple[tuple[str, str], ...]
@@ -311,10 +315,10 @@ class BulkUpsert:
     def sql(self) -> str:
         casts = dict(self.casts)
         names = ", ".join(self.names)
-        values = ", ".join(f"CAST(u.{n} AS {casts[n]})" if n in casts else f"u.{n}" for n in self.names)
-        arrays = ", ".join(f"CAST(:{n} AS {t}[])" for n, t in self.columns)
+        values = ", ".join(f"CAST(e->>{i} AS {casts.get(n, t)})" for i, (n, t) in enumerate(self.columns))
         sets = [f"{c} = EXCLUDED.{c}" for c in self.update] + (["updated_at = now()"] if self.stamp else [])
-        return (f"INSERT INTO {self.table} ({names}) SELECT {values} FROM unnest({arrays}) AS u({names})"
+        return (f"INSERT INTO {self.table} ({names}) SELECT {values}"
+                " FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e"
                 f" ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {', '.join(sets)}")
 
     @cached_property
@@ -324,8 +328,20 @@ class BulkUpsert:
     async def run(self, conn: AsyncConnection, items: Iterable[object], **computed: list[Any]) -> None:
         """Write ``items``: each column read from the item's attribute of that name, unless given in ``computed``."""
         items = list(items)
-        params: dict[str, Any] = {n: list(map(attrgetter(n), items)) for n in self.names if n not in computed}
-        await conn.execute(self.statement, params | computed)
+        read = [n for n in self.names if n not in computed]
+        getter = attrgetter(*read)
+        if len(read) == 1:
+            rows: list[Any] = [(getter(x),) for x in items]
+        else:
+            rows = list(map(getter, items))
+        if computed:
+            order = read + list(computed)
+            if order != list(self.names):  # computed columns may sit anywhere: put every row in column order
+                at = [order.index(n) for n in self.names]
+                rows = [[(*r, *c)[i] for i in at] for r, c in zip(rows, zip(*computed.values()), strict=True)]
+            else:
+                rows = [(*r, *c) for r, c in zip(rows, zip(*computed.values()), strict=True)]
+        await conn.execute(self.statement, {"rows": orjson.dumps(rows).decode()})
 
 
 LOCATIONS = BulkUpsert(
