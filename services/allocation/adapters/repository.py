@@ -338,9 +338,9 @@ class BulkUpsert:
             order = read + list(computed)
             if order != list(self.names):  # computed columns may sit anywhere: put every row in column order
                 at = [order.index(n) for n in self.names]
-                rows = [[(*r, *c)[i] for i in at] for r, c in zip(rows, zip(*computed.values()), strict=True)]
+                rows = [[(*r, *c)[i] for i in at] for r, c in zip(rows, zip(*computed.values(), strict=True), strict=True)]
             else:
-                rows = [(*r, *c) for r, c in zip(rows, zip(*computed.values()), strict=True)]
+                rows = [(*r, *c) for r, c in zip(rows, zip(*computed.values(), strict=True), strict=True)]
         await conn.execute(self.statement, {"rows": orjson.dumps(rows).decode()})
 
 
