@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from services.console import (
+    pages_dropship,
     pages_orders,
     pages_purchase_orders,
     pages_setup,
@@ -104,6 +105,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.include_router(pages_stock.router)
     app.include_router(pages_setup.router)
     app.include_router(pages_purchase_orders.router)
+    app.include_router(pages_dropship.router)
     return app
 
 

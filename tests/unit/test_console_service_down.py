@@ -31,6 +31,9 @@ def console() -> TestClient:
     ("/purchase-orders", "inventory"),
     ("/purchase-orders?status=open&sku=X", "inventory"),
     ("/orders", "order_intake"),
+    ("/dropship", "fulfillment"),
+    ("/dropship?location_id=SUP&status=requested", "fulfillment"),
+    ("/locations/SUP/supplier-stock", "inventory"),
 ])
 def test_a_page_names_the_service_that_does_not_answer(console: TestClient, path: str, service: str) -> None:
     with console:
