@@ -1,0 +1,67 @@
+"""A hand hold from the order page (a refusal beside its field first): stock arriving while it is
+held is not allocated to it, releasing it is."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _place(api: httpx.Client, channel: str, sku: str, qty: int, currency: str = "EUR", price: str = "1.00") -> str:
+    body = {"channel": channel, "external_id": f"hs-{uuid.uuid4().hex[:8]}", "placed_at": datetime.now(UTC).isoformat(),
+            "currency": currency, "customer": {"name": "c"}, "ship_to": {"country": "DE"},
+            "lines": [{"line_id": "1", "sku": sku, "qty": qty, "unit_price": price}]}
+    resp = api.post(api.base_urls["order_intake"] + "/v1/orders", json=body, headers={"X-API-Key": "dev-key"})  # type: ignore[attr-defined]
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["order_id"])
+
+
+def _line(pg: Any, state: str) -> Any:
+    return pg.locator(f"#lines tr[data-line='1'] td[data-q='{state}']")
+
+
+def test_an_order_held_by_hand_gets_no_new_stock_until_released_from_the_order_page(page: Any, api: httpx.Client) -> None:
+    from playwright.sync_api import expect
+
+    run = uuid.uuid4().hex[:6]
+    loc, sku = f"HOLD-{run}", f"HELD-{run}"
+    inv, alloc = api.base_urls["inventory"], api.base_urls["allocation"]  # type: ignore[attr-defined]
+    assert api.post(inv + "/v1/locations", json={"location_id": loc, "name": "Hold", "country": "DE"}).status_code in (200, 201)
+    assert api.post(inv + "/v1/receipts", json={"location_id": loc, "reference": f"G1-{run}",
+                                                "lines": [{"sku": sku, "bin": "H-01", "qty": 1}]}).status_code == 201
+    order_id = _place(api, "web", sku, 2)
+    pg = page
+    pg.goto(f"/orders/{order_id}")
+    expect(_line(pg, "allocated")).to_have_text("1")
+    expect(_line(pg, "backordered")).to_have_text("1")
+
+    pg.locator("#act-hold").get_by_role("button", name="Hold order").click()  # no reason: refused beside it
+    expect(pg.locator("#act-hold [data-error-for='reason']")).to_contain_text("reason:")
+    pg.locator("#act-hold").get_by_label("Reason for the hold").fill("address check")
+    pg.locator("#act-hold").get_by_role("button", name="Hold order").click()
+    expect(pg.locator("#act-hold .ok")).to_contain_text("Order held (address check)")
+    expect(pg.locator("#intake-hold")).to_contain_text("address check")
+    expect(pg.locator("#intake-hold")).to_contain_text("Held at allocation")
+
+    assert api.post(inv + "/v1/receipts", json={"location_id": loc, "reference": f"G2-{run}",
+                                                "lines": [{"sku": sku, "bin": "H-01", "qty": 1}]}).status_code == 201
+    deadline = time.monotonic() + 60  # allocation has handled the receipt once its report counts it
+    while api.get(alloc + "/v1/reports/stock", params={"sku": sku}).json()[0]["on_hand"] != 2:
+        assert time.monotonic() < deadline, "allocation never saw the second receipt"
+        time.sleep(0.2)
+    pg.reload()
+    expect(_line(pg, "backordered")).to_have_text("1")  # held: the new unit is not allocated to it
+    expect(_line(pg, "allocated")).to_have_text("1")
+
+    pg.locator("#act-release").get_by_role("button", name="Release hold").click()
+    expect(pg.locator("#act-release .ok")).to_contain_text("Hold released")
+    expect(_line(pg, "allocated")).to_have_text("2")
+    expect(pg.locator("#intake-hold")).to_have_count(0)
+
