@@ -21,6 +21,7 @@ from services.console import (
     pages_dropship,
     pages_orders,
     pages_purchase_orders,
+    pages_reports,
     pages_setup,
     pages_stock,
 )
@@ -106,6 +107,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.include_router(pages_setup.router)
     app.include_router(pages_purchase_orders.router)
     app.include_router(pages_dropship.router)
+    app.include_router(pages_reports.router)
     return app
 
 

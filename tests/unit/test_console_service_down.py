@@ -34,6 +34,8 @@ def console() -> TestClient:
     ("/dropship", "fulfillment"),
     ("/dropship?location_id=SUP&status=requested", "fulfillment"),
     ("/locations/SUP/supplier-stock", "inventory"),
+    ("/reports/sales", "order_intake"),
+    ("/reports/sales?group_by=sku&currency=EUR", "order_intake"),
 ])
 def test_a_page_names_the_service_that_does_not_answer(console: TestClient, path: str, service: str) -> None:
     with console:

@@ -1,11 +1,12 @@
 """A hand hold from the order page (a refusal beside its field first): stock arriving while it is
-held is not allocated to it, releasing it is."""
+held is not allocated to it, releasing it is; and the sales report, one table per currency (a bad
+date range refused beside its field first)."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -65,3 +66,39 @@ def test_an_order_held_by_hand_gets_no_new_stock_until_released_from_the_order_p
     expect(_line(pg, "allocated")).to_have_text("2")
     expect(pg.locator("#intake-hold")).to_have_count(0)
 
+
+def test_sales_report_shows_one_table_per_currency_and_refuses_a_bad_range_beside_its_field(
+        page: Any, api: httpx.Client) -> None:
+    from playwright.sync_api import expect
+
+    run = uuid.uuid4().hex[:6]
+    channel, sku = f"sales-{run}", f"SOLD-{run}"
+    _place(api, channel, sku, 2, "EUR", "5.00")
+    _place(api, channel, sku, 1, "EUR", "5.00")
+    _place(api, channel, sku, 3, "USD", "2.50")
+    today = datetime.now(UTC).date()
+    pg = page
+    pg.goto("/reports/sales")
+    form = pg.locator("#sales-form")
+    form.get_by_label("Group by").select_option("sku")
+    form.get_by_label("Placed from").fill(today.isoformat())
+    form.get_by_label("Placed to").fill((today - timedelta(days=1)).isoformat())
+    form.get_by_label("Channel").fill(channel)
+    form.get_by_role("button", name="Show").click()
+    expect(pg.locator("#sales-form [data-error-for='date_to']")).to_contain_text("date_to:")
+    expect(pg.locator("#sales-form").get_by_label("Channel")).to_have_value(channel)
+
+    pg.locator("#sales-form").get_by_label("Placed to").fill(today.isoformat())
+    pg.locator("#sales-form").get_by_role("button", name="Show").click()
+    eur = pg.locator(f"#sales-EUR tr[data-key='{sku}']")
+    expect(eur.locator("td[data-q='orders']")).to_have_text("2")
+    expect(eur.locator("td[data-q='ordered-units']")).to_have_text("3")
+    expect(eur.locator("td[data-q='ordered-value']")).to_have_text("15.00")
+    usd = pg.locator(f"#sales-USD tr[data-key='{sku}']")
+    expect(usd.locator("td[data-q='orders']")).to_have_text("1")
+    expect(usd.locator("td[data-q='ordered-value']")).to_have_text("7.50")
+
+    pg.locator("#sales-form").get_by_label("Currency").fill("USD")
+    pg.locator("#sales-form").get_by_role("button", name="Show").click()
+    expect(pg.locator(f"#sales-USD tr[data-key='{sku}']")).to_have_count(1)
+    expect(pg.locator("#sales-EUR")).to_have_count(0)
