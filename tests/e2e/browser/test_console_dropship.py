@@ -7,10 +7,12 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from conftest import shoot
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +38,7 @@ def _place(api: httpx.Client, sku: str, ref: str) -> str:
     return str(resp.json()["order_id"])
 
 
-def test_dropship_supplier_stock_and_requests_confirmed_or_refused_from_the_console(page: Any, api: httpx.Client) -> None:
+def test_dropship_supplier_stock_and_requests_confirmed_or_refused_from_the_console(page: Any, api: httpx.Client, screenshots: Path) -> None:
     from playwright.sync_api import expect
 
     run = uuid.uuid4().hex[:6]
@@ -62,6 +64,7 @@ def test_dropship_supplier_stock_and_requests_confirmed_or_refused_from_the_cons
     pg.locator("#supplier-form").get_by_role("button", name="Save stated stock").click()
     expect(pg.locator("main .ok")).to_contain_text(f"Stated stock of {sup} saved: {sku} 5")
     expect(pg.locator(f"#stated tr[data-sku='{sku}'] td[data-q='on_hand']")).to_have_text("5")
+    shoot(pg, screenshots, "supplier-stock")
 
     shipped = _place(api, sku, f"dsc-{run}-a")
     first = _requested(api, sup, shipped)
@@ -79,6 +82,7 @@ def test_dropship_supplier_stock_and_requests_confirmed_or_refused_from_the_cons
     row = pg.locator(f"#dropship-requests tr[data-request='{first}']")
     expect(row.locator("td[data-q='status']")).to_have_text("confirmed")
     expect(row).to_contain_text(f"DHL JD{run}")
+    shoot(pg, screenshots, "dropship-requests")
 
     refused = _place(api, sku, f"dsc-{run}-b")
     second = _requested(api, sup, refused)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from conftest import shoot
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +30,7 @@ def _line(pg: Any, state: str) -> Any:
     return pg.locator(f"#lines tr[data-line='1'] td[data-q='{state}']")
 
 
-def test_an_order_held_by_hand_gets_no_new_stock_until_released_from_the_order_page(page: Any, api: httpx.Client) -> None:
+def test_an_order_held_by_hand_gets_no_new_stock_until_released_from_the_order_page(page: Any, api: httpx.Client, screenshots: Path) -> None:
     from playwright.sync_api import expect
 
     run = uuid.uuid4().hex[:6]
@@ -50,6 +52,7 @@ def test_an_order_held_by_hand_gets_no_new_stock_until_released_from_the_order_p
     expect(pg.locator("#act-hold .ok")).to_contain_text("Order held (address check)")
     expect(pg.locator("#intake-hold")).to_contain_text("address check")
     expect(pg.locator("#intake-hold")).to_contain_text("Held at allocation")
+    shoot(pg, screenshots, "order-hand-hold")
 
     assert api.post(inv + "/v1/receipts", json={"location_id": loc, "reference": f"G2-{run}",
                                                 "lines": [{"sku": sku, "bin": "H-01", "qty": 1}]}).status_code == 201
@@ -68,7 +71,7 @@ def test_an_order_held_by_hand_gets_no_new_stock_until_released_from_the_order_p
 
 
 def test_sales_report_shows_one_table_per_currency_and_refuses_a_bad_range_beside_its_field(
-        page: Any, api: httpx.Client) -> None:
+        page: Any, api: httpx.Client, screenshots: Path) -> None:
     from playwright.sync_api import expect
 
     run = uuid.uuid4().hex[:6]
@@ -97,6 +100,7 @@ def test_sales_report_shows_one_table_per_currency_and_refuses_a_bad_range_besid
     usd = pg.locator(f"#sales-USD tr[data-key='{sku}']")
     expect(usd.locator("td[data-q='orders']")).to_have_text("1")
     expect(usd.locator("td[data-q='ordered-value']")).to_have_text("7.50")
+    shoot(pg, screenshots, "sales-report")
 
     pg.locator("#sales-form").get_by_label("Currency").fill("USD")
     pg.locator("#sales-form").get_by_role("button", name="Show").click()

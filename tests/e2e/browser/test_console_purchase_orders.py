@@ -1,15 +1,18 @@
 """Purchase orders from the console: created (a refusal beside its field first), the shortfall of a
 channel that may pre-sell shows its promise on the order page, the receipt is booked from the list
-(a refusal first) and allocates the pre-sold units; another one is cancelled and filtered."""
+(a refusal first) and allocates the pre-sold units; another one is changed (a refusal first),
+cancelled and filtered."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from conftest import shoot
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +23,7 @@ def _ok(api: httpx.Client, method: str, service: str, path: str, **kw: Any) -> A
     return resp.json() if resp.content else None
 
 
-def test_purchase_order_created_promised_on_the_order_received_and_another_cancelled(page: Any, api: httpx.Client) -> None:
+def test_purchase_order_created_promised_on_the_order_received_and_another_cancelled(page: Any, api: httpx.Client, screenshots: Path) -> None:
     from playwright.sync_api import expect
 
     run = uuid.uuid4().hex[:6]
@@ -48,6 +51,7 @@ def test_purchase_order_created_promised_on_the_order_received_and_another_cance
     [po] = _ok(api, "GET", "inventory", "/v1/purchase-orders", params={"sku": sku})
     pid = po["purchase_order_id"]
     expect(pg.locator(f"#purchase-orders tr[data-po='{pid}'] td[data-q='status']")).to_have_text("open")
+    shoot(pg, screenshots, "purchase-orders")
 
     order_id = _ok(api, "POST", "order_intake", "/v1/orders", headers={"X-API-Key": "dev-key"}, json={
         "channel": channel, "external_id": f"po-{run}", "placed_at": datetime.now(UTC).isoformat(),
@@ -58,6 +62,7 @@ def test_purchase_order_created_promised_on_the_order_received_and_another_cance
     expect(promise.locator("td[data-q='qty']")).to_have_text("2")
     expect(promise).to_contain_text(pid)
     expect(promise.locator("td[data-q='promised_date']")).to_have_text(expected)
+    shoot(pg, screenshots, "purchase-order-promise")
     expect(pg.locator("#lines tr[data-line='1'] [data-q='backorder_reason']")).to_contain_text(
         f"pre-sold: 2 against purchase order {pid}")
 
@@ -91,6 +96,17 @@ def test_purchase_order_created_promised_on_the_order_received_and_another_cance
     assert len(second) == 1
     sid = second[0]["purchase_order_id"]
     row = pg.locator(f"#purchase-orders tr[data-po='{sid}']")
+    row.locator("summary").click()
+    row.get_by_label("New expected date").fill((datetime.now(UTC).date() - timedelta(days=1)).isoformat())
+    row.get_by_role("button", name="Change").click()  # in the past: refused beside it
+    row = pg.locator(f"#purchase-orders tr[data-po='{sid}']")
+    expect(row.locator("[data-error-for='expected_date']")).to_contain_text("expected_date:")
+    row.get_by_label("New expected date").fill("")
+    row.get_by_label("New quantity").fill("5")
+    row.get_by_role("button", name="Change").click()
+    expect(pg.locator("main .ok")).to_contain_text(f"Purchase order {sid} changed: qty 5")
+    row = pg.locator(f"#purchase-orders tr[data-po='{sid}']")
+    expect(row.locator("td[data-q='qty']")).to_have_text("5")
     row.locator("summary").click()
     row.get_by_role("button", name="Cancel purchase order").click()
     expect(pg.locator("main .ok")).to_contain_text(f"Purchase order {sid} cancelled")
