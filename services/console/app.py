@@ -17,7 +17,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
-from services.console import pages_orders, pages_setup, pages_stock
+from services.console import (
+    pages_dropship,
+    pages_orders,
+    pages_purchase_orders,
+    pages_reports,
+    pages_setup,
+    pages_stock,
+)
 from services.console.client import NotSignedIn, ServiceRefused, Services
 from services.console.settings import ConsoleSettings
 from services.console.web import page, services
@@ -98,6 +105,9 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.include_router(pages_orders.router)
     app.include_router(pages_stock.router)
     app.include_router(pages_setup.router)
+    app.include_router(pages_purchase_orders.router)
+    app.include_router(pages_dropship.router)
+    app.include_router(pages_reports.router)
     return app
 
 

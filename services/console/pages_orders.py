@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from services.console.client import ServiceRefused
-from services.console.web import TEMPLATES, Outcome, as_int, call, page, refused
+from services.console.web import TEMPLATES, Outcome, as_int, call, page, refused, texts
 
 router = APIRouter()
 
@@ -151,6 +151,18 @@ async def deallocate(request: Request, order_id: str) -> HTMLResponse:
         return await _action(request, order_id, "deallocate", refused(exc, form, ["line_ids"]))
     return await _action(request, order_id, "deallocate", Outcome(
         message=f"Allocations of line(s) {', '.join(line_ids)} removed; the line(s) are on hold."))
+
+
+@router.post("/orders/{order_id}/hold", response_class=HTMLResponse)
+async def hold(request: Request, order_id: str) -> HTMLResponse:
+    form = await request.form()
+    reason = texts(form, "reason")["reason"]
+    try:
+        await call(request, "POST", "order_intake", f"/v1/orders/{order_id}/hold", json={"reason": reason})
+    except ServiceRefused as exc:
+        return await _action(request, order_id, "hold", refused(exc, form, ["reason"]))
+    return await _action(request, order_id, "hold", Outcome(
+        message=f"Order held ({reason}): nothing more is allocated or packed until the hold is released."))
 
 
 @router.post("/orders/{order_id}/release-hold", response_class=HTMLResponse)

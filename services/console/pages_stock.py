@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from services.console.client import ServiceRefused
-from services.console.web import Outcome, as_int, call, page, refused, services, token
+from services.console.web import Outcome, as_int, call, page, refused, services, texts, token
 
 router = APIRouter()
 
@@ -69,7 +69,7 @@ async def _stock_action(request: Request, action: str, sku: str, outcome: Outcom
 @router.post("/stock/receipt", response_class=HTMLResponse)
 async def receipt(request: Request) -> HTMLResponse:
     form = await request.form()
-    f = {k: str(form.get(k) or "").strip() for k in ("location_id", "reference", "sku", "bin", "lot", "expires_at")}
+    f = texts(form, "location_id", "reference", "sku", "bin", "lot", "expires_at")
     line: dict[str, Any] = {"sku": f["sku"], "bin": f["bin"], "lot": f["lot"], "qty": as_int(form.get("qty"))}
     if f["expires_at"]:
         line["expires_at"] = f["expires_at"] + ("T00:00:00Z" if len(f["expires_at"]) == 10 else "")
@@ -87,7 +87,7 @@ async def receipt(request: Request) -> HTMLResponse:
 @router.post("/stock/adjustment", response_class=HTMLResponse)
 async def adjustment(request: Request) -> HTMLResponse:
     form = await request.form()
-    f = {k: str(form.get(k) or "").strip() for k in ("sku", "location_id", "bin", "lot", "reason_code", "reference")}
+    f = texts(form, "sku", "location_id", "bin", "lot", "reason_code", "reference")
     body = f | {"delta": as_int(form.get("delta")), "reference": f["reference"] or None}
     try:
         await call(request, "POST", "inventory", "/v1/adjustments", json=body)
@@ -103,7 +103,7 @@ async def adjustment(request: Request) -> HTMLResponse:
 async def transfer(request: Request) -> HTMLResponse:
     form = await request.form()
     keys = ("sku", "from_location_id", "from_bin", "lot", "to_location_id", "to_bin", "reference")
-    f = {k: str(form.get(k) or "").strip() for k in keys}
+    f = texts(form, *keys)
     body = f | {"qty": as_int(form.get("qty")), "reference": f["reference"] or None}
     try:
         await call(request, "POST", "inventory", "/v1/transfers", json=body)

@@ -3,6 +3,7 @@ beside the form fields they name."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,11 @@ def _values(form: FormData | dict[str, Any]) -> dict[str, Any]:
     if isinstance(form, dict):
         return dict(form)
     return {k: (form.getlist(k) if len(form.getlist(k)) > 1 else form.get(k)) for k in form}
+
+
+def texts(form: Mapping[str, Any], *names: str) -> dict[str, str]:
+    """The named inputs of a form as stripped text (missing: empty)."""
+    return {n: str(form.get(n) or "").strip() for n in names}
 
 
 def as_int(value: Any) -> Any:
