@@ -144,3 +144,25 @@ def test_a_pickup_order_waits_at_a_location_that_does_not_offer_pickup_until_it_
     b.finish()
     assert taken(order) == [("WH", 2)]
     assert line.backordered == 0
+
+
+def test_the_feed_promises_each_channel_only_the_locations_it_may_use_after_its_buffer() -> None:
+    """SPEC 3.7 / issue 10 part 3: per location, SPEC's available (safety stock held back, no
+    buffer); per channel, its own buffer and only locations that serve it; the default entry
+    only locations that serve every channel; a channel a location is kept for gets its figure."""
+    from services.allocation.domain.policy import SafetyStock
+    from services.allocation.service_layer.availability import availability_of
+
+    default = Policy(safety_stock=(SafetyStock("*", "WH", 1),))
+    web = Policy(channel="web", buffer=2)
+    data = availability_of("A", {"WH": 10, "SHOP": 4, "B2B": 6}, {"*": default, "web": web}, T0,
+                           serves={"WH": None, "SHOP": ("pos", "web"), "B2B": ("b2b",)})
+    assert data["locations"] == [{"location_id": "B2B", "available": 6}, {"location_id": "SHOP", "available": 4},
+                                 {"location_id": "WH", "available": 9}]
+    assert data["total"] == 19
+    assert data["channels"] == {
+        "*": 9,              # WH only (SHOP and B2B are kept for named channels), its safety stock held back
+        "web": 8 + 2,        # WH 10 - 2 buffer (web's own policy: no safety stock), SHOP 4 - 2; not B2B
+        "pos": 9 + 4,        # the default policy: WH 10 - 1 safety, SHOP 4; not B2B
+        "b2b": 9 + 6,        # WH and B2B under the default policy
+    }

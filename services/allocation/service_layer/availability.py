@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +31,8 @@ BUILTIN_POLICY = Policy()  # one object: building a Policy per SKU was ~4 % of a
 
 
 def availability_of(sku: str, free_at: dict[str, int], policies: dict[str, Policy], now: datetime,
-                    suppliers: frozenset[str] = frozenset()) -> dict[str, Any]:
+                    suppliers: frozenset[str] = frozenset(),
+                    serves: Mapping[str, tuple[str, ...] | None] | None = None) -> dict[str, Any]:
     """AvailabilityChanged payload for one SKU (plain JSON) from what is free per location
     (``domain.availability.free_by_location``): available-to-promise per location (the default
     policy's safety stock held back) and per channel (its own safety stock and buffer too).
@@ -41,13 +42,25 @@ def availability_of(sku: str, free_at: dict[str, int], policies: dict[str, Polic
     loop here and bytes on every event of the busiest topic.
 
     ``suppliers``: the dropship locations; a channel whose policy may not send this SKU there
-    (``Policy.dropship_applies``) is not promised their stock."""
-    per_location = available_by_location(sku, free_at, policies.get(DEFAULT_CHANNEL) or BUILTIN_POLICY)
+    (``Policy.dropship_applies``) is not promised their stock.
+
+    ``serves``: the channels each location serves (``Location.channels``; None: every channel).
+    A channel is promised only the stock of locations it may take from, as allocation would
+    allocate it; the default entry (``*``: any channel without a policy of its own) only the
+    stock of locations that serve every channel, and every channel a location is kept for gets
+    its own entry (under the default policy when it has none), so its connector reads its figure."""
+    serves = serves or {}
+    default = policies.get(DEFAULT_CHANNEL) or BUILTIN_POLICY
+    per_location = available_by_location(sku, free_at, default)
     channels = {}
+    named = {ch for chs in serves.values() if chs for ch in chs}  # channels some location is kept for
+    if named - policies.keys():  # such a channel without a policy of its own: the default's
+        policies = {**policies, **{ch: default for ch in sorted(named - policies.keys())}}
     for ch, pol in policies.items():
         channels[ch] = sum(available_to_promise(free, pol, sku, loc) for loc, free in free_at.items()
-                           if loc not in suppliers or pol.dropship_applies(sku))
-    channels.setdefault(DEFAULT_CHANNEL, sum(per_location.values()))
+                           if (loc not in suppliers or pol.dropship_applies(sku)) and _may_use(serves, loc, ch))
+    if DEFAULT_CHANNEL not in channels:
+        channels[DEFAULT_CHANNEL] = sum(n for loc, n in per_location.items() if _may_use(serves, loc, DEFAULT_CHANNEL))
     return {
         "sku": sku,
         "total": sum(per_location.values()),
@@ -56,6 +69,11 @@ def availability_of(sku: str, free_at: dict[str, int], policies: dict[str, Polic
         "positions": [],
         "as_of": now.isoformat(),
     }
+
+
+def _may_use(serves: Mapping[str, tuple[str, ...] | None], location_id: str, channel: str) -> bool:
+    channels = serves.get(location_id)
+    return channels is None or (channel != DEFAULT_CHANNEL and channel in channels)
 
 
 async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
@@ -68,12 +86,13 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     free = await free_units_by_location(conn, skus, now)
     policies = {r.channel: policy_from_json(r.document)
                 for r in await conn.execute(text("SELECT channel, document FROM policies"))}
-    suppliers = frozenset(r.location_id for r in await conn.execute(
-        text("SELECT location_id FROM locations WHERE kind = 'dropship'")))
+    locations = (await conn.execute(text("SELECT location_id, kind, channels FROM locations"))).all()
+    suppliers = frozenset(r.location_id for r in locations if r.kind == "dropship")
+    serves = {r.location_id: None if r.channels is None else tuple(r.channels) for r in locations}
     inbound = await inbound_availability(conn, skus, policies, now.date())  # pre-selling (presales.py)
     messages = []
     for sku in skus:
-        data = availability_of(sku, free[sku], policies, now, suppliers) | inbound.get(sku, NO_INBOUND)
+        data = availability_of(sku, free[sku], policies, now, suppliers, serves) | inbound.get(sku, NO_INBOUND)
         envelope = Envelope.model_construct(
             event_id=uuid.uuid4(), event_type="AvailabilityChanged", schema_version=1, occurred_at=now,
             source=SOURCE, correlation_id=f"sku:{sku}", causation_id=None, data=data,
