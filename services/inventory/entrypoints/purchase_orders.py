@@ -8,17 +8,18 @@ nothing changed."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from libs.contracts.storable import StorableDatetime, Text
+from libs.contracts.storable import StorableDatetime
 from libs.service_host import Runtime
 from libs.service_host.auth import OPERATOR, VIEWER, AccessTable
 from libs.service_host.errors import problem_response
+from services.inventory.entrypoints.common import Code, Lot, Reference, aware
 from services.inventory.service_layer.purchase_orders import (
     PurchaseOrderNotFound,
     cancel_purchase_order,
@@ -30,16 +31,7 @@ from services.inventory.service_layer.purchase_orders import (
 )
 from services.inventory.service_layer.stock import DuplicateReceipt, StockRefused, entry_view
 
-Code = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Lot = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=200)]
-Reference = Annotated[Text, StringConstraints(max_length=200)]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=10_000_000)]
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("must carry a time zone offset (e.g. 2026-11-22T10:00:00Z)")
-    return value
 
 
 class PurchaseOrderIn(BaseModel):
@@ -74,7 +66,7 @@ class PurchaseOrderReceiptIn(BaseModel):
     received_at: StorableDatetime | None = Field(default=None, description="default: now")
     expires_at: StorableDatetime | None = None
 
-    _dates_ok = field_validator("received_at", "expires_at")(lambda cls, v: _aware(v))
+    _dates_ok = field_validator("received_at", "expires_at")(lambda cls, v: aware(v))
 
 
 class PurchaseOrderOut(BaseModel):
