@@ -16,6 +16,7 @@ from libs.contracts import Topic, new_envelope
 from libs.contracts.events import AllocationLine, LineState, OrderShipped, PackRequested, ShipmentLine
 from libs.contracts.problems import Problem
 from libs.messaging import OutboxMessage, write_outbox
+from services.fulfillment.adapters.queries import shipment_lines
 from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.packing import (
     OrderedLine,
@@ -205,20 +206,7 @@ async def shipment_view(conn: AsyncConnection, shipment_id: str) -> dict[str, An
     )
     if row is None:
         raise ShipmentNotFound(shipment_id)
-    lines = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT allocation_id, line_id, sku, location_id, bin, lot, qty, serials"
-                    " FROM shipment_lines"
-                    " WHERE shipment_id = :s ORDER BY line_id, allocation_id"
-                ),
-                {"s": shipment_id},
-            )
-        )
-        .mappings()
-        .all()
-    )
+    lines = await shipment_lines(conn, shipment_id)
     return {
         "shipment_id": row["shipment_id"],
         "order_id": row["order_id"],
@@ -279,20 +267,7 @@ async def ship_shipment(conn: AsyncConnection, shipment_id: str, carrier: str, t
         shipped_tracking=row.tracking_number,
     ):
         return False
-    lines = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT allocation_id, line_id, sku, location_id, bin, lot, qty, serials"
-                    " FROM shipment_lines"
-                    " WHERE shipment_id = :s ORDER BY line_id, allocation_id"
-                ),
-                {"s": shipment_id},
-            )
-        )
-        .mappings()
-        .all()
-    )
+    lines = await shipment_lines(conn, shipment_id)
     await conn.execute(
         text(
             "UPDATE shipments SET status = 'shipped', carrier = :c, tracking_number = :t, shipped_at = now()"

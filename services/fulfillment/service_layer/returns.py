@@ -39,26 +39,25 @@ async def receive_return(
         raise PricesUnavailable(f"order intake has no price for line(s) {', '.join(unpriced)}")
     shipped: dict[str, int] = {}
     shipped_from: dict[str, set[str]] = {}
-    for line_id, location_id, qty in (
+    for row in (
         await conn.execute(
             text(
-                "SELECT l.line_id, l.location_id, sum(l.qty) FROM shipment_lines l JOIN shipments s"
+                "SELECT l.line_id, l.location_id, sum(l.qty) AS qty FROM shipment_lines l JOIN shipments s"
                 " USING (shipment_id) WHERE s.order_id = :o AND s.status = 'shipped'"
                 " GROUP BY l.line_id, l.location_id"
             ),
             {"o": order_id},
         )
     ).all():
-        shipped[line_id] = shipped.get(line_id, 0) + int(qty)
-        shipped_from.setdefault(line_id, set()).add(location_id)
-    returned: dict[str, int] = dict(
-        (
-            await conn.execute(
-                text("SELECT line_id, sum(qty) FROM return_lines WHERE order_id = :o GROUP BY line_id"),
-                {"o": order_id},
-            )
-        ).all()
-    )
+        shipped[row.line_id] = shipped.get(row.line_id, 0) + int(row.qty)
+        shipped_from.setdefault(row.line_id, set()).add(row.location_id)
+    returned: dict[str, int] = {
+        row.line_id: row.qty
+        for row in await conn.execute(
+            text("SELECT line_id, sum(qty) AS qty FROM return_lines WHERE order_id = :o GROUP BY line_id"),
+            {"o": order_id},
+        )
+    }
     returnable = {
         ln["line_id"]: ReturnableLine(
             ln["line_id"],
