@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -102,3 +102,31 @@ class Peer:
 
     def _not_reachable(self, exc: Exception) -> PeerUnavailable:
         return self.unavailable(f"{self.name} at {self.base_url} not reachable: {type(exc).__name__}")
+
+
+class PeerAdapter:
+    """The base of a port's adapter over one peer: the subclass names the peer, where its
+    settings are and the port's own exception (``port_unavailable``, built from the problem
+    text), which ``get_json`` raises in place of ``PeerUnavailable``. Every adapter is built
+    the same way: ``(base_url, token, *, transport, timeout)``, each falling back to the
+    settings (``transport`` is for tests)."""
+
+    service: ClassVar[str]
+    url_variable: ClassVar[str]
+    token_variable: ClassVar[str]
+    default_url: ClassVar[str]
+    port_unavailable: ClassVar[type[Exception]]
+
+    def __init__(self, base_url: str | None = None, token: str | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None, timeout: float = 10.0) -> None:
+        self.peer = Peer(self.service, url_variable=self.url_variable, token_variable=self.token_variable,
+                         default_url=self.default_url, base_url=base_url, token=token, transport=transport,
+                         timeout=timeout)
+
+    async def get_json(self, path: str, what: str, *, params: dict[str, str] | None = None,
+                       missing_ok: bool = False) -> Any:
+        """``Peer.get_json``, failing with the port's exception."""
+        try:
+            return await self.peer.get_json(path, what, params=params, missing_ok=missing_ok)
+        except PeerUnavailable as exc:
+            raise self.port_unavailable(str(exc)) from exc

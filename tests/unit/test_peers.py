@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from libs.service_host.peers import Peer, PeerUnavailable
+from libs.service_host.peers import Peer, PeerAdapter, PeerUnavailable
 
 
 def _peer_app(statuses: list[int]) -> tuple[FastAPI, list[dict[str, str]]]:
@@ -69,3 +69,26 @@ async def test_nothing_listening_is_unavailable() -> None:
                 default_url="http://127.0.0.1:9")
     with pytest.raises(PeerUnavailable, match=r"^inventory at http://127.0.0.1:9 not reachable: ConnectError$"):
         await peer.get_json("/v1/locations", "its locations")
+
+
+class _PortDown(RuntimeError):
+    pass
+
+
+class _Adapter(PeerAdapter):
+    service = "allocation"
+    url_variable = "OMS_TEST_PEER_URL"
+    token_variable = "OMS_TEST_PEER_TOKEN"
+    default_url = "http://127.0.0.1:9"
+    port_unavailable = _PortDown
+
+
+async def test_an_adapter_fails_with_its_ports_exception_and_is_configured_like_a_peer() -> None:
+    app, seen = _peer_app([500])
+    with pytest.raises(_PortDown, match="^allocation answered HTTP 500 for things$") as caught:
+        await _Adapter("http://peer", "dev-admin-token", transport=httpx.ASGITransport(app=app)).get_json(
+            "/things", "things")
+    assert isinstance(caught.value.__cause__, PeerUnavailable)
+    assert seen == [{"authorization": "Bearer dev-admin-token"}]
+    with pytest.raises(_PortDown, match="not reachable: ConnectError"):
+        await _Adapter().get_json("/things", "things")

@@ -3,27 +3,20 @@ configured like ``intake_api`` (``OMS_ORDER_INTAKE_URL``, ``OMS_ORDER_INTAKE_TOK
 
 from __future__ import annotations
 
-import httpx
 from pydantic import ValidationError
 
 from libs.contracts.orders import Address
-from libs.service_host.peers import PeerUnavailable
-from services.fulfillment.adapters.intake_api import order_intake, order_view
+from services.fulfillment.adapters.intake_api import IntakeOrders
 from services.fulfillment.service_layer.ship_to import ShipToUnavailable
 
 
-class IntakeShipTo:
+class IntakeShipTo(IntakeOrders):
     """The ``ShipTo`` port over order intake's HTTP API."""
 
-    def __init__(self, base_url: str | None = None, token: str | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None, timeout: float = 10.0) -> None:
-        self._intake = order_intake(base_url, token, transport=transport, timeout=timeout)
+    port_unavailable = ShipToUnavailable
 
     async def of_order(self, order_id: str) -> Address | None:
-        try:
-            body = await order_view(self._intake, order_id, "the order's address")
-        except PeerUnavailable as exc:
-            raise ShipToUnavailable(str(exc)) from exc
+        body = await self.order_view(order_id, "the order's address")
         if body is None:
             return None
         try:

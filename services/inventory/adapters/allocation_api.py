@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from libs.service_host.peers import Peer, PeerUnavailable
+from libs.service_host.peers import PeerAdapter
 from services.inventory.service_layer.reservations import (
     PositionAtLocation,
     PositionOfSku,
@@ -22,14 +20,14 @@ from services.inventory.service_layer.reservations import (
 DEFAULT_URL = "http://127.0.0.1:8003"
 
 
-class AllocationReservations:
+class AllocationReservations(PeerAdapter):
     """The ``Reservations`` port over allocation's HTTP API."""
 
-    def __init__(self, base_url: str | None = None, token: str | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None, timeout: float = 10.0) -> None:
-        self._allocation = Peer("allocation", url_variable="OMS_ALLOCATION_URL", token_variable="OMS_ALLOCATION_TOKEN",
-                                default_url=DEFAULT_URL, base_url=base_url, token=token, transport=transport,
-                                timeout=timeout)
+    service = "allocation"
+    url_variable = "OMS_ALLOCATION_URL"
+    token_variable = "OMS_ALLOCATION_TOKEN"
+    default_url = DEFAULT_URL
+    port_unavailable = ReservationsUnavailable
 
     async def at_location(self, location_id: str) -> dict[PositionAtLocation, int]:
         rows = await self._get({"location_id": location_id})
@@ -40,10 +38,7 @@ class AllocationReservations:
         return {(r["location_id"], r["bin"], r["lot"]): int(r["reserved"]) for r in rows}
 
     async def _get(self, params: dict[str, str]) -> list[dict[str, Any]]:
-        try:
-            body = await self._allocation.get_json("/v1/reports/reserved", "reserved quantities", params=params)
-        except PeerUnavailable as exc:
-            raise ReservationsUnavailable(str(exc)) from exc
+        body = await self.get_json("/v1/reports/reserved", "reserved quantities", params=params)
         if not isinstance(body, list):
             raise ReservationsUnavailable("allocation's reserved report is not a list")
         return body
