@@ -9,23 +9,20 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from libs.service_host import Runtime
-from libs.service_host.auth import AccessTable
+from libs.service_host.auth import ADMIN, OPERATOR, VIEWER, AccessTable
 from libs.service_host.bodies import JsonBodyRoute
 from services.inventory.adapters.allocation_api import AllocationReservations
-from services.inventory.entrypoints.locations import ACCESS as LOCATION_ACCESS
 from services.inventory.entrypoints.locations import add_location_routes
 from services.inventory.entrypoints.purchase_orders import ACCESS as PURCHASE_ORDER_ACCESS
 from services.inventory.entrypoints.purchase_orders import add_purchase_order_routes
-from services.inventory.entrypoints.stock import ACCESS as STOCK_ACCESS
 from services.inventory.entrypoints.stock import add_stock_routes
-from services.inventory.entrypoints.stocktakes import ACCESS as STOCKTAKE_ACCESS
 from services.inventory.entrypoints.stocktakes import add_stocktake_routes
 from services.inventory.service_layer.reservations import Reservations
 
 
 def build_router(runtime: Runtime, reservations: Reservations | None = None) -> APIRouter:
     """``reservations``: where reserved quantities come from (allocation's HTTP API by default).
-    Each route group is its own module, with its models and its ``ACCESS`` rules."""
+    Each route group is its own module with its models; who may call them is ``ACCESS`` below."""
     router = APIRouter(prefix="/v1", tags=["inventory"], route_class=JsonBodyRoute)
     reserved_by: Reservations = reservations or AllocationReservations()
     add_location_routes(router, runtime)
@@ -37,8 +34,18 @@ def build_router(runtime: Runtime, reservations: Reservations | None = None) -> 
 
 # Who may call each route (libs/service_host/auth.py); the host refuses to serve a route missing here.
 ACCESS: AccessTable = {
-    **LOCATION_ACCESS,
-    **STOCK_ACCESS,
-    **STOCKTAKE_ACCESS,
+    ("POST", "/v1/locations"): ADMIN,
+    ("PATCH", "/v1/locations/{location_id}"): ADMIN,
+    ("GET", "/v1/locations"): VIEWER,
+    ("GET", "/v1/locations/{location_id}"): VIEWER,
+    ("POST", "/v1/receipts"): OPERATOR,
+    ("POST", "/v1/adjustments"): OPERATOR,
+    ("POST", "/v1/transfers"): OPERATOR,
+    ("GET", "/v1/stock/{sku}"): VIEWER,
+    ("GET", "/v1/ledger"): VIEWER,
+    ("GET", "/v1/stocktakes/export"): VIEWER,
+    ("POST", "/v1/stocktakes"): OPERATOR,
+    ("GET", "/v1/stocktakes/{stocktake_id}"): VIEWER,
+    ("POST", "/v1/stocktakes/{stocktake_id}/submit"): OPERATOR,
     **PURCHASE_ORDER_ACCESS,
 }

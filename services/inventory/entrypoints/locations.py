@@ -1,5 +1,5 @@
 """HTTP routes of locations (inventory), added to inventory's router by ``http.build_router``;
-who may call them is ``ACCESS`` here, merged into ``http.ACCESS``."""
+who may call them is in ``http.ACCESS``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from libs.contracts.events import LocationChanged
 from libs.contracts.problems import Problem, problems_of
 from libs.contracts.storable import Text
 from libs.service_host import Runtime
-from libs.service_host.auth import ADMIN, VIEWER, AccessTable
 from libs.service_host.bodies import documented_as
 from libs.service_host.errors import problem_response
 from services.inventory.entrypoints.common import Code, not_found
@@ -145,11 +144,3 @@ def add_location_routes(router: APIRouter, runtime: Runtime) -> None:
                 return await get_location(conn, location_id)
             except LocationNotFound:
                 return not_found(f"location {location_id}")
-
-
-ACCESS: AccessTable = {
-    ("POST", "/v1/locations"): ADMIN,
-    ("PATCH", "/v1/locations/{location_id}"): ADMIN,
-    ("GET", "/v1/locations"): VIEWER,
-    ("GET", "/v1/locations/{location_id}"): VIEWER,
-}

@@ -1,6 +1,6 @@
 """HTTP routes of stock movements (receipts, adjustments, transfers) and what they leave
 (positions of a SKU, the ledger), added to inventory's router by ``http.build_router``; who
-may call them is ``ACCESS`` here, merged into ``http.ACCESS``."""
+may call them is in ``http.ACCESS``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from libs.contracts.storable import INT64_MAX, StorableDatetime, Text
 from libs.service_host import Runtime
-from libs.service_host.auth import OPERATOR, VIEWER, AccessTable
 from libs.service_host.errors import problem_response
 from services.inventory.domain.stock import ADJUSTMENT_REASON_CODES, PositionKey, Transfer
 from services.inventory.entrypoints.common import (
@@ -244,12 +243,3 @@ def add_stock_routes(router: APIRouter, runtime: Runtime, reserved_by: Reservati
     ) -> Any:
         async with engine.connect() as conn:
             return await ledger_rows(conn, sku, location_id, limit, before_id)
-
-
-ACCESS: AccessTable = {
-    ("POST", "/v1/receipts"): OPERATOR,
-    ("POST", "/v1/adjustments"): OPERATOR,
-    ("POST", "/v1/transfers"): OPERATOR,
-    ("GET", "/v1/stock/{sku}"): VIEWER,
-    ("GET", "/v1/ledger"): VIEWER,
-}

@@ -1,6 +1,6 @@
 """HTTP routes of stock takes (export a sheet to count, upload the count, preview, submit),
-added to inventory's router by ``http.build_router``; who may call them is ``ACCESS`` here,
-merged into ``http.ACCESS``."""
+added to inventory's router by ``http.build_router``; who may call them is in
+``http.ACCESS``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from starlette.datastructures import UploadFile
 from libs.contracts.problems import Problem
 from libs.contracts.storable import NUL_PROBLEM
 from libs.service_host import Runtime
-from libs.service_host.auth import OPERATOR, VIEWER, AccessTable
 from libs.service_host.errors import problem_response
 from services.inventory.adapters.sheets import (
     XLSX_MEDIA_TYPE,
@@ -231,11 +230,3 @@ def add_stocktake_routes(router: APIRouter, runtime: Runtime, reserved_by: Reser
         except StockRefused as exc:
             return problem_response(exc.problems, status=409)
         return result
-
-
-ACCESS: AccessTable = {
-    ("GET", "/v1/stocktakes/export"): VIEWER,
-    ("POST", "/v1/stocktakes"): OPERATOR,
-    ("GET", "/v1/stocktakes/{stocktake_id}"): VIEWER,
-    ("POST", "/v1/stocktakes/{stocktake_id}/submit"): OPERATOR,
-}
