@@ -26,9 +26,8 @@ from services.fulfillment.adapters.queries import OrderShipmentLine
 from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.packing import packed_lines
 from services.fulfillment.service_layer.dropship import REQUEST_PREFIX, request_dropships, send_requested
+from services.fulfillment.service_layer.publishing import SOURCE
 from services.fulfillment.service_layer.ship_to import ShipTo
-
-SOURCE = "fulfillment"
 
 
 async def apply_allocation_results(

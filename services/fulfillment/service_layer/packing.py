@@ -12,12 +12,9 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from libs.contracts import Topic, new_envelope
 from libs.contracts.events import AllocationLine, LineState, OrderShipped, PackRequested, ShipmentLine
 from libs.contracts.problems import Problem
-from libs.messaging import OutboxMessage, write_outbox
 from services.fulfillment.adapters.queries import shipment_lines
-from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.packing import (
     OrderedLine,
     PackRefused,
@@ -26,7 +23,7 @@ from services.fulfillment.domain.packing import (
     new_shipment_id,
 )
 from services.fulfillment.domain.picking import AllocatedStock, build_pick_lists
-from services.fulfillment.service_layer.mirroring import SOURCE
+from services.fulfillment.service_layer.publishing import publish_about_order
 
 
 class OrderNotFound(LookupError):
@@ -155,15 +152,7 @@ async def request_pack(
         {"s": shipment_id, "o": order_id, "l": requested, "sn": orjson.dumps(serials).decode()},
     )
     event = PackRequested(order_id=order_id, shipment_id=shipment_id, line_ids=requested, serials=serials)
-    await write_outbox(
-        conn,
-        SCHEMA,
-        [
-            OutboxMessage(
-                Topic.FULFILLMENT, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id)
-            )
-        ],
-    )
+    await publish_about_order(conn, order_id, event)
     return shipment_id
 
 
@@ -282,17 +271,7 @@ async def ship_shipment(conn: AsyncConnection, shipment_id: str, carrier: str, t
         tracking_number=tracking_number,
         lines=[ShipmentLine.model_validate(dict(ln)) for ln in lines],
     )
-    await write_outbox(
-        conn,
-        SCHEMA,
-        [
-            OutboxMessage(
-                Topic.FULFILLMENT,
-                row.order_id,
-                new_envelope(event, source=SOURCE, correlation_id=row.order_id),
-            )
-        ],
-    )
+    await publish_about_order(conn, row.order_id, event)
     return True
 
 

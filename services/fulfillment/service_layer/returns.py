@@ -8,14 +8,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.contracts import Topic, new_envelope
 from libs.contracts.events import ReturnReceived
-from libs.messaging import OutboxMessage, write_outbox
-from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.returns import ReturnableLine, ReturnRequestLine, check_return, new_return_id
-from services.fulfillment.service_layer.mirroring import SOURCE
 from services.fulfillment.service_layer.packing import OrderNotFound
 from services.fulfillment.service_layer.prices import OrderPrices, PricesUnavailable
+from services.fulfillment.service_layer.publishing import publish_about_order
 
 
 async def receive_return(
@@ -101,15 +98,7 @@ async def receive_return(
         },
     )
     event = ReturnReceived(order_id=order_id, return_id=return_id, lines=return_lines, refund_total=total)
-    await write_outbox(
-        conn,
-        SCHEMA,
-        [
-            OutboxMessage(
-                Topic.FULFILLMENT, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id)
-            )
-        ],
-    )
+    await publish_about_order(conn, order_id, event)
     return {
         "return_id": return_id,
         "order_id": order_id,

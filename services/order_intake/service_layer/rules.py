@@ -193,11 +193,9 @@ async def hold_order(conn: AsyncConnection, order_id: str, reason: str, by: str)
     await conn.execute(text("INSERT INTO order_holds (order_id, reason, held_by, announced) VALUES (:o, :r, :b, true)"),
                        {"o": order_id, "r": reason, "b": by})
     event = OrderHeld(order_id=order_id, reason=reason, held_by=by)
-    await write_outbox(conn, SCHEMA, [OutboxMessage(Topic.ORDERS, order_id,
-                                                    new_envelope(event, source=SOURCE, correlation_id=order_id))])
-    await add_timeline(conn, [(order_id, "OrderHeld", SOURCE,
-                               f"held by {by}: {reason}; sent to allocation: nothing more is allocated, allocated"
-                               " units stay reserved and cannot be packed until released")])
+    await _publish(conn, order_id, event, "OrderHeld",
+                   f"held by {by}: {reason}; sent to allocation: nothing more is allocated, allocated"
+                   " units stay reserved and cannot be packed until released")
 
 
 async def release_hold(conn: AsyncConnection, order_id: str, by: str) -> int:
@@ -225,15 +223,21 @@ async def release_hold(conn: AsyncConnection, order_id: str, by: str) -> int:
 async def _release_announced_hold(conn: AsyncConnection, order_id: str, by: str) -> bool:
     """Release a hold staff put on an announced order: OrderHoldReleased goes to allocation.
     False when the order has no such hold."""
-    from services.order_intake.service_layer.placing import SOURCE, add_timeline
-
     if await delete_holds(conn, order_id, announced_only=True) == 0:
         return False
     event = OrderHoldReleased(order_id=order_id, released_by=by)
+    await _publish(conn, order_id, event, "HoldReleased", f"released by {by}: allocation fills it again")
+    return True
+
+
+async def _publish(conn: AsyncConnection, order_id: str, event: OrderHeld | OrderHoldReleased, kind: str,
+                   note: str) -> None:
+    """Send a hold or its release to allocation (the orders topic) and note it on the timeline."""
+    from services.order_intake.service_layer.placing import SOURCE, add_timeline
+
     await write_outbox(conn, SCHEMA, [OutboxMessage(Topic.ORDERS, order_id,
                                                     new_envelope(event, source=SOURCE, correlation_id=order_id))])
-    await add_timeline(conn, [(order_id, "HoldReleased", SOURCE, f"released by {by}: allocation fills it again")])
-    return True
+    await add_timeline(conn, [(order_id, kind, SOURCE, note)])
 
 
 async def end_announced_hold(conn: AsyncConnection, order_id: str) -> None:
