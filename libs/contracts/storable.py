@@ -26,13 +26,6 @@ NUL_PROBLEM = "must not contain NUL characters (\\u0000)"
 DATE_PROBLEM = "must lie between the years 1 and 9999 in UTC"
 
 
-def no_nul(value: str) -> str:
-    """``value`` unchanged, or ValueError when it holds a NUL character."""
-    if "\x00" in value:
-        raise ValueError(NUL_PROBLEM)
-    return value
-
-
 def storable_datetime(value: datetime) -> datetime:
     """``value`` unchanged, or ValueError when its UTC date is outside the years 1..9999."""
     if value.tzinfo is not None and value.utcoffset() is not None:

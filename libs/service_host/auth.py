@@ -209,11 +209,6 @@ ADMIN = Staff(Role.ADMIN)
 CHANNEL_KEY = ChannelKey()
 
 
-def default_rule(method: str) -> Staff:
-    """The house rule the tables follow: reading needs viewer, changing needs operator."""
-    return VIEWER if method == "GET" else OPERATOR
-
-
 # --- refusing development secrets outside development -------------------------------------------
 
 

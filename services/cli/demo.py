@@ -13,8 +13,6 @@ import httpx
 
 from services.cli.launcher import STAFF_HEADERS
 
-API_KEY_HEADER = {"X-API-Key": "dev-key"}
-
 
 class WalkthroughMismatch(AssertionError):
     """The system's answer differs from what SPEC section 8 says."""

@@ -40,9 +40,8 @@ from libs.contracts.events import (
 from libs.contracts.problems import Problem
 from libs.messaging import OutboxMessage, write_outbox
 from services.fulfillment.adapters.tables import SCHEMA
+from services.fulfillment.service_layer.publishing import SOURCE, publish_about_order
 from services.fulfillment.service_layer.ship_to import ShipTo
-
-SOURCE = "fulfillment"
 
 
 class RequestNotFound(LookupError):
@@ -229,8 +228,7 @@ async def refuse(conn: AsyncConnection, request_id: str, reason: str) -> None:
         request_id=request_id, location_id=row.location_id, order_id=row.order_id, reason=reason,
         lines=[ShipmentLine.model_validate(dict(ln)) for ln in lines],
     )
-    await write_outbox(conn, SCHEMA, [OutboxMessage(
-        Topic.FULFILLMENT, row.order_id, new_envelope(event, source=SOURCE, correlation_id=row.order_id))])
+    await publish_about_order(conn, row.order_id, event)
 
 
 _VIEW = ("SELECT d.request_id, d.order_id, d.location_id, d.status, d.line_ids, d.ship_to, d.reason, d.created_at,"

@@ -22,12 +22,12 @@ from libs.contracts.events import (
 )
 from libs.messaging import OutboxMessage, write_outbox
 from services.fulfillment.adapters.intake_ship_to import IntakeShipTo
+from services.fulfillment.adapters.queries import OrderShipmentLine
 from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.packing import packed_lines
 from services.fulfillment.service_layer.dropship import REQUEST_PREFIX, request_dropships, send_requested
+from services.fulfillment.service_layer.publishing import SOURCE
 from services.fulfillment.service_layer.ship_to import ShipTo
-
-SOURCE = "fulfillment"
 
 
 async def apply_allocation_results(
@@ -156,14 +156,14 @@ async def _record_packed(conn: AsyncConnection, messages: list[EventMessage]) ->
         {"s": [e.shipment_id for e in events], "o": [e.order_id for e in events]},
     )
     serials = {row.shipment_id: row.serials or {} for row in rows}
-    lines = []
+    lines: list[OrderShipmentLine] = []
     outbox = []
     for m, event in zip(messages, events, strict=True):
         assert event.shipment_id is not None
         if event.shipment_id not in serials:
             continue  # already packed, rejected or shipped: this answer changes nothing
         shipment_lines = packed_lines(event.allocations, event.shipment_id, serials.pop(event.shipment_id))
-        lines += [(event.shipment_id, event.order_id, ln) for ln in shipment_lines]
+        lines += [OrderShipmentLine(event.shipment_id, event.order_id, ln) for ln in shipment_lines]
         outbox.append(
             OutboxMessage(
                 Topic.FULFILLMENT,
@@ -186,16 +186,16 @@ async def _record_packed(conn: AsyncConnection, messages: list[EventMessage]) ->
                 " CAST(:b AS text[]), CAST(:lot AS text[]), CAST(:q AS int[]), CAST(:sn AS jsonb[]))"
             ),
             {
-                "sh": [r[0] for r in lines],
-                "a": [r[2].allocation_id for r in lines],
-                "o": [r[1] for r in lines],
-                "l": [r[2].line_id for r in lines],
-                "s": [r[2].sku for r in lines],
-                "loc": [r[2].location_id for r in lines],
-                "b": [r[2].bin for r in lines],
-                "lot": [r[2].lot for r in lines],
-                "q": [r[2].qty for r in lines],
-                "sn": [orjson.dumps(r[2].serials).decode() for r in lines],
+                "sh": [r.shipment_id for r in lines],
+                "a": [r.line.allocation_id for r in lines],
+                "o": [r.order_id for r in lines],
+                "l": [r.line.line_id for r in lines],
+                "s": [r.line.sku for r in lines],
+                "loc": [r.line.location_id for r in lines],
+                "b": [r.line.bin for r in lines],
+                "lot": [r.line.lot for r in lines],
+                "q": [r.line.qty for r in lines],
+                "sn": [orjson.dumps(r.line.serials).decode() for r in lines],
             },
         )
     await write_outbox(conn, SCHEMA, outbox)

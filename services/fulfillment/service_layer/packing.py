@@ -12,11 +12,9 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from libs.contracts import Topic, new_envelope
 from libs.contracts.events import AllocationLine, LineState, OrderShipped, PackRequested, ShipmentLine
 from libs.contracts.problems import Problem
-from libs.messaging import OutboxMessage, write_outbox
-from services.fulfillment.adapters.tables import SCHEMA
+from services.fulfillment.adapters.queries import shipment_lines
 from services.fulfillment.domain.packing import (
     OrderedLine,
     PackRefused,
@@ -25,7 +23,7 @@ from services.fulfillment.domain.packing import (
     new_shipment_id,
 )
 from services.fulfillment.domain.picking import AllocatedStock, build_pick_lists
-from services.fulfillment.service_layer.mirroring import SOURCE
+from services.fulfillment.service_layer.publishing import publish_about_order
 
 
 class OrderNotFound(LookupError):
@@ -154,15 +152,7 @@ async def request_pack(
         {"s": shipment_id, "o": order_id, "l": requested, "sn": orjson.dumps(serials).decode()},
     )
     event = PackRequested(order_id=order_id, shipment_id=shipment_id, line_ids=requested, serials=serials)
-    await write_outbox(
-        conn,
-        SCHEMA,
-        [
-            OutboxMessage(
-                Topic.FULFILLMENT, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id)
-            )
-        ],
-    )
+    await publish_about_order(conn, order_id, event)
     return shipment_id
 
 
@@ -205,20 +195,7 @@ async def shipment_view(conn: AsyncConnection, shipment_id: str) -> dict[str, An
     )
     if row is None:
         raise ShipmentNotFound(shipment_id)
-    lines = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT allocation_id, line_id, sku, location_id, bin, lot, qty, serials"
-                    " FROM shipment_lines"
-                    " WHERE shipment_id = :s ORDER BY line_id, allocation_id"
-                ),
-                {"s": shipment_id},
-            )
-        )
-        .mappings()
-        .all()
-    )
+    lines = await shipment_lines(conn, shipment_id)
     return {
         "shipment_id": row["shipment_id"],
         "order_id": row["order_id"],
@@ -279,20 +256,7 @@ async def ship_shipment(conn: AsyncConnection, shipment_id: str, carrier: str, t
         shipped_tracking=row.tracking_number,
     ):
         return False
-    lines = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT allocation_id, line_id, sku, location_id, bin, lot, qty, serials"
-                    " FROM shipment_lines"
-                    " WHERE shipment_id = :s ORDER BY line_id, allocation_id"
-                ),
-                {"s": shipment_id},
-            )
-        )
-        .mappings()
-        .all()
-    )
+    lines = await shipment_lines(conn, shipment_id)
     await conn.execute(
         text(
             "UPDATE shipments SET status = 'shipped', carrier = :c, tracking_number = :t, shipped_at = now()"
@@ -307,17 +271,7 @@ async def ship_shipment(conn: AsyncConnection, shipment_id: str, carrier: str, t
         tracking_number=tracking_number,
         lines=[ShipmentLine.model_validate(dict(ln)) for ln in lines],
     )
-    await write_outbox(
-        conn,
-        SCHEMA,
-        [
-            OutboxMessage(
-                Topic.FULFILLMENT,
-                row.order_id,
-                new_envelope(event, source=SOURCE, correlation_id=row.order_id),
-            )
-        ],
-    )
+    await publish_about_order(conn, row.order_id, event)
     return True
 
 

@@ -8,14 +8,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.contracts import Topic, new_envelope
 from libs.contracts.events import ReturnReceived
-from libs.messaging import OutboxMessage, write_outbox
-from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.domain.returns import ReturnableLine, ReturnRequestLine, check_return, new_return_id
-from services.fulfillment.service_layer.mirroring import SOURCE
 from services.fulfillment.service_layer.packing import OrderNotFound
 from services.fulfillment.service_layer.prices import OrderPrices, PricesUnavailable
+from services.fulfillment.service_layer.publishing import publish_about_order
 
 
 async def receive_return(
@@ -39,26 +36,25 @@ async def receive_return(
         raise PricesUnavailable(f"order intake has no price for line(s) {', '.join(unpriced)}")
     shipped: dict[str, int] = {}
     shipped_from: dict[str, set[str]] = {}
-    for line_id, location_id, qty in (
+    for row in (
         await conn.execute(
             text(
-                "SELECT l.line_id, l.location_id, sum(l.qty) FROM shipment_lines l JOIN shipments s"
+                "SELECT l.line_id, l.location_id, sum(l.qty) AS qty FROM shipment_lines l JOIN shipments s"
                 " USING (shipment_id) WHERE s.order_id = :o AND s.status = 'shipped'"
                 " GROUP BY l.line_id, l.location_id"
             ),
             {"o": order_id},
         )
     ).all():
-        shipped[line_id] = shipped.get(line_id, 0) + int(qty)
-        shipped_from.setdefault(line_id, set()).add(location_id)
-    returned: dict[str, int] = dict(
-        (
-            await conn.execute(
-                text("SELECT line_id, sum(qty) FROM return_lines WHERE order_id = :o GROUP BY line_id"),
-                {"o": order_id},
-            )
-        ).all()
-    )
+        shipped[row.line_id] = shipped.get(row.line_id, 0) + int(row.qty)
+        shipped_from.setdefault(row.line_id, set()).add(row.location_id)
+    returned: dict[str, int] = {
+        row.line_id: row.qty
+        for row in await conn.execute(
+            text("SELECT line_id, sum(qty) AS qty FROM return_lines WHERE order_id = :o GROUP BY line_id"),
+            {"o": order_id},
+        )
+    }
     returnable = {
         ln["line_id"]: ReturnableLine(
             ln["line_id"],
@@ -102,15 +98,7 @@ async def receive_return(
         },
     )
     event = ReturnReceived(order_id=order_id, return_id=return_id, lines=return_lines, refund_total=total)
-    await write_outbox(
-        conn,
-        SCHEMA,
-        [
-            OutboxMessage(
-                Topic.FULFILLMENT, order_id, new_envelope(event, source=SOURCE, correlation_id=order_id)
-            )
-        ],
-    )
+    await publish_about_order(conn, order_id, event)
     return {
         "return_id": return_id,
         "order_id": order_id,

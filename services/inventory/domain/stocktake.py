@@ -231,35 +231,13 @@ def _line(
     if counted >= reserved:
         return CountLine(row, sku, bin_code, lot, on_hand, counted, reserved, counted)
     if release_shortfall:
-        return CountLine(
-            row,
-            sku,
-            bin_code,
-            lot,
-            on_hand,
-            counted,
-            reserved,
-            counted,
-            True,
-            (f"{reserved - counted} reserved unit(s) will be released for reallocation",),
-        )
-    # Protect what is reserved, but a count never adds stock that was not there.
-    floor = max(counted, min(reserved, on_hand))
-    return CountLine(
-        row,
-        sku,
-        bin_code,
-        lot,
-        on_hand,
-        counted,
-        reserved,
-        floor,
-        False,
-        (
-            f"counted {counted} is below the {reserved} reserved: kept at {floor}"
-            " (submit in all_bins mode with release_shortfall to release the shortfall)",
-        ),
-    )
+        new_on_hand = counted
+        problem = f"{reserved - counted} reserved unit(s) will be released for reallocation"
+    else:  # protect what is reserved, but a count never adds stock that was not there
+        new_on_hand = max(counted, min(reserved, on_hand))
+        problem = (f"counted {counted} is below the {reserved} reserved: kept at {new_on_hand}"
+                   " (submit in all_bins mode with release_shortfall to release the shortfall)")
+    return CountLine(row, sku, bin_code, lot, on_hand, counted, reserved, new_on_hand, release_shortfall, (problem,))
 
 
 def _check_header(header: list[str], row: int) -> list[SheetProblem]:

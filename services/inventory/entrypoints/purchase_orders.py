@@ -7,18 +7,22 @@ nothing changed."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.contracts.storable import StorableDatetime, Text
+from libs.contracts.storable import StorableDatetime
 from libs.service_host import Runtime
 from libs.service_host.auth import OPERATOR, VIEWER, AccessTable
 from libs.service_host.errors import problem_response
+from services.inventory.domain.purchase_orders import PurchaseOrder
+from services.inventory.entrypoints.common import Code, Lot, Reference, aware
 from services.inventory.service_layer.purchase_orders import (
     PurchaseOrderNotFound,
     cancel_purchase_order,
@@ -30,16 +34,7 @@ from services.inventory.service_layer.purchase_orders import (
 )
 from services.inventory.service_layer.stock import DuplicateReceipt, StockRefused, entry_view
 
-Code = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Lot = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=200)]
-Reference = Annotated[Text, StringConstraints(max_length=200)]
 Quantity = Annotated[int, Field(strict=True, ge=1, le=10_000_000)]
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("must carry a time zone offset (e.g. 2026-11-22T10:00:00Z)")
-    return value
 
 
 class PurchaseOrderIn(BaseModel):
@@ -74,7 +69,7 @@ class PurchaseOrderReceiptIn(BaseModel):
     received_at: StorableDatetime | None = Field(default=None, description="default: now")
     expires_at: StorableDatetime | None = None
 
-    _dates_ok = field_validator("received_at", "expires_at")(lambda cls, v: _aware(v))
+    _dates_ok = field_validator("received_at", "expires_at")(lambda cls, v: aware(v))
 
 
 class PurchaseOrderOut(BaseModel):
@@ -157,16 +152,9 @@ def add_purchase_order_routes(router: APIRouter, runtime: Runtime) -> None:
     )
     async def patch_purchase_order(purchase_order_id: str, body: PurchaseOrderChanges,
                                    x_actor: Annotated[str | None, Header()] = None) -> Any:
-        try:
-            async with runtime.transaction() as conn:
-                po = await change_purchase_order(
-                    conn, purchase_order_id, qty=body.qty, expected_date=body.expected_date,
-                    supplier_reference=body.supplier_reference, actor=x_actor)
-        except PurchaseOrderNotFound:
-            return _not_found(purchase_order_id)
-        except StockRefused as exc:
-            return problem_response(exc.problems)
-        return _view(po)
+        return await _change(runtime, purchase_order_id, lambda conn: change_purchase_order(
+            conn, purchase_order_id, qty=body.qty, expected_date=body.expected_date,
+            supplier_reference=body.supplier_reference, actor=x_actor))
 
     @router.post(
         "/purchase-orders/{purchase_order_id}/cancel",
@@ -174,14 +162,8 @@ def add_purchase_order_routes(router: APIRouter, runtime: Runtime) -> None:
         responses={200: {"model": PurchaseOrderOut}},
     )
     async def post_cancel(purchase_order_id: str, x_actor: Annotated[str | None, Header()] = None) -> Any:
-        try:
-            async with runtime.transaction() as conn:
-                po = await cancel_purchase_order(conn, purchase_order_id, x_actor)
-        except PurchaseOrderNotFound:
-            return _not_found(purchase_order_id)
-        except StockRefused as exc:
-            return problem_response(exc.problems)
-        return _view(po)
+        return await _change(runtime, purchase_order_id,
+                             lambda conn: cancel_purchase_order(conn, purchase_order_id, x_actor))
 
     @router.post(
         "/purchase-orders/{purchase_order_id}/receipts", status_code=201,
@@ -204,6 +186,19 @@ def add_purchase_order_routes(router: APIRouter, runtime: Runtime) -> None:
             return JSONResponse({"detail": [{"field": "reference", "problem": str(exc)}]}, status_code=409)
         changes = [entry_view(e) for e in entries]
         return JSONResponse({"purchase_order": _view(po), "changes": changes}, status_code=201)
+
+
+async def _change(runtime: Runtime, purchase_order_id: str,
+                  change: Callable[[AsyncConnection], Awaitable[PurchaseOrder]]) -> Any:
+    """Apply a change to one purchase order in a transaction: its view, 404 or the 422 problems."""
+    try:
+        async with runtime.transaction() as conn:
+            po = await change(conn)
+    except PurchaseOrderNotFound:
+        return _not_found(purchase_order_id)
+    except StockRefused as exc:
+        return problem_response(exc.problems)
+    return _view(po)
 
 
 def _json(row: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from libs.service_host.auth import OPERATOR, AccessTable
 from libs.service_host.bodies import JsonBodyRoute
 from libs.service_host.errors import peer_unavailable, problem_response
 from services.inventory.adapters.allocation_api import AllocationReservations
+from services.inventory.entrypoints.common import Code
 from services.inventory.service_layer.reservations import Reservations, ReservationsUnavailable
 from services.inventory.service_layer.stock import StockRefused, entry_view
 from services.inventory.service_layer.supplier_stock import (
@@ -26,8 +27,6 @@ from services.inventory.service_layer.supplier_stock import (
     UnknownDropshipLocation,
     set_supplier_stock,
 )
-
-Code = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class StatedStockIn(BaseModel):

@@ -17,6 +17,7 @@ from libs.contracts import Topic, new_envelope
 from libs.contracts.events import PurchaseOrderChanged
 from libs.contracts.problems import Problem
 from libs.messaging import OutboxMessage, write_outbox
+from services.inventory.adapters.queries import location_exists
 from services.inventory.adapters.tables import SCHEMA
 from services.inventory.domain import purchase_orders as rules
 from services.inventory.domain.purchase_orders import PurchaseOrder
@@ -62,7 +63,7 @@ async def get_purchase_order(conn: AsyncConnection, purchase_order_id: str, *, l
     )).first()
     if row is None:
         raise PurchaseOrderNotFound(purchase_order_id)
-    return PurchaseOrder(*row)
+    return PurchaseOrder(**row._mapping)
 
 
 async def list_purchase_orders(conn: AsyncConnection, *, sku: str | None, location_id: str | None,
@@ -73,14 +74,13 @@ async def list_purchase_orders(conn: AsyncConnection, *, sku: str | None, locati
              " ORDER BY expected_date, id LIMIT 1000"),
         {"s": sku, "l": location_id, "st": status},
     )
-    return [asdict(PurchaseOrder(*r)) for r in rows]
+    return [asdict(PurchaseOrder(**r._mapping)) for r in rows]
 
 
 async def create_purchase_order(conn: AsyncConnection, *, sku: str, location_id: str, qty: int, expected_date: date,
                                 supplier_reference: str | None, actor: str | None) -> PurchaseOrder:
     """A new open purchase order, or StockRefused naming every bad field (nothing written)."""
-    location_known = (await conn.execute(
-        text("SELECT 1 FROM locations WHERE id = :l"), {"l": location_id})).first() is not None
+    location_known = await location_exists(conn, location_id)
     sku_known = (await conn.execute(
         text("SELECT 1 FROM positions WHERE sku = :s LIMIT 1"), {"s": sku})).first() is not None
     problems = rules.check_new(sku_known=sku_known, location_known=location_known, sku=sku,

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,6 +40,11 @@ SOURCE = "inventory"
 # What may change stock at a dropship location (its stock is the supplier's stated stock): the
 # statement itself, what the supplier shipped or refused, and returns of what it shipped.
 DROPSHIP_REASONS = frozenset({"supplier_stock", "shipment", "dropship_refused", "return", "quarantine"})
+
+
+class BinKey(NamedTuple):
+    location_id: str
+    bin: str
 
 
 class StockRefused(ValueError):
@@ -92,7 +97,7 @@ async def book_changes(
         raise StockRefused(problems)
     keys = sorted({c.key for c in changes})
     if create_bins:
-        bins = sorted({(k.location_id, k.bin) for k in keys})
+        bins = sorted({BinKey(k.location_id, k.bin) for k in keys})
         await conn.execute(
             text(
                 "INSERT INTO bins (location_id, bin, quarantine)"
@@ -100,9 +105,9 @@ async def book_changes(
                 " ON CONFLICT DO NOTHING"
             ),
             {
-                "l": [b[0] for b in bins],
-                "b": [b[1] for b in bins],
-                "q": [bin_is_quarantine(b[1]) for b in bins],
+                "l": [b.location_id for b in bins],
+                "b": [b.bin for b in bins],
+                "q": [bin_is_quarantine(b.bin) for b in bins],
             },
         )
     # Positions that receive stock may be new: create them empty so they can be locked.

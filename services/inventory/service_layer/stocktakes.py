@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.inventory.adapters.queries import location_exists
 from services.inventory.domain.stock import PositionKey, StockChange
 from services.inventory.domain.stocktake import (
     CountedRow,
@@ -39,8 +40,7 @@ class StocktakeNotFound(LookupError):
 
 
 async def _require_location(conn: AsyncConnection, location_id: str) -> None:
-    found = (await conn.execute(text("SELECT 1 FROM locations WHERE id = :l"), {"l": location_id})).first()
-    if found is None:
+    if not await location_exists(conn, location_id):
         raise LocationNotFound(location_id)
 
 

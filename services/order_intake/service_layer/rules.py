@@ -25,6 +25,7 @@ from libs.contracts.envelope import Envelope, encode_event
 from libs.contracts.events import OrderHeld, OrderHoldReleased
 from libs.contracts.orders import ChannelOrder, Problem
 from libs.messaging import OutboxMessage, write_outbox
+from services.order_intake.adapters.queries import Hold, channels_seen, delete_holds
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.domain.rules import Decision, Rule, RuleIn, evaluate
 from services.order_intake.service_layer.locations import (
@@ -89,20 +90,20 @@ async def record_decisions(
                 for order_id, d, _ in ruled for e in d.effects]
     if held:
         reasons = [", ".join(repr(e.name) for e in d.effects if "held for review" in e.did) for _, d, _ in held]
-        await _hold(conn, [(order_id, f"held for review by rule {why}", "rule") for (order_id, _, _), why in zip(held, reasons, strict=True)])
+        await _hold(conn, [Hold(order_id, f"held for review by rule {why}", "rule") for (order_id, _, _), why in zip(held, reasons, strict=True)])
         await _keep(conn, [(order_id, message) for order_id, _, message in held])
     await add_timeline(conn, timeline)
     return announce
 
 
-async def _hold(conn: AsyncConnection, holds: list[tuple[str, str, str]]) -> None:
+async def _hold(conn: AsyncConnection, holds: list[Hold]) -> None:
     await conn.execute(
         text("INSERT INTO order_holds (order_id, reason, held_by) SELECT * FROM unnest(CAST(:o AS text[]),"
              " CAST(:r AS text[]), CAST(:b AS text[]))"),
-        {"o": [h[0] for h in holds], "r": [h[1] for h in holds], "b": [h[2] for h in holds]},
+        {"o": [h.order_id for h in holds], "r": [h.reason for h in holds], "b": [h.held_by for h in holds]},
     )
     await conn.execute(text("UPDATE orders SET status = :s, updated_at = now() WHERE order_id = ANY(:o)"),
-                       {"s": HELD, "o": [h[0] for h in holds]})
+                       {"s": HELD, "o": [h.order_id for h in holds]})
 
 
 async def _keep(conn: AsyncConnection, messages: list[tuple[str, OutboxMessage]]) -> None:
@@ -140,7 +141,7 @@ async def cancel_held_order(conn: AsyncConnection, order_id: str, reason: str) -
     if not await is_held(conn, order_id):
         return False
     await conn.execute(text("DELETE FROM held_messages WHERE order_id = :o"), {"o": order_id})
-    await conn.execute(text("DELETE FROM order_holds WHERE order_id = :o"), {"o": order_id})
+    await delete_holds(conn, order_id)
     await conn.execute(text("UPDATE order_lines SET cancelled = qty, allocated = 0, backordered = 0"
                             " WHERE order_id = :o"), {"o": order_id})
     await conn.execute(text("UPDATE orders SET status = 'cancelled', updated_at = now() WHERE order_id = :o"),
@@ -192,11 +193,9 @@ async def hold_order(conn: AsyncConnection, order_id: str, reason: str, by: str)
     await conn.execute(text("INSERT INTO order_holds (order_id, reason, held_by, announced) VALUES (:o, :r, :b, true)"),
                        {"o": order_id, "r": reason, "b": by})
     event = OrderHeld(order_id=order_id, reason=reason, held_by=by)
-    await write_outbox(conn, SCHEMA, [OutboxMessage(Topic.ORDERS, order_id,
-                                                    new_envelope(event, source=SOURCE, correlation_id=order_id))])
-    await add_timeline(conn, [(order_id, "OrderHeld", SOURCE,
-                               f"held by {by}: {reason}; sent to allocation: nothing more is allocated, allocated"
-                               " units stay reserved and cannot be packed until released")])
+    await _publish(conn, order_id, event, "OrderHeld",
+                   f"held by {by}: {reason}; sent to allocation: nothing more is allocated, allocated"
+                   " units stay reserved and cannot be packed until released")
 
 
 async def release_hold(conn: AsyncConnection, order_id: str, by: str) -> int:
@@ -213,7 +212,7 @@ async def release_hold(conn: AsyncConnection, order_id: str, by: str) -> int:
                                {"o": order_id})).all()
     messages = [OutboxMessage(r.topic, r.key, Envelope.model_validate_json(r.value)) for r in sorted(rows, key=lambda r: r.id)]
     await write_outbox(conn, SCHEMA, messages)
-    await conn.execute(text("DELETE FROM order_holds WHERE order_id = :o"), {"o": order_id})
+    await delete_holds(conn, order_id)
     await conn.execute(text("UPDATE orders SET status = 'pending', updated_at = now() WHERE order_id = :o"),
                        {"o": order_id})
     await add_timeline(conn, [(order_id, "HoldReleased", SOURCE,
@@ -224,21 +223,26 @@ async def release_hold(conn: AsyncConnection, order_id: str, by: str) -> int:
 async def _release_announced_hold(conn: AsyncConnection, order_id: str, by: str) -> bool:
     """Release a hold staff put on an announced order: OrderHoldReleased goes to allocation.
     False when the order has no such hold."""
-    from services.order_intake.service_layer.placing import SOURCE, add_timeline
-
-    done = await conn.execute(text("DELETE FROM order_holds WHERE order_id = :o AND announced"), {"o": order_id})
-    if done.rowcount == 0:
+    if await delete_holds(conn, order_id, announced_only=True) == 0:
         return False
     event = OrderHoldReleased(order_id=order_id, released_by=by)
+    await _publish(conn, order_id, event, "HoldReleased", f"released by {by}: allocation fills it again")
+    return True
+
+
+async def _publish(conn: AsyncConnection, order_id: str, event: OrderHeld | OrderHoldReleased, kind: str,
+                   note: str) -> None:
+    """Send a hold or its release to allocation (the orders topic) and note it on the timeline."""
+    from services.order_intake.service_layer.placing import SOURCE, add_timeline
+
     await write_outbox(conn, SCHEMA, [OutboxMessage(Topic.ORDERS, order_id,
                                                     new_envelope(event, source=SOURCE, correlation_id=order_id))])
-    await add_timeline(conn, [(order_id, "HoldReleased", SOURCE, f"released by {by}: allocation fills it again")])
-    return True
+    await add_timeline(conn, [(order_id, kind, SOURCE, note)])
 
 
 async def end_announced_hold(conn: AsyncConnection, order_id: str) -> None:
     """A whole cancellation ends a hold of an announced order (nothing is left to hold)."""
-    await conn.execute(text("DELETE FROM order_holds WHERE order_id = :o AND announced"), {"o": order_id})
+    await delete_holds(conn, order_id, announced_only=True)
 
 
 # --- the order view ------------------------------------------------------------------------------
@@ -271,8 +275,7 @@ def new_rule_id() -> str:
 
 async def known_channels(conn: AsyncConnection, configured: frozenset[str]) -> set[str]:
     """Channels a rule may name: those with a key or a connector configured, and those that placed orders."""
-    seen = {r[0] for r in await conn.execute(text("SELECT DISTINCT channel FROM orders"))}
-    return seen | configured
+    return await channels_seen(conn) | configured
 
 
 def check_channels(spec: RuleIn, known: set[str]) -> list[Problem]:
