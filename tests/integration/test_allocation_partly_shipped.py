@@ -174,3 +174,21 @@ async def test_partial_shipment_of_one_allocation_survives_a_cancel(database_url
         assert (lines["1"]["shipped"], lines["1"]["packed"], lines["2"]["cancelled"]) == (3, 1, 5)
     finally:
         await engine.dispose()
+
+
+async def test_a_shipment_of_an_order_allocation_never_had_still_moves_on_hand(database_url: str) -> None:
+    """A StockAdjusted(shipment) naming an order allocation never received (its OrderPlaced went
+    elsewhere, or another test's record on a shared topic): the on_hand mirror still follows,
+    instead of asking for the order 16 times, failing the batch and dead-lettering the stock
+    change (which left on_hand too high: stock that was gone could be promised)."""
+    engine = await fresh_engine(database_url)
+    try:
+        await feed(engine, location("WH1"), stock("A", 10, 10, 1))
+        await feed(engine, env(StockAdjusted(sku="A", location_id="WH1", bin="A1", lot="", delta=-3, on_hand=7, seq=2,
+                                             reason="shipment", reference="elsewhere", order_id="never-placed",
+                                             allocation_id=987654)))
+        async with engine.connect() as conn:
+            on_hand = (await conn.execute(text("SELECT on_hand FROM positions WHERE sku = 'A'"))).scalar()
+        assert on_hand == 7
+    finally:
+        await engine.dispose()

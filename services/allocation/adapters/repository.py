@@ -283,7 +283,8 @@ class Slice:
         return AllocationBook(
             locations=locations, policies=self.policies or [], positions=positions, orders=orders, skus=self.skus,
             queues=dict(self.queues), position_allocations_loaded=self.position_allocs,
-            location_allocations_loaded=self.location_allocs, now=now,
+            location_allocations_loaded=self.location_allocs, absent_orders=self.looked_up_orders - self.orders.keys(),
+            now=now,
         )
 
 

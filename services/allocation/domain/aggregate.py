@@ -69,6 +69,7 @@ class BookCore:
         queues: dict[str, QueueSlice] | None = None,
         position_allocations_loaded: Iterable[PositionKey] = (),
         location_allocations_loaded: Iterable[str] = (),
+        absent_orders: Iterable[str] = (),
         now: datetime,
     ) -> None:
         self.locations: dict[str, Location] = {loc.location_id: loc for loc in locations}
@@ -86,6 +87,9 @@ class BookCore:
             self._add_order(o)
         self.position_allocations_loaded = set(position_allocations_loaded)
         self.location_allocations_loaded = set(location_allocations_loaded)
+        # Orders the loader looked for and allocation has never had (their OrderPlaced never came
+        # here): an event about one of them is applied without it instead of asking for it again.
+        self.absent_orders = set(absent_orders)
         self.now = now
         self.planner = LocationPlanner(self.locations)
         self.queue = FairQueue(dict(queues or {}))
@@ -129,6 +133,11 @@ class BookCore:
         missing = {s for s in skus if s not in self.skus}
         if missing:
             raise SliceTooSmall(skus=missing, queues=missing)
+
+    def _require_order(self, order_id: str | None) -> None:
+        """Ask the loader for ``order_id`` unless it is here or known not to exist."""
+        if order_id is not None and order_id not in self.orders and order_id not in self.absent_orders:
+            raise SliceTooSmall(orders={order_id})
 
     def _sku_positions(self, sku: str) -> list[StockPosition]:
         if sku not in self.skus:

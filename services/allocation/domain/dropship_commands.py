@@ -13,7 +13,6 @@ from __future__ import annotations
 from services.allocation.domain.aggregate import BookCore
 from services.allocation.domain.changes import OrderResult
 from services.allocation.domain.dropship import is_dropship
-from services.allocation.domain.queue import SliceTooSmall
 
 
 class DropshipCommands(BookCore):
@@ -61,8 +60,7 @@ def release_refused(book: BookCore, allocation_id: int, qty: int, order_id: str 
     what the supplier still states it has)."""
     a = book.allocations_by_id.get(allocation_id)
     if a is None:
-        if order_id is not None and order_id not in book.orders:
-            raise SliceTooSmall(orders={order_id})
+        book._require_order(order_id)
         return
     if a.status != "packed" or not is_dropship(book.locations.get(a.location_id)):
         return  # already shipped, or released meanwhile: the stock mirror alone changes

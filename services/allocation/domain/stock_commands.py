@@ -60,8 +60,7 @@ class StockCommands(BookCore):
     def _close_shipped(self, allocation_id: int, qty: int, order_id: str | None) -> None:
         a = self.allocations_by_id.get(allocation_id)
         if a is None:
-            if order_id is not None and order_id not in self.orders:
-                raise SliceTooSmall(orders={order_id})
+            self._require_order(order_id)
             return  # unknown or no longer live: the on_hand mirror alone changes
         if a.status not in ("allocated", "packed"):
             return
