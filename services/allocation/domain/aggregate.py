@@ -147,6 +147,20 @@ class BookCore:
     def _emit(self) -> None:
         self.changes.emit(self.orders)
 
+    def _reject_pack(self, order: Order, shipment_id: str, reason: str) -> None:
+        """PackRejected for ``shipment_id``: nothing changes but the order's timeline."""
+        self.changes.touch(order, "pack rejected", reason, kind="PackRejected", shipment_id=shipment_id)
+        self._emit()
+
+    def _mark_packed(self, order: Order, allocs: list[Allocation], shipment_id: str) -> None:
+        """The allocated units ``allocs`` become packed under ``shipment_id`` (the caller says so
+        on the order with its own words, then emits)."""
+        for a in allocs:
+            a.status = "packed"
+            a.shipment_id = shipment_id
+            self.changes.allocation(a)
+            self.changes.line(order.lines[a.line_id])
+
     # ----------------------------------------------------------------- available-to-promise
     def _usable(self, p: StockPosition) -> bool:
         return usable(p, self.locations, self.now)

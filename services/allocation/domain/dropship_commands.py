@@ -40,14 +40,9 @@ class DropshipCommands(BookCore):
         elif not allocs:
             reason = f"nothing allocated at dropship location {location_id}"
         if reason:
-            self.changes.touch(order, "pack rejected", reason, kind="PackRejected", shipment_id=shipment_id)
-            self._emit()
+            self._reject_pack(order, shipment_id, reason)
             return
-        for a in allocs:
-            a.status = "packed"
-            a.shipment_id = shipment_id
-            self.changes.allocation(a)
-            self.changes.line(order.lines[a.line_id])
+        self._mark_packed(order, allocs, shipment_id)
         detail = ", ".join(f"{a.line_id}: {a.qty} {a.sku}" for a in allocs)
         self.changes.touch(order, "dropship requested", f"from supplier {location_id}: {detail}",
                            kind="AllocationPacked", shipment_id=shipment_id)

@@ -55,14 +55,9 @@ class OrderCommands(BookCore):
         elif order.ship_complete and any(ln.backordered for ln in order.lines.values()):
             reason = "ship_complete order is not fully allocated"
         if reason:
-            self.changes.touch(order, "pack rejected", reason, kind="PackRejected", shipment_id=shipment_id)
-            self._emit()
+            self._reject_pack(order, shipment_id, reason)
             return
-        for a in allocs:
-            a.status = "packed"
-            a.shipment_id = shipment_id
-            self.changes.allocation(a)
-            self.changes.line(order.lines[a.line_id])
+        self._mark_packed(order, allocs, shipment_id)
         detail = ", ".join(f"{a.line_id}: {a.qty} {a.sku} from {a.location_id}/{a.bin}" for a in allocs)
         if unknown:
             detail += f" (unknown lines ignored: {', '.join(unknown)})"
