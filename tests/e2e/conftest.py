@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from infra import Infra, free_port
 
 from libs.service_host.auth import DEV_STAFF_TOKENS
 from services.cli.control import AttachedSystem
-from services.cli.launcher import SERVICES, System, _ready
+from services.cli.launcher import SERVICES, System
 
 
 @pytest.fixture(scope="session")
@@ -51,18 +50,14 @@ def _whole_system(request: pytest.FixtureRequest) -> None:
     for name in SERVICES:
         instances = system.instances(name)
         first = instances[0] if instances else None
-        if first is not None and first.process.poll() is None and _wait_ready(first.port, 30):
-            continue
+        if first is not None and first.process.poll() is None:
+            try:
+                system.wait_ready(30, [first])
+                continue
+            except (TimeoutError, RuntimeError):  # not ready in time, or it exited meanwhile
+                pass
         if first is not None:
             system.kill(first)
         print(f"{name} was not ready before {request.node.name}: restarting it")
         system.wait_ready(180, [system.start_service(name)])
 
-
-def _wait_ready(port: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not _ready(port):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
