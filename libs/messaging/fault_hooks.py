@@ -2,7 +2,7 @@
 their environment variable is set; never set them in production.
 
 ``OMS_FAULT_RELAY_CRASH_AFTER_PUBLISH=N``: the outbox relay SIGKILLs its own process right after
-the broker acknowledged a batch that brings the rows it published to N or more, before it deletes
+the broker acknowledged a batch that brings the events it published to N or more, before it deletes
 them from the outbox. The restarted relay publishes that batch again: the "relay killed between
 publishing and deleting" fault, made deterministic."""
 
@@ -18,14 +18,14 @@ _CRASH_AFTER = int(os.environ.get("OMS_FAULT_RELAY_CRASH_AFTER_PUBLISH", "0") or
 _published = 0
 
 
-def relay_published(rows: int) -> None:
+def relay_published(events: int) -> None:
     """Called by the relay between the broker's acknowledgement and the delete."""
     global _published
-    if _CRASH_AFTER <= 0 or rows <= 0:
+    if _CRASH_AFTER <= 0 or events <= 0:
         return
-    _published += rows
+    _published += events
     if _published >= _CRASH_AFTER:
-        log.critical("fault hook OMS_FAULT_RELAY_CRASH_AFTER_PUBLISH=%d: %d rows published, killing the process "
+        log.critical("fault hook OMS_FAULT_RELAY_CRASH_AFTER_PUBLISH=%d: %d events published, killing the process "
                      "before they are deleted from the outbox", _CRASH_AFTER, _published)
         for handler in logging.getLogger().handlers:
             handler.flush()

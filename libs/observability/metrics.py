@@ -35,7 +35,7 @@ CONSUMER_LAG = Gauge(
 CONSUMER_LAG_UPDATED = Gauge(
     "oms_consumer_lag_updated_timestamp_seconds", "When oms_consumer_lag_messages was last read (Unix time)"
 )
-OUTBOX_BACKLOG = Gauge("oms_outbox_backlog_rows", "Rows waiting in the service's outbox", ["service"])
+OUTBOX_BACKLOG = Gauge("oms_outbox_backlog_rows", "Events waiting in the service's outbox", ["service"])
 OUTBOX_OLDEST_AGE = Gauge(
     "oms_outbox_oldest_age_seconds", "Age of the oldest row waiting in the outbox (0 when empty)", ["service"]
 )
@@ -97,7 +97,9 @@ async def refresh_outbox(engine: AsyncEngine, service: str) -> None:
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                text("SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) FROM outbox")
+                text("SELECT (SELECT count(*) FROM outbox) + (SELECT COALESCE(sum(count), 0) FROM outbox_batches),"
+                     " COALESCE(EXTRACT(EPOCH FROM now() - LEAST((SELECT min(created_at) FROM outbox),"
+                     " (SELECT min(created_at) FROM outbox_batches))), 0)")
             )
         ).one()
     OUTBOX_BACKLOG.labels(service).set(row[0])

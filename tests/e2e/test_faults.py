@@ -233,7 +233,7 @@ def _sigterm_with_work_in_flight(system: System, proc: Any) -> dict[str, Any]:
     _wait(lambda: _drained(log, victim) == drained_before + 1, f"{victim} logs that it stopped", timeout=30)
     return {
         "exit_s": exit_s, "grace_s": grace,
-        "outbox": asyncio.run(_count(system.database_url, victim, "SELECT count(*) FROM outbox", {})),
+        "outbox": asyncio.run(_count(system.database_url, victim, "SELECT count(*) FROM outbox_messages", {})),
         "redelivered": {f"{group} {topic}": asyncio.run(_already_applied(system, victim, group, topic))
                         for group, topic in groups},
     }
@@ -578,7 +578,7 @@ async def test_replay_from_offset_zero_in_a_fresh_group_changes_nothing(system: 
         replay_s = time.monotonic() - fault
         assert {g for g, _ in _groups(replayer.port)} == {g + suffix for g, _ in groups}
         # nothing written to publish, nothing published, no dead letter, no rejection
-        assert await _count(system.database_url, victim, "SELECT count(*) FROM outbox", {}) == 0
+        assert await _count(system.database_url, victim, "SELECT count(*) FROM outbox_messages", {}) == 0
         assert sum(s.value for s in _metric_samples(replayer.port, "oms_outbox_published_total")) == 0
         assert {t: await _end_offsets(system.kafka_bootstrap, t) for t in watched} == offsets
         # no state change: the public views, and not one row more or less in the service's tables

@@ -18,7 +18,7 @@ from services.allocation.adapters.tables import SCHEMA
 
 VERSIONS = Path(__file__).resolve().parents[2] / "services" / "allocation" / "adapters" / "migrations" / "versions"
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
-TABLES = ("locations, skus, positions, orders, order_lines, allocations, policies, early_order_events, inbox, outbox,"
+TABLES = ("locations, skus, positions, orders, order_lines, allocations, policies, early_order_events, inbox, outbox, outbox_batches,"
           " inbound_supply, presales")
 
 
@@ -59,7 +59,7 @@ async def outbox(engine: AsyncEngine) -> list[dict[str, Any]]:
     import orjson
 
     async with engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT topic, key, value FROM outbox ORDER BY id"))).all()
+        rows = (await conn.execute(text("SELECT topic, key, value FROM outbox_messages ORDER BY id, position"))).all()
     return [{"topic": r.topic, "key": r.key, **orjson.loads(r.value)} for r in rows]
 
 

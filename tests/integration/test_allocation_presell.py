@@ -46,6 +46,7 @@ class World:
         self.inventory, self.inventory_engine = inventory, inventory_engine
         self.allocation, self.allocation_engine = allocation, allocation_engine
         self.sku = f"SKU-{uuid.uuid4().hex[:8]}"
+        self.carried = (0, 0)  # the last inventory event carried to allocation (outbox id, position)
 
     async def feed(self, *messages: EventMessage) -> None:
         async with self.allocation_engine.begin() as conn:
@@ -56,9 +57,12 @@ class World:
         would), or each in a batch of its own."""
         async with self.inventory_engine.begin() as conn:
             rows = (await conn.execute(text(
-                "DELETE FROM outbox WHERE topic = 'oms.inventory.v1' AND key = :k RETURNING id, value"),
-                {"k": self.sku})).all()
-        messages = [EventMessage(*decode_event(bytes(r.value))) for r in sorted(rows, key=lambda r: r.id)]
+                "SELECT id, position, value FROM outbox_messages WHERE topic = 'oms.inventory.v1' AND key = :k"
+                " AND (id, position) > (:i, :p) ORDER BY id, position"), {"k": self.sku, "i": self.carried[0],
+                                                                      "p": self.carried[1]})).all()
+        if rows:
+            self.carried = (rows[-1].id, rows[-1].position)
+        messages = [EventMessage(*decode_event(bytes(r.value))) for r in rows]
         for batch in ([m] for m in messages) if one_by_one else [messages]:
             await self.feed(*batch)
         return [m.envelope.event_type for m in messages]
@@ -88,14 +92,14 @@ class World:
     async def results(self, order_id: str) -> list[dict[str, Any]]:
         async with self.allocation_engine.connect() as conn:
             rows = (await conn.execute(text(
-                "SELECT value FROM outbox WHERE topic = 'oms.allocations.v1' AND key = :k ORDER BY id"),
+                "SELECT value FROM outbox_messages WHERE topic = 'oms.allocations.v1' AND key = :k ORDER BY id, position"),
                 {"k": order_id})).all()
         return [dict(orjson.loads(r.value)) for r in rows]
 
     async def last_result(self, order_id: str) -> dict[str, Any]:
         async with self.allocation_engine.connect() as conn:
             row = (await conn.execute(text(
-                "SELECT value FROM outbox WHERE topic = 'oms.allocations.v1' AND key = :k ORDER BY id DESC LIMIT 1"),
+                "SELECT value FROM outbox_messages WHERE topic = 'oms.allocations.v1' AND key = :k ORDER BY id DESC, position DESC LIMIT 1"),
                 {"k": order_id})).one()
         return dict(orjson.loads(row.value))
 
@@ -263,7 +267,7 @@ async def test_the_availability_feed_shows_on_hand_and_inbound_apart_per_channel
         await publish_dirty(conn)
     async with w.allocation_engine.connect() as conn:
         row = (await conn.execute(text(
-            "SELECT value FROM outbox WHERE topic = 'oms.availability.v1' AND key = :k ORDER BY id DESC LIMIT 1"),
+            "SELECT value FROM outbox_messages WHERE topic = 'oms.availability.v1' AND key = :k ORDER BY id DESC, position DESC LIMIT 1"),
             {"k": w.sku})).one()
     data = orjson.loads(row.value)["data"]
     assert (data["total"], data["channels"]["web"]) == (0, 0)  # the shelf is all allocated
@@ -309,8 +313,9 @@ async def test_a_receipt_and_its_received_change_in_separate_batches_promise_not
     assert r.status_code == 201, r.text
     async with w.inventory_engine.connect() as conn:
         receipt = (await conn.execute(text(
-            "SELECT value FROM outbox WHERE topic = 'oms.inventory.v1' AND key = :k ORDER BY id LIMIT 1"),
-            {"k": w.sku})).one()
+            "SELECT value FROM outbox_messages WHERE topic = 'oms.inventory.v1' AND key = :k"
+            " AND (id, position) > (:i, :p) ORDER BY id, position LIMIT 1"),  # the first not carried yet
+            {"k": w.sku, "i": w.carried[0], "p": w.carried[1]})).one()
     _, stock_event = decode_event(bytes(receipt.value))
     assert stock_event.purchase_order_id == po  # type: ignore[attr-defined]
     assert await w.carry(one_by_one=True) == ["StockAdjusted", "PurchaseOrderChanged"]

@@ -69,7 +69,7 @@ async def place(api: httpx.AsyncClient, env: SimpleNamespace, **kw: Any) -> str:
 
 async def announced(api: httpx.AsyncClient, order_id: str) -> list[tuple[str, dict[str, Any]]]:
     async with api.engine.connect() as conn:  # type: ignore[attr-defined]
-        rows = await conn.execute(text("SELECT value FROM outbox WHERE topic = :t AND key = :k ORDER BY id"),
+        rows = await conn.execute(text("SELECT value FROM outbox_messages WHERE topic = :t AND key = :k ORDER BY id, position"),
                                   {"t": Topic.ORDERS.value, "k": order_id})
         return [(e["event_type"], e["data"]) for e in (orjson.loads(r.value) for r in rows)]
 

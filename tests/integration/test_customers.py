@@ -126,7 +126,7 @@ async def test_erasure_removes_the_person_keeps_the_totals_and_is_recorded(api) 
     await api.delete(f"/v1/rules/{rule.json()['rule_id']}", headers=ADMIN)
     assert (await api.post(f"/v1/orders/{held}/release-hold", headers=OPERATOR)).status_code == 200
     async with api.engine.connect() as conn:
-        announced = (await conn.execute(text("SELECT value FROM outbox WHERE key = :o"), {"o": held})).scalar()
+        announced = (await conn.execute(text("SELECT value FROM outbox_messages WHERE key = :o"), {"o": held})).scalar()
     assert b"Grace" not in announced and b"grace" not in announced and b"erased_customer" in announced
 
     async with api.engine.connect() as conn:

@@ -66,12 +66,12 @@ class Outbox:
 
     async def start(self) -> Outbox:
         async with self.engine.connect() as conn:
-            self.seen = (await conn.execute(text("SELECT coalesce(max(id), 0) FROM outbox"))).scalar() or 0
+            self.seen = (await conn.execute(text("SELECT coalesce(max(id), 0) FROM outbox_messages"))).scalar() or 0
         return self
 
     async def take(self, topic: str | None = None) -> list[tuple[str, str, EventMessage]]:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(text("SELECT id, topic, key, value FROM outbox WHERE id > :s ORDER BY id"),
+            rows = (await conn.execute(text("SELECT id, topic, key, value FROM outbox_messages WHERE id > :s ORDER BY id, position"),
                                        {"s": self.seen})).all()
         if rows:
             self.seen = rows[-1].id

@@ -155,7 +155,7 @@ def new_order() -> str:
 
 async def outbox(conn, order_id: str, event_type: str | None = None) -> list[dict]:  # type: ignore[no-untyped-def]
     rows = await conn.execute(
-        text("SELECT topic, value FROM outbox WHERE key = :k ORDER BY id"), {"k": order_id}
+        text("SELECT topic, value FROM outbox_messages WHERE key = :k ORDER BY id, position"), {"k": order_id}
     )
     events = [orjson.loads(r.value) | {"_topic": r.topic} for r in rows]
     return [e for e in events if event_type is None or e["event_type"] == event_type]

@@ -115,7 +115,7 @@ async def test_an_order_change_is_held_to_the_rules_of_a_new_order(intake: httpx
         assert fields(r) == expected, r.text
     async with intake.engine.connect() as conn:  # type: ignore[attr-defined]
         modified = (await conn.execute(text(
-            "SELECT count(*) FROM outbox WHERE key = :o AND headers->>'event_type' = 'OrderModified'"),
+            "SELECT count(*) FROM outbox_messages WHERE key = :o AND headers->>'event_type' = 'OrderModified'"),
             {"o": order_id})).scalar()
     assert modified == 0
     r = await intake.patch(f"/v1/orders/{order_id}", json={"priority": 1000, "lines": [{**line, "qty": 0}]})

@@ -117,7 +117,7 @@ async def stock_events(engine, sku_: str) -> list[dict]:  # type: ignore[no-unty
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
-                text("SELECT value FROM outbox WHERE topic = 'oms.inventory.v1' AND key = :k ORDER BY id"),
+                text("SELECT value FROM outbox_messages WHERE topic = 'oms.inventory.v1' AND key = :k ORDER BY id, position"),
                 {"k": sku_},
             )
         ).all()
@@ -587,7 +587,7 @@ async def test_http_location_can_be_deactivated_with_patch(client, engine):
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
-                text("SELECT value FROM outbox WHERE key = :k ORDER BY id"), {"k": location_id}
+                text("SELECT value FROM outbox_messages WHERE key = :k ORDER BY id, position"), {"k": location_id}
             )
         ).all()
     events = [orjson.loads(bytes(r.value)) for r in rows]

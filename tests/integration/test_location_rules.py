@@ -97,7 +97,7 @@ async def placed(api: httpx.AsyncClient, country: str = "DE") -> tuple[str, dict
     assert resp.status_code == 201, resp.text
     order_id = resp.json()["order_id"]
     async with api.engine.connect() as conn:  # type: ignore[attr-defined]
-        value = (await conn.execute(text("SELECT value FROM outbox WHERE topic = :t AND key = :k"),
+        value = (await conn.execute(text("SELECT value FROM outbox_messages WHERE topic = :t AND key = :k"),
                                     {"t": Topic.ORDERS.value, "k": order_id})).scalar_one()
     return order_id, orjson.loads(value)["data"]
 

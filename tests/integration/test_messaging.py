@@ -16,7 +16,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy import text
 
-from libs.contracts import decode_event, new_envelope
+from libs.contracts import decode_event, encode_event, new_envelope
 from libs.contracts.events import OrderCancelled
 from libs.database import create_engine
 from libs.messaging import (
@@ -29,6 +29,7 @@ from libs.messaging import (
 )
 from libs.messaging.consumer import BatchConsumer, decode_envelope
 from libs.messaging.kafka import create_producer, ensure_topics
+from libs.messaging.outbox import PACKED_OUTBOX_DDL
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +44,9 @@ async def db(database_url: str):  # type: ignore[no-untyped-def]
         await conn.execute(text(
             "CREATE TABLE outbox (id bigserial PRIMARY KEY, topic text NOT NULL, key text NOT NULL,"
             " value bytea NOT NULL, headers jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"))
+        for statement in PACKED_OUTBOX_DDL.split(";\n"):
+            if statement.strip():
+                await conn.execute(text(statement))
         await conn.execute(text(
             "CREATE TABLE inbox (event_id uuid PRIMARY KEY, processed_at timestamptz NOT NULL DEFAULT now())"))
     yield Db(eng, schema)
@@ -114,7 +118,43 @@ async def test_outbox_rows_reach_kafka_promptly_and_in_commit_order_per_key(db, 
     for r in records:
         assert r.partition == DefaultPartitioner()(r.key, partitions, partitions)
     async with engine.connect() as conn:
-        assert (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar() == 0
+        assert (await conn.execute(text("SELECT count(*) FROM outbox_messages"))).scalar() == 0
+
+
+async def test_rows_left_by_a_version_before_packed_rows_go_out_first_in_id_order(db, infra) -> None:  # type: ignore[no-untyped-def]
+    """An upgrade: the per-message outbox rows an older version wrote, interleaved with packed
+    rows, are published merged in id (commit) order, and both tables end empty."""
+    engine, schema = db.engine, db.schema
+    topic = f"t.upgrade.{uuid.uuid4().hex[:6]}"
+    settings = kafka_settings(infra.kafka_bootstrap, infra.kafka_idempotence)
+    await ensure_topics(settings, [topic])
+
+    def event(n: int) -> OutboxMessage:
+        return OutboxMessage(topic, "order-1", new_envelope(OrderCancelled(order_id="order-1", reason=str(n)),
+                                                           source="test", correlation_id="c"))
+
+    for n in range(6):
+        async with engine.begin() as conn:
+            if n % 2:  # packed: two events in one row
+                await write_outbox(conn, schema, [event(n * 10), event(n * 10 + 1)])
+            else:  # what the per-message version wrote
+                await conn.execute(text("INSERT INTO outbox (topic, key, value, headers) VALUES (:t, 'order-1', :v,"
+                                        " '{\"event_type\": \"OrderCancelled\"}')"),
+                                   {"t": topic, "v": encode_event(event(n * 10).envelope)})
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM outbox_messages"))).scalar() == 9
+    producer = create_producer(settings, "test")
+    await producer.start()
+    relay = OutboxRelay(engine, producer, schema=schema, poll_interval=0.2)
+    relay.start()
+    try:
+        records = await read_all(infra.kafka_bootstrap, topic, 9)
+    finally:
+        await relay.stop()
+        await producer.stop()
+    assert [int(decode_event(r.value).event.reason) for r in records] == [0, 10, 11, 20, 30, 31, 40, 50, 51]  # type: ignore[attr-defined]
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM outbox_messages"))).scalar() == 0
 
 
 async def test_malformed_event_goes_to_dlq_with_error_and_partition_keeps_flowing(db, infra) -> None:  # type: ignore[no-untyped-def]

@@ -10,8 +10,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from libs.contracts.envelope import new_envelope
+from libs.contracts.events import LocationChanged
 from libs.database import create_engine
 from libs.messaging.kafka import ensure_topics
+from libs.messaging.outbox import PACKED_OUTBOX_DDL, OutboxMessage, pack
 from libs.messaging.settings import KafkaSettings
 from libs.observability.metrics import ConsumerLag, refresh_outbox
 
@@ -64,6 +67,9 @@ async def test_outbox_backlog_and_the_age_of_its_oldest_row(database_url: str) -
             await conn.execute(text(
                 f'CREATE TABLE "{schema}".outbox (id bigserial PRIMARY KEY, topic text NOT NULL, key text NOT NULL,'
                 " value bytea NOT NULL, headers jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"))
+            for statement in PACKED_OUTBOX_DDL.split(";\n"):
+                if statement.strip():
+                    await conn.execute(text(statement))
         await refresh_outbox(engine, schema)
         assert REGISTRY.get_sample_value("oms_outbox_backlog_rows", {"service": schema}) == 0
         assert REGISTRY.get_sample_value("oms_outbox_oldest_age_seconds", {"service": schema}) == 0
@@ -71,8 +77,12 @@ async def test_outbox_backlog_and_the_age_of_its_oldest_row(database_url: str) -
             await conn.execute(text(
                 f"INSERT INTO \"{schema}\".outbox (topic, key, value, headers, created_at) VALUES "
                 "('t', 'k', 'v', '{}', now() - interval '90 seconds'), ('t', 'k', 'v', '{}', now())"))
+            await conn.execute(text(f'INSERT INTO "{schema}".outbox_batches (messages, count) VALUES (:m, 3)'),
+                               {"m": pack([OutboxMessage("t", f"k{i}", new_envelope(  # packed rows count per event
+                                   LocationChanged(location_id=f"L{i}", name="L", country="DE"), source="test",
+                                   correlation_id="c")) for i in range(3)])})
         await refresh_outbox(engine, schema)
-        assert REGISTRY.get_sample_value("oms_outbox_backlog_rows", {"service": schema}) == 2
+        assert REGISTRY.get_sample_value("oms_outbox_backlog_rows", {"service": schema}) == 5
         assert 90 <= (REGISTRY.get_sample_value("oms_outbox_oldest_age_seconds", {"service": schema}) or 0) < 3600
     finally:
         await engine.dispose()

@@ -34,7 +34,7 @@ def order(external_id: str, qty: int = 2, **extra: object) -> dict:
 
 
 async def outbox(conn, topic: str) -> list[dict]:  # type: ignore[no-untyped-def]
-    rows = await conn.execute(text("SELECT key, value FROM outbox WHERE topic = :t ORDER BY id"), {"t": topic})
+    rows = await conn.execute(text("SELECT key, value FROM outbox_messages WHERE topic = :t ORDER BY id, position"), {"t": topic})
     return [orjson.loads(r.value) | {"_key": r.key} for r in rows]
 
 

@@ -65,7 +65,7 @@ async def sku(client, location) -> str:  # type: ignore[no-untyped-def]
 async def po_events(engine, sku_: str) -> list[dict]:  # type: ignore[no-untyped-def]
     async with engine.connect() as conn:
         rows = (await conn.execute(
-            text("SELECT value FROM outbox WHERE topic = 'oms.inventory.v1' AND key = :k ORDER BY id"), {"k": sku_},
+            text("SELECT value FROM outbox_messages WHERE topic = 'oms.inventory.v1' AND key = :k ORDER BY id, position"), {"k": sku_},
         )).all()
     out = []
     for row in rows:

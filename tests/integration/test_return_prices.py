@@ -119,6 +119,6 @@ async def test_a_return_answers_503_and_records_nothing_when_order_intake_cannot
     assert r.json()["detail"][0]["field"] == "(order_intake)"
     async with fulfillment.connect() as conn:
         stored = (await conn.execute(text("SELECT count(*) FROM returns WHERE order_id = :o"), {"o": order_id})).scalar()
-        published = (await conn.execute(text("SELECT count(*) FROM outbox WHERE key = :o AND headers->>'event_type' = 'ReturnReceived'"),
+        published = (await conn.execute(text("SELECT count(*) FROM outbox_messages WHERE key = :o AND headers->>'event_type' = 'ReturnReceived'"),
                                         {"o": order_id})).scalar()
     assert (stored, published) == (0, 0)

@@ -75,7 +75,7 @@ async def deliver(api: httpx.AsyncClient, shop: str, topic: str, body: bytes, se
 async def events_of(engine, channel: str) -> list[tuple[str, dict[str, Any]]]:  # type: ignore[no-untyped-def]
     async with engine.connect() as conn:
         order_id = (await conn.execute(text("SELECT order_id FROM orders WHERE channel = :c"), {"c": channel})).scalar()
-        rows = await conn.execute(text("SELECT value FROM outbox WHERE topic = :t AND key = :k ORDER BY id"),
+        rows = await conn.execute(text("SELECT value FROM outbox_messages WHERE topic = :t AND key = :k ORDER BY id, position"),
                                   {"t": Topic.ORDERS.value, "k": order_id or ""})
         return [(e["event_type"], e["data"]) for e in (orjson.loads(r.value) for r in rows)]
 
@@ -185,7 +185,7 @@ async def test_availability_becomes_inventory_levels_once(engine) -> None:  # ty
     async with engine.begin() as conn:
         assert await publish_inventory_levels(conn, [config], deliveries) == 2
         assert await publish_inventory_levels(conn, [config], deliveries) == 0  # redelivered: inbox
-        rows = (await conn.execute(text("SELECT key, value FROM outbox WHERE topic = :t AND key = :k ORDER BY id"),
+        rows = (await conn.execute(text("SELECT key, value FROM outbox_messages WHERE topic = :t AND key = :k ORDER BY id, position"),
                                    {"t": Topic.SHOPIFY_INVENTORY_LEVELS.value, "k": f"{shop}:99"})).all()
         await conn.rollback()
     levels = [orjson.loads(r.value) for r in rows]
