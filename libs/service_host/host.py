@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -81,6 +82,12 @@ class HostSettings(BaseSettings):
     # (bench/hotpath.py, docs/benchmark.md). Start-up objects are frozen out of collection too.
     # Reference counting still frees nearly everything at once; only cycles wait longer.
     gc_threshold: int = Field(default=50_000, ge=700, description="OMS_GC_THRESHOLD")
+    # Shutdown (SIGTERM) drains: consumers leave their group, the relay publishes what is
+    # committed. Leaving the group gets this long (the embedded broker has been seen to hold it
+    # forever during a rebalance); the whole shutdown gets the second figure, then the process
+    # exits anyway (below Kubernetes' default 30 s grace period plus the 10 s HTTP drain).
+    consumer_stop_timeout_s: float = Field(default=10.0, gt=0, description="OMS_CONSUMER_STOP_TIMEOUT_S")
+    shutdown_deadline_s: float = Field(default=25.0, gt=0, description="OMS_SHUTDOWN_DEADLINE_S")
 
 
 @dataclass
@@ -169,7 +176,15 @@ def build_app(
             yield
         finally:
             log.info("%s stopping", service.name)
-            await broker.stop()
+            deadline = threading.Timer(host.shutdown_deadline_s, _exit_after_deadline, (service.name, host.shutdown_deadline_s))
+            deadline.daemon = True
+            deadline.start()
+            try:  # leaving the group must not hold the drain up: offsets are committed per batch anyway
+                await asyncio.wait_for(broker.stop(), host.consumer_stop_timeout_s)
+            except TimeoutError:
+                log.warning("%s: the consumer did not leave its group within %.0f s; going on with the drain "
+                            "(the group drops this member when its session times out)",
+                            service.name, host.consumer_stop_timeout_s)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -178,6 +193,7 @@ def build_app(
             await producer.stop()
             await engine.dispose()
             tracing.shutdown_tracing()
+            deadline.cancel()
             log.info("%s stopped", service.name)  # drained: offsets committed, outbox relay and producer closed
 
     app = FastAPI(title=f"OMS {service.name}", lifespan=lifespan, version="1.0")
@@ -266,6 +282,16 @@ async def _wait_for_database(engine: AsyncEngine, attempts: int = 60) -> None:
             return
         await asyncio.sleep(0.5)
     raise RuntimeError("database not reachable")
+
+
+def _exit_after_deadline(name: str, seconds: float) -> None:
+    """A shutdown that hangs must not keep the process (and a deploy or `oms up --scale`) waiting:
+    whatever it left is safe (committed outbox rows are published by the next relay, uncommitted
+    offsets are redelivered and the inbox or natural keys make that harmless)."""
+    log.error("%s: shutdown did not finish within %.0f s; exiting now", name, seconds)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(1)
 
 
 def run_service(service: ServiceDefinition) -> None:

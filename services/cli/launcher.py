@@ -218,11 +218,12 @@ class System:
                 started.append(self.start_service(name, port=self.ports[name] if i == 0 else free_port(), instance=i))
             self.wait_ready(timeout, started)
         elif len(running) > count:
-            leaving = running[count:]
-            self.settle(name)
-            for sp in leaving:
+            # One at a time, each once the group is stable: the embedded broker loses a group
+            # whose members leave during a rebalance (see settle), and two leaving at once is one
+            # leaving during the rebalance the other caused.
+            for sp in reversed(running[count:]):
+                self.settle(name)
                 sp.process.send_signal(signal.SIGTERM)
-            for sp in leaving:
                 sp.process.wait(timeout)
                 with self._lock:
                     self.processes.remove(sp)
