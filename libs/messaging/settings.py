@@ -19,13 +19,19 @@ class KafkaSettings(BaseSettings):
     partitions: int = Field(default=6, description="partitions for topics the services create")
     replication_factor: int = 1
     linger_ms: int = 2
-    # Consumer batches: bigger batches mean fewer transactions; the wait bounds latency.
+    # Consumer batches: bigger batches mean fewer transactions. A batch is handed over as soon as
+    # records are there; the wait is how long an empty poll waits, and FastStream sleeps as long
+    # again after one, so it is what an idle consumer's loop costs against at most that much
+    # latency per hop (5 -> 25 ms: the four idle services 0.30-0.37 -> 0.26 cores; with the
+    # fetch wait below, the idle system 0.54-0.59 -> 0.34 cores: docs/benchmark.md, fifth wave).
     max_batch: int = 500
-    batch_wait_ms: int = 5
+    batch_wait_ms: int = 25
     # How long the broker may hold a fetch open when it has nothing. Apache Kafka answers as
     # soon as data arrives; the embedded Tansu broker waits the whole time, so aiokafka's
-    # default of 500 ms would be added to every hop's latency there.
-    fetch_max_wait_ms: int = 20
+    # default of 500 ms would be added to every hop's latency there, and a short wait makes every
+    # consumer poll often: at 20 ms an idle system (four services, broker) used 0.54-0.59 of the
+    # two cores, at 50 ms 0.40 (docs/benchmark.md, fifth wave).
+    fetch_max_wait_ms: int = 50
     # Appended to every consumer group name. A new suffix is a new group, which starts at the
     # earliest offset: the way to replay a service's input topics from offset 0.
     group_suffix: str = Field(default="", description="OMS_KAFKA_GROUP_SUFFIX")
