@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from sqlalchemy import text
@@ -45,7 +46,7 @@ async def apply_allocation_results(
     # result changes nothing: the mirror takes only a higher version, a shipment turns packed or
     # rejected only from pending (OrderPacked is published on that transition, once).
     seen: set[uuid.UUID] = set()
-    latest: dict[str, AllocationResult] = {}
+    latest: dict[str, EventMessage] = {}
     packed: list[EventMessage] = []
     rejected: list[PackRejected] = []
     answers: list[EventMessage] = []  # to dropship requests among them
@@ -55,8 +56,8 @@ async def apply_allocation_results(
             continue
         seen.add(m.envelope.event_id)  # the same event twice in one batch counts once
         held = latest.get(event.order_id)
-        if held is None or event.version > held.version:
-            latest[event.order_id] = event
+        if held is None or event.version > held.event.version:  # type: ignore[attr-defined]
+            latest[event.order_id] = m
         if isinstance(event, AllocationPacked) and event.shipment_id:
             packed.append(m)
         elif isinstance(event, PackRejected) and event.shipment_id:
@@ -65,7 +66,7 @@ async def apply_allocation_results(
             answers.append(m)
     if latest:
         await _replace_mirrors(conn, list(latest.values()))
-        await request_dropships(conn, list(latest.values()))
+        await request_dropships(conn, [m.event for m in latest.values()])  # type: ignore[misc]
     if packed:
         await _record_packed(conn, packed)
     if answers:
@@ -84,58 +85,56 @@ async def apply_allocation_results(
         )
 
 
-async def _replace_mirrors(conn: AsyncConnection, results: list[AllocationResult]) -> None:
-    rows = await conn.execute(
-        text(
-            "INSERT INTO allocation_snapshots AS s (order_id, version, lines, ship_complete)"
-            " SELECT * FROM unnest(CAST(:o AS text[]), CAST(:v AS int[]), CAST(:l AS jsonb[]), CAST(:sc AS bool[]))"
-            " ON CONFLICT (order_id) DO UPDATE SET version = EXCLUDED.version, lines = EXCLUDED.lines,"
-            " ship_complete = EXCLUDED.ship_complete, updated_at = now()"
-            " WHERE s.version < EXCLUDED.version RETURNING s.order_id"
-        ),
-        {
-            "o": [r.order_id for r in results],
-            "v": [r.version for r in results],
-            "l": [orjson.dumps([ln.model_dump(mode="json") for ln in r.lines]).decode() for r in results],
-            "sc": [r.ship_complete for r in results],
-        },
-    )
-    applied = {row.order_id for row in rows}
+# The mirror's rows go as one JSON document per statement, not one array parameter per column:
+# asyncpg checks every element of an array parameter in Python, a text parameter is one string.
+# A snapshot replaces the held one only when its version is higher.
+_UPSERT_SNAPSHOTS = text(
+    "INSERT INTO allocation_snapshots AS s (order_id, version, lines, ship_complete)"
+    " SELECT * FROM unnest(CAST(:o AS text[]), CAST(:v AS int[]), CAST(:l AS jsonb[]), CAST(:sc AS bool[]))"
+    " ON CONFLICT (order_id) DO UPDATE SET version = EXCLUDED.version, lines = EXCLUDED.lines,"
+    " ship_complete = EXCLUDED.ship_complete, updated_at = now()"
+    " WHERE s.version < EXCLUDED.version RETURNING s.order_id"
+)
+# The live allocations (allocated or packed) of the results whose snapshot was taken.
+_INSERT_ALLOCATIONS = text(
+    "INSERT INTO allocations (order_id, allocation_id, line_id, sku, location_id, bin, lot, qty, status,"
+    " shipment_id) SELECT d.o, x.allocation_id, x.line_id, x.sku, x.location_id, x.bin, x.lot, x.qty, x.status,"
+    " x.shipment_id FROM jsonb_to_recordset(CAST(:doc AS jsonb)) AS d(o text, a jsonb),"
+    " jsonb_to_recordset(d.a) AS x(allocation_id bigint, line_id text, sku text, location_id text, bin text,"
+    " lot text, qty int, status text, shipment_id text)"
+    " WHERE x.status IN ('allocated', 'packed')"
+)
+
+
+def _payload(m: EventMessage) -> dict[str, Any]:
+    """The result's JSON payload as it came (not the validated event serialised again)."""
+    return m.envelope.data or m.event.model_dump(mode="json")
+
+
+async def _replace_mirrors(conn: AsyncConnection, results: list[EventMessage]) -> None:
+    payloads: dict[str, dict[str, Any]] = {}
+    versions: dict[str, int] = {}
+    o, v, ln, sc = [], [], [], []
+    for m in results:
+        event = m.event
+        assert isinstance(event, AllocationResult)
+        data = payloads[event.order_id] = _payload(m)
+        versions[event.order_id] = event.version
+        o.append(event.order_id)
+        v.append(event.version)
+        ln.append(orjson.dumps(data["lines"]).decode())
+        sc.append(event.ship_complete)
+    rows = await conn.execute(_UPSERT_SNAPSHOTS, {"o": o, "v": v, "l": ln, "sc": sc})
+    applied = [row.order_id for row in rows]
     if not applied:
         return
-    await conn.execute(
-        text("DELETE FROM allocations WHERE order_id = ANY(CAST(:o AS text[]))"), {"o": list(applied)}
-    )
-    allocs = [
-        (r.order_id, a)
-        for r in results
-        if r.order_id in applied
-        for a in r.allocations
-        if a.status in ("allocated", "packed")
-    ]
-    if not allocs:
-        return
-    await conn.execute(
-        text(
-            "INSERT INTO allocations (order_id, allocation_id, line_id, sku, location_id, bin, lot, qty,"
-            " status,"
-            " shipment_id) SELECT * FROM unnest(CAST(:o AS text[]), CAST(:a AS bigint[]), CAST(:l AS text[]),"
-            " CAST(:s AS text[]), CAST(:loc AS text[]), CAST(:b AS text[]), CAST(:lot AS text[]),"
-            " CAST(:q AS int[]), CAST(:st AS text[]), CAST(:sh AS text[]))"
-        ),
-        {
-            "o": [o for o, _ in allocs],
-            "a": [a.allocation_id for _, a in allocs],
-            "l": [a.line_id for _, a in allocs],
-            "s": [a.sku for _, a in allocs],
-            "loc": [a.location_id for _, a in allocs],
-            "b": [a.bin for _, a in allocs],
-            "lot": [a.lot for _, a in allocs],
-            "q": [a.qty for _, a in allocs],
-            "st": [a.status for _, a in allocs],
-            "sh": [a.shipment_id for _, a in allocs],
-        },
-    )
+    # Version 1 taken means the order was not mirrored before: no rows of it to delete.
+    replaced = [o for o in applied if versions[o] > 1]
+    if replaced:
+        await conn.execute(text("DELETE FROM allocations WHERE order_id = ANY(CAST(:o AS text[]))"), {"o": replaced})
+    doc = [{"o": o, "a": payloads[o]["allocations"]} for o in applied if payloads[o]["allocations"]]
+    if doc:
+        await conn.execute(_INSERT_ALLOCATIONS, {"doc": orjson.dumps(doc).decode()})
 
 
 async def _record_packed(conn: AsyncConnection, messages: list[EventMessage]) -> None:
