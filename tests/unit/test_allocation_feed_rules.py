@@ -7,6 +7,7 @@ out of the per-SKU loop."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -81,3 +82,20 @@ def test_the_rules_worked_out_once_give_every_sku_the_payload_of_the_per_sku_def
         assert got == expected
         assert list(got["channels"]) == list(expected["channels"])  # the same keys in the same order
         assert availability_of(sku, free_at, pols, T0, suppliers, kept) == expected
+
+
+def test_the_publishers_envelope_is_the_validated_envelope_of_the_same_values_with_random_version_4_ids() -> None:
+    from libs.contracts import encode_event
+    from libs.contracts.envelope import Envelope
+    from services.allocation.service_layer.availability import _envelope, _event_ids
+
+    ids = _event_ids(3)
+    assert len(set(ids)) == 3 and all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    data = {"sku": "A", "total": 1}
+    built = _envelope(ids[0], T0, "sku:A", data)
+    validated = Envelope(event_id=ids[0], event_type="AvailabilityChanged", schema_version=1, occurred_at=T0,
+                         source="allocation", correlation_id="sku:A", causation_id=None, data=data)
+    assert built == validated
+    assert built.model_fields_set == validated.model_fields_set
+    assert encode_event(built) == encode_event(validated)
+    assert Envelope.model_validate_json(encode_event(built)) == validated
