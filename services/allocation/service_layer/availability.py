@@ -181,8 +181,13 @@ def _event_ids(n: int) -> list[uuid.UUID]:
 
 async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     """One window: publish AvailabilityChanged for up to ``limit`` dirty SKUs; return how many."""
-    skus = [r.sku for r in await conn.execute(
-        text("SELECT sku FROM skus WHERE availability_dirty ORDER BY sku LIMIT :n FOR UPDATE SKIP LOCKED"), {"n": limit})]
+    # The flags are cleared as the SKUs are taken (one statement, no array of SKUs sent back):
+    # the same transaction writes their events, so a rollback leaves them dirty, and a change
+    # committed meanwhile waits for the row lock and marks its SKU dirty again after this commit.
+    skus = [r.sku for r in await conn.execute(text(
+        "WITH taken AS (UPDATE skus SET availability_dirty = false WHERE sku IN ("
+        " SELECT sku FROM skus WHERE availability_dirty ORDER BY sku LIMIT :n FOR UPDATE SKIP LOCKED)"
+        " RETURNING sku) SELECT sku FROM taken ORDER BY sku"), {"n": limit})]
     if not skus:
         return 0
     now = datetime.now(UTC)
@@ -201,7 +206,6 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
         data.update(inbound.get(sku, NO_INBOUND))
         messages.append(OutboxMessage(Topic.AVAILABILITY, sku, _envelope(event_id, now, f"sku:{sku}", data)))
     await write_outbox(conn, SCHEMA, messages)
-    await conn.execute(text("UPDATE skus SET availability_dirty = false WHERE sku = ANY(:s)"), {"s": skus})
     return len(skus)
 
 
