@@ -33,10 +33,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.hotpath import VERSIONS, _encoded, _postgres_cpu
-from libs.contracts import decode_event
-from libs.contracts.events import LocationChanged, PurchaseOrderChanged, StockAdjusted
+from bench.hotpath import VERSIONS, _postgres_cpu
+from libs.contracts import decode_event, encode_event
+from libs.contracts.envelope import new_envelope
+from libs.contracts.events import Event, LocationChanged, PurchaseOrderChanged, StockAdjusted
 from libs.database.engine import create_engine
 from libs.database.migrations import upgrade_schema
 from libs.embedded import EmbeddedPostgres
@@ -48,7 +50,11 @@ from services.allocation.service_layer.availability import publish_dirty
 WAREHOUSES = 5
 
 
-async def _setup(engine, run_id: str, skus: list[str]) -> None:  # type: ignore[no-untyped-def]
+def _encoded(event: Event) -> bytes:
+    return encode_event(new_envelope(event, source="bench", correlation_id=uuid.uuid4().hex))
+
+
+async def _setup(engine: AsyncEngine, run_id: str, skus: list[str]) -> None:
     wh = [f"{run_id}-L{i}" for i in range(WAREHOUSES)]
     store, supplier = f"{run_id}-STORE", f"{run_id}-DROP"
     events: list[bytes] = [_encoded(LocationChanged(location_id=loc, name=loc, country="DE", ships_to=["DE"], priority=i))
