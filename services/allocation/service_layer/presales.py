@@ -300,17 +300,18 @@ async def inbound_availability(conn: AsyncConnection, skus: list[str], policies:
     )).all()
     if not rows:
         return {}
-    found = sorted({r.sku for r in rows})
+    by_sku: dict[str, list[Any]] = {}
+    for r in rows:  # ordered by sku, location
+        by_sku.setdefault(r.sku, []).append(r)
     locations = {r.location_id: Location(
         location_id=r.location_id, name=r.name, kind=r.kind, country=r.country, active=r.active,
         channels=None if r.channels is None else tuple(r.channels))
         for r in await conn.execute(text("SELECT location_id, name, kind, country, active, channels FROM locations"))}
     promised = {(r.sku, r.channel): int(r.qty) for r in await conn.execute(
         text("SELECT p.sku, o.channel, sum(p.qty) AS qty FROM presales p JOIN orders o USING (order_id)"
-             " WHERE p.sku = ANY(:s) GROUP BY p.sku, o.channel"), {"s": found})}
+             " WHERE p.sku = ANY(:s) GROUP BY p.sku, o.channel"), {"s": list(by_sku)})}
     out: dict[str, dict[str, Any]] = {}
-    for sku in found:
-        mine = [r for r in rows if r.sku == sku]
+    for sku, mine in by_sku.items():
         left = {r.location_id: int(r.available) for r in mine}
         out[sku] = {
             "inbound_total": sum(left.values()),
