@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +46,24 @@ from services.allocation.service_layer.allocating import apply_events
 
 LOCATIONS = 5
 VERSIONS = Path(__file__).resolve().parents[1] / "services" / "allocation" / "adapters" / "migrations" / "versions"
+
+
+@contextmanager
+def database() -> Iterator[tuple[str, int | None]]:
+    """(url, PostgreSQL's pid): OMS_DATABASE_URL when set (its CPU is not measured), else an
+    embedded server in a temporary directory that is removed afterwards."""
+    url = os.environ.get("OMS_DATABASE_URL", "")
+    if url:
+        yield url, None
+        return
+    from services.cli.launcher import free_port
+
+    with tempfile.TemporaryDirectory(prefix="oms-hotpath-") as tmp:
+        pg = EmbeddedPostgres(Path(tmp) / "pgdata", port=free_port()).start()
+        try:
+            yield pg.url, pg.process.pid if pg.process else None
+        finally:
+            pg.stop()
 
 
 def _encoded(event: OrderPlaced | StockAdjusted | LocationChanged) -> bytes:
@@ -135,19 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gc-threshold", type=int, default=HostSettings.model_fields["gc_threshold"].default,
                     help="young-generation threshold as the service sets it (0: leave CPython's default)")
     args = ap.parse_args(argv)
-    url = os.environ.get("OMS_DATABASE_URL", "")
-    pg = None
-    if not url:
-        from services.cli.launcher import free_port
-
-        pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="oms-hotpath-")) / "pgdata", port=free_port()).start()
-        url = pg.url
-    try:
+    with database() as (url, pid):
         asyncio.run(run(args.orders, args.batch, args.skus, args.profile, url,
-                        pg.process.pid if pg and pg.process else None, args.gc_threshold))
-    finally:
-        if pg:
-            pg.stop()
+                        pid, args.gc_threshold))
     return 0
 
 

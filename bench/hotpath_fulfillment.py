@@ -22,16 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from bench.hotpath import _postgres_cpu
+from bench.hotpath import _postgres_cpu, database
 from bench.workload import Workload
 from libs.contracts import decode_event, encode_event
 from libs.contracts.envelope import new_envelope
@@ -46,7 +44,6 @@ from libs.contracts.events import (
 )
 from libs.database.engine import create_engine
 from libs.database.migrations import upgrade_schema
-from libs.embedded import EmbeddedPostgres
 from libs.service_host.host import HostSettings, tune_garbage_collector
 from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.service_layer.mirroring import apply_allocation_results
@@ -203,19 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gc-threshold", type=int, default=HostSettings.model_fields["gc_threshold"].default,
                     help="young-generation threshold as the service sets it (0: leave CPython's default)")
     args = ap.parse_args(argv)
-    url = os.environ.get("OMS_DATABASE_URL", "")
-    pg = None
-    if not url:
-        from services.cli.launcher import free_port
-
-        pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="oms-hotpath-")) / "pgdata", port=free_port()).start()
-        url = pg.url
-    try:
+    with database() as (url, pid):
         asyncio.run(run(args.orders, args.batch, args.skus, args.later, args.profile, url,
-                        pg.process.pid if pg and pg.process else None, args.gc_threshold))
-    finally:
-        if pg:
-            pg.stop()
+                        pid, args.gc_threshold))
     return 0
 
 
