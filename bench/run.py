@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 
@@ -50,6 +51,10 @@ from libs.contracts import Topic
 from libs.messaging.kafka import ensure_topics
 from libs.messaging.settings import KafkaSettings
 from services.cli.launcher import SERVICES, STAFF_HEADERS, System
+
+# OMS_BENCH_PG_STATEMENTS=1: load pg_stat_statements into the embedded PostgreSQL and write its top
+# statements after the load phases (pg_statements.txt): where the database's share goes.
+STATEMENTS = os.environ.get("OMS_BENCH_PG_STATEMENTS", "") == "1"
 
 RELAY_SEQ_BASE = 900_000_000
 # The folder that holds bench/: the load generator and relay processes import from it.
@@ -99,7 +104,8 @@ class Bench:
         own_system = self.system is None
         workdir = self.workdir or Path(tempfile.mkdtemp(prefix="oms-bench-"))
         if own_system:
-            self.system = System(workdir=workdir, ports=self.ports, log_to=None)
+            self.system = System(workdir=workdir, ports=self.ports, log_to=None,
+                                 pg_settings={"shared_preload_libraries": "pg_stat_statements"} if STATEMENTS else {})
         system = self.system
         assert system is not None
         try:
@@ -300,10 +306,29 @@ class Bench:
                     await collector.quiet(0.5)
             await self.kind.after_load(self, phases[-1])
             self.resources = meter.end(time.monotonic() - (t_load or time.monotonic()))
+            if STATEMENTS and system.embedded_pg:
+                await self._top_statements(system.database_url)
             await self._settle()
             await self._check_settled(phases)
         finally:
             await collector.stop()
+
+    async def _top_statements(self, url: str) -> None:
+        """OMS_BENCH_PG_STATEMENTS=1: the statements PostgreSQL spent the run on (pg_stat_statements,
+        since the server started: seeding included), into pg_statements.txt of the run's directory."""
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            rows = await conn.fetch(
+                "SELECT round(total_exec_time) AS ms, calls, rows, round(wal_bytes / 1e6) AS wal_mb,"
+                " round(100 * total_exec_time / sum(total_exec_time) OVER ()) AS pct, left(regexp_replace(query,"
+                " '\\s+', ' ', 'g'), 160) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 40")
+        finally:
+            await conn.close()
+        lines = [f"{r['pct']:>3}% {r['ms']:>8} ms {r['calls']:>8} calls {r['rows']:>9} rows {r['wal_mb']:>6} MB WAL  {r['query']}"
+                 for r in rows]
+        (self.workdir_ / "pg_statements.txt").write_text("\n".join(lines) + "\n")
+        self.say("PostgreSQL's top statements (pg_stat_statements):\n  " + "\n  ".join(lines[:25]))
 
     def _services_alive(self, system: System) -> None:
         dead = [f"{sp.label} (exit code {sp.process.returncode})" for sp in system.processes

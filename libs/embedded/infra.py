@@ -78,10 +78,11 @@ class EmbeddedPostgres:
 
     def __init__(
         self, data_dir: Path, port: int = 15432, host: str = "127.0.0.1", database: str = "oms",
-        log_path: Path | None = None,
+        log_path: Path | None = None, settings: dict[str, str] | None = None,
     ) -> None:
         self.data_dir, self.port, self.host, self.database = Path(data_dir), port, host, database
         self.log_path = log_path
+        self.settings = settings or {}  # more server settings (-c name=value), e.g. for profiling
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -136,6 +137,7 @@ class EmbeddedPostgres:
                 "-c", "shared_buffers=256MB",
                 "-c", "wal_level=minimal", "-c", "max_wal_senders=0",
                 "-c", "log_min_messages=warning",
+                *(arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}")),
             ],
             user=user, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -54,6 +54,7 @@ class System:
     kafka_idempotence: bool = True
     ports: dict[str, int] = field(default_factory=lambda: dict(SERVICES))
     extra_env: dict[str, str] = field(default_factory=dict)
+    pg_settings: dict[str, str] = field(default_factory=dict)  # the embedded server's extra settings
     log_to: TextIO | None = sys.stdout
     embedded_kafka: EmbeddedKafka | None = None
     embedded_pg: EmbeddedPostgres | None = None
@@ -77,7 +78,7 @@ class System:
             self._say("infra", f"starting embedded PostgreSQL on 127.0.0.1:{pg_port}"
                       + (" (fresh data: the embedded broker keeps nothing across restarts either)" if fresh else ""))
             self.embedded_pg = EmbeddedPostgres(
-                self.workdir / "pgdata", port=pg_port, log_path=self.workdir / "postgres.log"
+                self.workdir / "pgdata", port=pg_port, log_path=self.workdir / "postgres.log", settings=self.pg_settings
             ).start(fresh=fresh)
             self.database_url = self.embedded_pg.url
 
