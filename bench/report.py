@@ -15,6 +15,8 @@ import psutil
 TARGETS: dict[str, tuple[str, str, float, str]] = {
     "sustained_orders_per_s": ("sustained orders/s (full speed)", ">=", 2000, "orders/s"),
     "p99_ms_at_1000": ("p99 latency at 1,000 orders/s offered", "<=", 250, "ms"),
+    # SPEC 7 names 1,000/s; issue 7 asks for 500/s beside it, with the same bound as a reference
+    "p99_ms_at_500": ("p99 latency at 500 orders/s offered (reference)", "<=", 250, "ms"),
     "flash_sale_orders_per_s": ("flash sale orders/s", ">=", 1500, "orders/s"),
     "refill_lines_per_s": ("backorder refill lines/s", ">=", 5000, "lines/s"),
     "max_service_rss_mb": ("peak resident memory per service", "<=", 200, "MB"),
