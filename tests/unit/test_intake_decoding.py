@@ -9,7 +9,13 @@ from aiokafka.structs import ConsumerRecord
 
 from libs.contracts import Topic, decode_event, encode_event
 from libs.contracts.envelope import new_envelope
-from libs.contracts.events import AllocationLine, AllocationResult, LineState, OrderBackordered, OrderCancelled
+from libs.contracts.events import (
+    AllocationLine,
+    AllocationResult,
+    LineState,
+    OrderBackordered,
+    OrderCancelled,
+)
 from libs.messaging.consumer import PermanentMessageError
 from services.order_intake.entrypoints.subscribers import _decode
 
