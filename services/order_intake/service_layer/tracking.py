@@ -23,6 +23,7 @@ from libs.contracts.events import (
 )
 from libs.contracts.orders import MAX_LINES, Problem
 from libs.messaging import OutboxMessage, claim_new_events
+from services.order_intake.adapters.rows import json_rows
 from services.order_intake.domain.orders import check_cancel, order_status
 from services.order_intake.service_layer import rules
 from services.order_intake.service_layer.placing import SOURCE, add_timeline
@@ -51,55 +52,40 @@ async def apply_downstream_events(conn: AsyncConnection, messages: Sequence[Even
     if latest:
         await _apply_snapshots(conn, list(latest.values()))
     if returns:
-        await conn.execute(
-            text(
-                "UPDATE order_lines l SET returned = l.returned + r.q FROM unnest(CAST(:o AS text[]),"
-                " CAST(:l AS text[]), CAST(:q AS int[])) AS r(o, l, q) WHERE l.order_id = r.o AND l.line_id = r.l"
-            ),
-            {"o": [r[0] for r in returns], "l": [r[1] for r in returns], "q": [r[2] for r in returns]},
-        )
+        await conn.execute(text(
+            "UPDATE order_lines l SET returned = l.returned + r.q FROM (SELECT e->>0 AS o, e->>1 AS l,"
+            " CAST(e->>2 AS int) AS q FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e) r"
+            " WHERE l.order_id = r.o AND l.line_id = r.l"), {"rows": json_rows(returns)})
     await add_timeline(conn, timeline)
 
 
 async def _apply_snapshots(conn: AsyncConnection, results: list[AllocationResult]) -> None:
-    # Only snapshots newer than what we hold win (per-order order is kept, but be safe on replays).
-    rows = await conn.execute(
-        text(
-            "UPDATE orders o SET allocation_version = r.v, status = r.s, updated_at = now()"
-            " FROM unnest(CAST(:o AS text[]), CAST(:v AS int[]), CAST(:s AS text[])) AS r(o, v, s)"
-            " WHERE o.order_id = r.o AND o.allocation_version < r.v RETURNING o.order_id"
-        ),
-        {
-            "o": [r.order_id for r in results],
-            "v": [r.version for r in results],
-            "s": [order_status(r.lines, known=True) for r in results],
-        },
-    )
+    rows = await conn.execute(_UPDATE_ORDERS, {"rows": json_rows(
+        [(r.order_id, r.version, order_status(r.lines, known=True)) for r in results])})
     applied = {row.order_id for row in rows}
-    lines = [(r.order_id, ln) for r in results if r.order_id in applied for ln in r.lines]
-    if not lines:
-        return
-    await conn.execute(
-        text(
-            "INSERT INTO order_lines AS l (order_id, line_id, sku, qty, unit_price, allocated, backordered, packed,"
-            " shipped, cancelled, on_hold, backorder_reason)"
-            " SELECT o, li, s, q, 0, a, b, p, sh, c, h, br FROM unnest(CAST(:o AS text[]), CAST(:li AS text[]),"
-            " CAST(:s AS text[]), CAST(:q AS int[]), CAST(:a AS int[]), CAST(:b AS int[]), CAST(:p AS int[]),"
-            " CAST(:sh AS int[]), CAST(:c AS int[]), CAST(:h AS bool[]), CAST(:br AS text[]))"
-            " AS t(o, li, s, q, a, b, p, sh, c, h, br)"
-            " ON CONFLICT (order_id, line_id) DO UPDATE SET qty = EXCLUDED.qty, allocated = EXCLUDED.allocated,"
-            " backordered = EXCLUDED.backordered, packed = EXCLUDED.packed, shipped = EXCLUDED.shipped,"
-            " cancelled = EXCLUDED.cancelled, on_hold = EXCLUDED.on_hold,"
-            " backorder_reason = EXCLUDED.backorder_reason"
-        ),
-        {
-            "o": [o for o, _ in lines], "li": [ln.line_id for _, ln in lines], "s": [ln.sku for _, ln in lines],
-            "q": [ln.qty for _, ln in lines], "a": [ln.allocated for _, ln in lines],
-            "b": [ln.backordered for _, ln in lines], "p": [ln.packed for _, ln in lines],
-            "sh": [ln.shipped for _, ln in lines], "c": [ln.cancelled for _, ln in lines],
-            "h": [ln.on_hold for _, ln in lines], "br": [ln.backorder_reason for _, ln in lines],
-        },
-    )
+    lines = [(r.order_id, ln.line_id, ln.sku, ln.qty, ln.allocated, ln.backordered, ln.packed, ln.shipped, ln.cancelled,
+              ln.on_hold, ln.backorder_reason)
+             for r in results if r.order_id in applied for ln in r.lines]
+    if lines:
+        await conn.execute(_UPSERT_LINES, {"rows": json_rows(lines)})
+
+
+# Only snapshots newer than what we hold win (per-order order is kept, but be safe on replays).
+_UPDATE_ORDERS = text(
+    "UPDATE orders o SET allocation_version = r.v, status = r.s, updated_at = now()"
+    " FROM (SELECT e->>0 AS o, CAST(e->>1 AS int) AS v, e->>2 AS s FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e) r"
+    " WHERE o.order_id = r.o AND o.allocation_version < r.v RETURNING o.order_id"
+)
+_UPSERT_LINES = text(
+    "INSERT INTO order_lines AS l (order_id, line_id, sku, qty, unit_price, allocated, backordered, packed,"
+    " shipped, cancelled, on_hold, backorder_reason)"
+    " SELECT e->>0, e->>1, e->>2, CAST(e->>3 AS int), 0, CAST(e->>4 AS int), CAST(e->>5 AS int), CAST(e->>6 AS int),"
+    " CAST(e->>7 AS int), CAST(e->>8 AS int), CAST(e->>9 AS bool), e->>10"
+    " FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e"
+    " ON CONFLICT (order_id, line_id) DO UPDATE SET qty = EXCLUDED.qty, allocated = EXCLUDED.allocated,"
+    " backordered = EXCLUDED.backordered, packed = EXCLUDED.packed, shipped = EXCLUDED.shipped,"
+    " cancelled = EXCLUDED.cancelled, on_hold = EXCLUDED.on_hold, backorder_reason = EXCLUDED.backorder_reason"
+)
 
 
 def summarise(event: Event) -> str:
