@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,14 +40,13 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.hotpath import _postgres_cpu
+from bench.hotpath import _postgres_cpu, database
 from bench.workload import CHANNEL, Workload, correlation_id
 from libs.contracts import Topic, encode_event
 from libs.contracts.envelope import new_envelope
 from libs.contracts.events import AllocationLine, LineState, OrderAllocated
 from libs.database.engine import create_engine
 from libs.database.migrations import upgrade_schema
-from libs.embedded import EmbeddedPostgres
 from libs.messaging.consumer import Delivery
 from libs.service_host.host import HostSettings, tune_garbage_collector
 from services.order_intake.adapters.tables import SCHEMA
@@ -185,19 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gc-threshold", type=int, default=HostSettings.model_fields["gc_threshold"].default,
                     help="young-generation threshold as the service sets it (0: leave CPython's default)")
     args = ap.parse_args(argv)
-    url = os.environ.get("OMS_DATABASE_URL", "")
-    pg = None
-    if not url:
-        from services.cli.launcher import free_port
-
-        pg = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="oms-hotpath-")) / "pgdata", port=free_port()).start()
-        url = pg.url
-    try:
-        asyncio.run(run(args.orders, args.batch, args.skus, args.profile, url,
-                        pg.process.pid if pg and pg.process else None, args.gc_threshold))
-    finally:
-        if pg:
-            pg.stop()
+    with database() as (url, pid):
+        asyncio.run(run(args.orders, args.batch, args.skus, args.profile, url, pid, args.gc_threshold))
     return 0
 
 
