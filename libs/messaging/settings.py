@@ -27,11 +27,13 @@ class KafkaSettings(BaseSettings):
     max_batch: int = 500
     batch_wait_ms: int = 25
     # How long the broker may hold a fetch open when it has nothing. Apache Kafka answers as
-    # soon as data arrives; the embedded Tansu broker waits the whole time, so aiokafka's
-    # default of 500 ms would be added to every hop's latency there, and a short wait makes every
-    # consumer poll often: at 20 ms an idle system (four services, broker) used 0.54-0.59 of the
-    # two cores, at 50 ms 0.40 (docs/benchmark.md, fifth wave).
-    fetch_max_wait_ms: int = 50
+    # soon as data arrives; the embedded Tansu broker waits the whole time, so this is the
+    # latency a hop adds there, and against it what every consumer's polling costs: an idle
+    # system (four services, broker) used 0.54-0.59 of the two cores at 20 ms, 0.40 at 50 ms,
+    # 0.22 at 100 ms (with the 25 ms poll wait), and under load a longer wait gives bigger batches:
+    # the steady benchmark measured 2.5 ms CPU per order at 100 ms against 3.3 at 50 ms, and no
+    # further gain at 200 ms (docs/benchmark.md, fifth wave).
+    fetch_max_wait_ms: int = 100
     # Appended to every consumer group name. A new suffix is a new group, which starts at the
     # earliest offset: the way to replay a service's input topics from offset 0.
     group_suffix: str = Field(default="", description="OMS_KAFKA_GROUP_SUFFIX")
