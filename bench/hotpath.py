@@ -25,10 +25,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -97,6 +98,53 @@ def _postgres_cpu(pids: list[int]) -> float:
     return total
 
 
+def arguments(prog: str, doc: str | None, *, orders: bool = True) -> argparse.ArgumentParser:
+    """The options every hot-path yardstick takes (``orders``: also --orders, --batch, --skus)."""
+    ap = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
+    if orders:
+        ap.add_argument("--orders", type=int, default=6000)
+        ap.add_argument("--batch", type=int, default=500)
+        ap.add_argument("--skus", type=int, default=2000)
+    ap.add_argument("--profile", help="write a cProfile of the timed batches here")
+    ap.add_argument("--gc-threshold", type=int, default=HostSettings.model_fields["gc_threshold"].default,
+                    help="young-generation threshold as the service sets it (0: leave CPython's default)")
+    return ap
+
+
+class BatchMeter:
+    """Times batches of a use case: this process's CPU per order (median batch too), PostgreSQL's
+    CPU (its processes' CPU time, when the database is the embedded one) and wall time, and a
+    cProfile of the timed batches when asked."""
+
+    def __init__(self, pg_pid: int | None, profile: str | None) -> None:
+        self.pg_pid, self.profile = pg_pid, profile
+        self.profiler = cProfile.Profile() if profile else None
+
+    async def timed(self, name: str, batches: list[list[Any]], step: Callable[[list[Any]], Awaitable[None]]) -> str:
+        per_batch: list[float] = []
+        pids = [self.pg_pid] if self.pg_pid else []
+        pg0, cpu0, wall0 = _postgres_cpu(pids), time.process_time(), time.perf_counter()
+        for b in batches:
+            b0 = time.process_time()
+            if self.profiler:
+                self.profiler.enable()
+            await step(b)
+            if self.profiler:
+                self.profiler.disable()
+            per_batch.append((time.process_time() - b0) * 1000 / len(b))
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        pg = _postgres_cpu(pids) - pg0
+        n = sum(len(b) for b in batches)
+        return (f"  {name:<9} service CPU {cpu * 1000 / n:.3f} ms/order (median batch {statistics.median(per_batch):.3f}),"
+                " PostgreSQL CPU " + (f"{pg * 1000 / n:.3f} ms/order" if pids else "not measured (external database)")
+                + f", wall {wall * 1000 / n:.3f} ms/order")
+
+    def dump(self) -> None:
+        if self.profiler and self.profile:
+            self.profiler.dump_stats(self.profile)
+            print(f"  profile: {self.profile}")
+
+
 async def run(orders: int, batch: int, skus: int, profile: str | None, database_url: str, pg_pid: int | None,
               gc_threshold: int) -> None:
     engine = create_engine(database_url, schema=SCHEMA, pool_size=2)
@@ -120,40 +168,22 @@ async def run(orders: int, batch: int, skus: int, profile: str | None, database_
         async with engine.begin() as conn:
             await apply_events(conn, [decode_event(raw) for raw in warm[i:i + batch]])
 
-    per_batch: list[float] = []
-    profiler = cProfile.Profile() if profile else None
-    pg0, cpu0, wall0 = _postgres_cpu([pg_pid] if pg_pid else []), time.process_time(), time.perf_counter()
-    for i in range(0, len(timed), batch):
-        b0 = time.process_time()
-        if profiler:
-            profiler.enable()
-        messages: list[EventMessage] = [decode_event(raw) for raw in timed[i:i + batch]]
+    meter = BatchMeter(pg_pid, profile)
+
+    async def step(batch_records: list[bytes]) -> None:
+        messages: list[EventMessage] = [decode_event(raw) for raw in batch_records]
         async with engine.begin() as conn:
             await apply_events(conn, messages)
-        if profiler:
-            profiler.disable()
-        per_batch.append((time.process_time() - b0) * 1000 / len(messages))
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    pg = _postgres_cpu([pg_pid] if pg_pid else []) - pg0
-    n = len(timed)
-    print(f"allocation hot path: {n} orders in batches of {batch}, {skus} SKUs x {LOCATIONS} locations")
-    print(f"  service CPU {cpu * 1000 / n:.3f} ms/order (median batch {statistics.median(per_batch):.3f}),"
-          f" PostgreSQL CPU {pg * 1000 / n:.3f} ms/order" + ("" if pg_pid else " (not measured: external database)")
-          + f", wall {wall * 1000 / n:.3f} ms/order")
-    if profiler and profile:
-        profiler.dump_stats(profile)
-        print(f"  profile: {profile}")
+
+    line = await meter.timed("orders", [timed[i:i + batch] for i in range(0, len(timed), batch)], step)
+    print(f"allocation hot path: {len(timed)} orders in batches of {batch}, {skus} SKUs x {LOCATIONS} locations")
+    print(line)
+    meter.dump()
     await engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--orders", type=int, default=6000)
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--skus", type=int, default=2000)
-    ap.add_argument("--profile", help="write a cProfile of the timed batches here")
-    ap.add_argument("--gc-threshold", type=int, default=HostSettings.model_fields["gc_threshold"].default,
-                    help="young-generation threshold as the service sets it (0: leave CPython's default)")
+    ap = arguments("python -m bench.hotpath", __doc__)
     args = ap.parse_args(argv)
     with database() as (url, pid):
         asyncio.run(run(args.orders, args.batch, args.skus, args.profile, url,

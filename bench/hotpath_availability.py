@@ -19,7 +19,6 @@ that dropships only a few SKUs, pre-sell caps); open purchase orders for one SKU
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import cProfile
 import random
@@ -32,13 +31,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.hotpath import VERSIONS, _postgres_cpu, database
+from bench.hotpath import VERSIONS, _postgres_cpu, arguments, database
 from libs.contracts import decode_event, encode_event
 from libs.contracts.envelope import new_envelope
 from libs.contracts.events import Event, LocationChanged, PurchaseOrderChanged, StockAdjusted
 from libs.database.engine import create_engine
 from libs.database.migrations import upgrade_schema
-from libs.service_host.host import HostSettings, tune_garbage_collector
+from libs.service_host.host import tune_garbage_collector
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.service_layer.allocating import apply_events, put_policy
 from services.allocation.service_layer.availability import publish_dirty
@@ -144,13 +143,10 @@ async def run(windows: int, dirty: int, skus: int, profile: str | None, database
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.hotpath_availability", description=__doc__.split("\n\n")[0])
+    ap = arguments("python -m bench.hotpath_availability", __doc__, orders=False)
     ap.add_argument("--windows", type=int, default=20)
     ap.add_argument("--dirty", type=int, default=1000, help="SKUs marked dirty per window")
     ap.add_argument("--skus", type=int, default=2000)
-    ap.add_argument("--profile", help="write a cProfile of the timed windows here")
-    ap.add_argument("--gc-threshold", type=int, default=HostSettings.model_fields["gc_threshold"].default,
-                    help="young-generation threshold as the service sets it (0: leave CPython's default)")
     args = ap.parse_args(argv)
     with database() as (url, pid):
         asyncio.run(run(args.windows, args.dirty, args.skus, args.profile, url,

@@ -19,17 +19,13 @@ release back to backorder (version 2).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import cProfile
 import random
-import statistics
 import sys
-import time
 import uuid
 from pathlib import Path
 
-from bench.hotpath import _postgres_cpu, database
+from bench.hotpath import BatchMeter, arguments, database
 from bench.workload import Workload
 from libs.contracts import decode_event, encode_event
 from libs.contracts.envelope import new_envelope
@@ -44,7 +40,7 @@ from libs.contracts.events import (
 )
 from libs.database.engine import create_engine
 from libs.database.migrations import upgrade_schema
-from libs.service_host.host import HostSettings, tune_garbage_collector
+from libs.service_host.host import tune_garbage_collector
 from services.fulfillment.adapters.tables import SCHEMA
 from services.fulfillment.service_layer.mirroring import apply_allocation_results
 
@@ -162,43 +158,25 @@ async def run(orders: int, batch: int, skus: int, later: float, profile: str | N
         async with engine.begin() as conn:
             await apply_allocation_results(conn, [decode_event(raw) for raw in records])
 
-    per_batch: list[float] = []
-    profiler = cProfile.Profile() if profile else None
-    pg0, cpu0, wall0 = _postgres_cpu([pg_pid] if pg_pid else []), time.process_time(), time.perf_counter()
-    for records in timed:
-        b0 = time.process_time()
-        if profiler:
-            profiler.enable()
+    meter = BatchMeter(pg_pid, profile)
+
+    async def step(records: list[bytes]) -> None:
         # as the subscriber does: decode each raw value (decode_envelope), one transaction per batch
         messages = [decode_event(raw) for raw in records]
         async with engine.begin() as conn:
             await apply_allocation_results(conn, messages)
-        if profiler:
-            profiler.disable()
-        per_batch.append((time.process_time() - b0) * 1000 / len(messages))
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    pg = _postgres_cpu([pg_pid] if pg_pid else []) - pg0
-    n = sum(len(b) for b in timed)
-    print(f"fulfillment hot path: {n} allocation results in batches of {batch} ({later:.0%} later snapshots),"
-          f" {skus} SKUs x {LOCATIONS} locations")
-    print(f"  service CPU {cpu * 1000 / n:.3f} ms/order (median batch {statistics.median(per_batch):.3f}),"
-          f" PostgreSQL CPU {pg * 1000 / n:.3f} ms/order" + ("" if pg_pid else " (not measured: external database)")
-          + f", wall {wall * 1000 / n:.3f} ms/order")
-    if profiler and profile:
-        profiler.dump_stats(profile)
-        print(f"  profile: {profile}")
+
+    line = await meter.timed("results", timed, step)
+    print(f"fulfillment hot path: {sum(len(b) for b in timed)} allocation results in batches of {batch}"
+          f" ({later:.0%} later snapshots), {skus} SKUs x {LOCATIONS} locations")
+    print(line)
+    meter.dump()
     await engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.hotpath_fulfillment", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--orders", type=int, default=6000)
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--skus", type=int, default=2000)
+    ap = arguments("python -m bench.hotpath_fulfillment", __doc__)
     ap.add_argument("--later", type=float, default=0.05, help="share of records that are later snapshots")
-    ap.add_argument("--profile", help="write a cProfile of the timed batches here")
-    ap.add_argument("--gc-threshold", type=int, default=HostSettings.model_fields["gc_threshold"].default,
-                    help="young-generation threshold as the service sets it (0: leave CPython's default)")
     args = ap.parse_args(argv)
     with database() as (url, pid):
         asyncio.run(run(args.orders, args.batch, args.skus, args.later, args.profile, url,

@@ -23,14 +23,10 @@ units each). ``--profile`` writes one cProfile of the timed batches of both use 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import cProfile
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +36,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.hotpath import _postgres_cpu, database
+from bench.hotpath import BatchMeter, arguments, database
 from bench.workload import CHANNEL, Workload, correlation_id
 from libs.contracts import Topic, encode_event
 from libs.contracts.envelope import new_envelope
@@ -48,7 +44,7 @@ from libs.contracts.events import AllocationLine, LineState, OrderAllocated
 from libs.database.engine import create_engine
 from libs.database.migrations import upgrade_schema
 from libs.messaging.consumer import Delivery
-from libs.service_host.host import HostSettings, tune_garbage_collector
+from libs.service_host.host import tune_garbage_collector
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.entrypoints.subscribers import _decode, _incoming
 from services.order_intake.service_layer.placing import place_orders
@@ -111,31 +107,6 @@ async def _placed(engine: AsyncEngine, run: str) -> list[tuple[str, list[tuple[s
         by_order.setdefault(r.order_id, (int(r.external_id.rsplit("-", 1)[1]), []))[1].append((r.line_id, r.sku, r.qty))
     return [(oid, lines) for oid, (_, lines) in sorted(by_order.items(), key=lambda kv: kv[1][0])]
 
-
-class Meter:
-    def __init__(self, pg_pid: int | None, profiler: cProfile.Profile | None) -> None:
-        self.pg_pid, self.profiler = pg_pid, profiler
-
-    async def timed(self, name: str, batches: list[list[Any]], step: Callable[[list[Any]], Awaitable[None]]) -> str:
-        per_batch: list[float] = []
-        pids = [self.pg_pid] if self.pg_pid else []
-        pg0, cpu0, wall0 = _postgres_cpu(pids), time.process_time(), time.perf_counter()
-        for b in batches:
-            b0 = time.process_time()
-            if self.profiler:
-                self.profiler.enable()
-            await step(b)
-            if self.profiler:
-                self.profiler.disable()
-            per_batch.append((time.process_time() - b0) * 1000 / len(b))
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        pg = _postgres_cpu(pids) - pg0
-        n = sum(len(b) for b in batches)
-        return (f"  {name:<9} service CPU {cpu * 1000 / n:.3f} ms/order (median batch {statistics.median(per_batch):.3f}),"
-                f" PostgreSQL CPU " + (f"{pg * 1000 / n:.3f} ms/order" if pids else "not measured (external database)")
-                + f", wall {wall * 1000 / n:.3f} ms/order")
-
-
 async def run(orders: int, batch: int, skus: int, profile: str | None, database_url: str, pg_pid: int | None,
               gc_threshold: int) -> None:
     engine = create_engine(database_url, schema=SCHEMA, pool_size=2)
@@ -153,7 +124,7 @@ async def run(orders: int, batch: int, skus: int, profile: str | None, database_
     for i in range(0, len(placed), batch):
         await _track(engine, _allocation_results(placed[i:i + batch], offset0 + i))
 
-    meter = Meter(pg_pid, cProfile.Profile() if profile else None)
+    meter = BatchMeter(pg_pid, profile)
     report = [await meter.timed("placing", [timed[i:i + batch] for i in range(0, len(timed), batch)],
                                 lambda b: _place(engine, b))]
     placed = (await _placed(engine, run_id))[len(warm):]
@@ -167,20 +138,12 @@ async def run(orders: int, batch: int, skus: int, profile: str | None, database_
     assert wrong == 0, f"{wrong} orders not allocated in the order view"
     print(f"order intake hot path: {len(timed)} orders in batches of {batch}, {skus} SKUs")
     print("\n".join(report))
-    if meter.profiler and profile:
-        meter.profiler.dump_stats(profile)
-        print(f"  profile: {profile}")
+    meter.dump()
     await engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.hotpath_intake", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--orders", type=int, default=6000)
-    ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--skus", type=int, default=2000)
-    ap.add_argument("--profile", help="write a cProfile of the timed batches here")
-    ap.add_argument("--gc-threshold", type=int, default=HostSettings.model_fields["gc_threshold"].default,
-                    help="young-generation threshold as the service sets it (0: leave CPython's default)")
+    ap = arguments("python -m bench.hotpath_intake", __doc__)
     args = ap.parse_args(argv)
     with database() as (url, pid):
         asyncio.run(run(args.orders, args.batch, args.skus, args.profile, url, pid, args.gc_threshold))
