@@ -30,7 +30,7 @@ import asyncio
 import logging
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -51,7 +51,7 @@ from libs.observability import tracing
 log = logging.getLogger(__name__)
 
 OUTBOX_PUBLISHED = PrometheusCounter("oms_outbox_published_total", "Events relayed from the outbox to Kafka", ["topic"])
-OUTBOX_PENDING = Gauge("oms_outbox_pending", "Rows seen waiting in the outbox at the last relay pass")
+OUTBOX_PENDING = Gauge("oms_outbox_pending", "Events taken from the outbox at the last relay pass")
 RELAY_LEADER = Gauge("oms_outbox_relay_leader", "1 when this process is the service's outbox relay")
 
 
@@ -122,7 +122,13 @@ def _headers(m: OutboxMessage) -> dict[str, str]:
 
 def pack(messages: Sequence[OutboxMessage]) -> bytes:
     """The ``messages`` column of one packed row."""
-    return orjson.dumps([[m.topic, m.key, _headers(m), encode_event(m.envelope).decode()] for m in messages])
+    return _packed((m.topic, m.key, _headers(m), encode_event(m.envelope)) for m in messages)
+
+
+def _packed(messages: Iterable[tuple[str, str, dict[str, str], bytes]]) -> bytes:
+    """(topic, key, headers, value) of each message, in order, as a packed row's column: the one
+    place that writes the format ``unpack`` reads."""
+    return orjson.dumps([[topic, key, headers, value.decode()] for topic, key, headers, value in messages])
 
 
 def unpack(packed: bytes) -> list[tuple[str, str, dict[str, str], bytes]]:
@@ -346,7 +352,7 @@ class OutboxRelay:
             legacy, packed, rewrite = settle(rows, messages, confirmed)
             for row_id, rest in rewrite.items():  # a produce failed part way: keep what the broker did not take
                 await conn.execute(text("UPDATE outbox_batches SET messages = :m, count = :n WHERE id = :id"),
-                                   {"m": orjson.dumps([[m.topic, m.key, m.headers, m.value.decode()] for m in rest]),
+                                   {"m": _packed((m.topic, m.key, m.headers, m.value) for m in rest),
                                     "n": len(rest), "id": row_id})
             if legacy:
                 await conn.execute(text("DELETE FROM outbox WHERE id = ANY(:ids)"), {"ids": legacy})
