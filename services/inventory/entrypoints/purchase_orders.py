@@ -22,7 +22,7 @@ from libs.service_host import Runtime
 from libs.service_host.auth import OPERATOR, VIEWER, AccessTable
 from libs.service_host.errors import problem_response
 from services.inventory.domain.purchase_orders import PurchaseOrder
-from services.inventory.entrypoints.common import Code, Lot, Reference, aware
+from services.inventory.entrypoints.common import ChangeOut, Code, Lot, Reference, aware
 from services.inventory.service_layer.purchase_orders import (
     PurchaseOrderNotFound,
     cancel_purchase_order,
@@ -85,20 +85,9 @@ class PurchaseOrderOut(BaseModel):
     version: int
 
 
-class ReceiptChangeOut(BaseModel):
-    sku: str
-    location_id: str
-    bin: str
-    lot: str
-    delta: int
-    on_hand: int
-    seq: int
-    reason: str
-
-
 class PurchaseOrderReceiptOut(BaseModel):
     purchase_order: PurchaseOrderOut
-    changes: list[ReceiptChangeOut]
+    changes: list[ChangeOut]
 
 
 def _not_found(purchase_order_id: str) -> JSONResponse:

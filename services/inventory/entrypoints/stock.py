@@ -16,6 +16,7 @@ from libs.service_host import Runtime
 from libs.service_host.errors import problem_response
 from services.inventory.domain.stock import ADJUSTMENT_REASON_CODES, PositionKey, Transfer
 from services.inventory.entrypoints.common import (
+    ChangeOut,
     Code,
     Lot,
     Reference,
@@ -77,19 +78,6 @@ class TransferIn(BaseModel):
     to_bin: Code
     qty: int = Field(gt=0, le=10_000_000, strict=True)
     reference: Reference | None = None
-
-class ChangeOut(BaseModel):
-    """One ledger entry a request caused."""
-
-    sku: str
-    location_id: str
-    bin: str
-    lot: str
-    delta: int
-    on_hand: int = Field(description="the position's units after the change")
-    seq: int = Field(description="the position's change number (StockAdjusted.seq)")
-    reason: str
-
 
 class ReceiptOut(BaseModel):
     location_id: str

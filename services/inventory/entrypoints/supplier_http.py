@@ -19,7 +19,7 @@ from libs.service_host.auth import OPERATOR, AccessTable
 from libs.service_host.bodies import JsonBodyRoute
 from libs.service_host.errors import peer_unavailable, problem_response
 from services.inventory.adapters.allocation_api import AllocationReservations
-from services.inventory.entrypoints.common import Code
+from services.inventory.entrypoints.common import ChangeOut, Code
 from services.inventory.service_layer.reservations import Reservations, ReservationsUnavailable
 from services.inventory.service_layer.stock import StockRefused, entry_view
 from services.inventory.service_layer.supplier_stock import (
@@ -54,7 +54,7 @@ class StatedStockOut(BaseModel):
 class SupplierStockOut(BaseModel):
     location_id: str
     lines: list[StatedStockOut]
-    changes: list[dict[str, Any]] = Field(description="the ledger entries booked (reason supplier_stock)")
+    changes: list[ChangeOut] = Field(description="the ledger entries booked (reason supplier_stock)")
 
 
 def build_router(runtime: Runtime, reservations: Reservations | None = None) -> APIRouter:
