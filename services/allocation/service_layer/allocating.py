@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic, decode_event, encode_event
-from libs.contracts.envelope import Envelope, EventMessage
+from libs.contracts.envelope import Envelope, EventMessage, envelope_of
 from libs.contracts.events import (
     LocationChanged,
     OrderCancelled,
@@ -132,10 +132,8 @@ def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUI
         }
         # Built directly (not through the pydantic event): this is the hot path; the shape is
         # checked by the contract tests that decode what we publish.
-        envelope = Envelope.model_construct(
-            event_id=uuid.uuid4(), event_type=r.event_type, schema_version=1, occurred_at=now, source=SOURCE,
-            correlation_id=correlation or r.order_id, causation_id=cause, data=data,
-        )
+        envelope = envelope_of(r.event_type, data, source=SOURCE, correlation_id=correlation or r.order_id,
+                               causation_id=cause, occurred_at=now)
         RESULTS.labels(r.event_type).inc()
         yield OutboxMessage(Topic.ALLOCATIONS, r.order_id, envelope)
 

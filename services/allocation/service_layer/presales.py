@@ -19,7 +19,6 @@ pre-sale of the touched SKUs, nothing pending)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -28,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic
-from libs.contracts.envelope import Envelope, EventMessage
+from libs.contracts.envelope import EventMessage, envelope_of
 from libs.contracts.events import PurchaseOrderChanged, StockAdjusted
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
 from services.allocation.adapters.tables import SCHEMA
@@ -262,11 +261,11 @@ async def _publish(conn: AsyncConnection, details: dict[str, list[str]]) -> None
                 for a in allocations.get(order_id, [])
             ],
         }
-        envelope = Envelope.model_construct(
-            event_id=uuid.uuid4(), event_type="OrderBackordered", schema_version=1, occurred_at=now, source=SOURCE,
-            correlation_id=order_id, causation_id=None,
-            data={**data, "lines": [{**ln, "promised_date": ln["promised_date"] and ln["promised_date"].isoformat()}
-                                    for ln in data["lines"]]},
+        envelope = envelope_of(
+            "OrderBackordered",
+            {**data, "lines": [{**ln, "promised_date": ln["promised_date"] and ln["promised_date"].isoformat()}
+                               for ln in data["lines"]]},
+            source=SOURCE, correlation_id=order_id, occurred_at=now,
         )
         messages.append(OutboxMessage(Topic.ALLOCATIONS, order_id, envelope))
     await write_outbox(conn, SCHEMA, messages)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic, new_envelope
-from libs.contracts.envelope import Envelope
+from libs.contracts.envelope import Envelope, envelope_of
 from libs.contracts.events import ChannelOrderRejected, LocationChoice, OrderPlaced
 from libs.contracts.orders import ChannelOrder, Problem, validate_channel_order
 from libs.messaging import OutboxMessage, write_outbox
@@ -161,14 +160,14 @@ def placed_data(order_id: str, order: ChannelOrder, locations: LocationChoice | 
     return data
 
 
+
+
 def _placed_envelope(data: dict[str, Any], correlation_id: str) -> Envelope:
     """``new_envelope`` of an OrderPlaced whose payload is ``data`` already."""
-    return Envelope.model_construct(
-        event_id=uuid.uuid4(), event_type=_ORDER_PLACED, schema_version=OrderPlaced.schema_version(),
-        occurred_at=datetime.now(UTC), source=SOURCE, correlation_id=correlation_id, causation_id=None, data=data)
+    return envelope_of(_ORDER_PLACED, data, schema_version=_PLACED_VERSION, source=SOURCE, correlation_id=correlation_id)
 
 
-_ORDER_PLACED = OrderPlaced.__name__
+_ORDER_PLACED, _PLACED_VERSION = OrderPlaced.__name__, OrderPlaced.schema_version()
 
 
 def _resend_or_conflict(same: bool, *, order_id: str | None) -> Outcome:
