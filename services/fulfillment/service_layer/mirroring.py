@@ -85,9 +85,8 @@ async def apply_allocation_results(
         )
 
 
-# The mirror's rows go as one JSON document per statement, not one array parameter per column:
-# asyncpg checks every element of an array parameter in Python, a text parameter is one string.
-# A snapshot replaces the held one only when its version is higher.
+# A snapshot replaces the held one only when its version is higher. The snapshots stay array
+# parameters (sent as one JSON document, PostgreSQL spent ~40 % more on them: docs/benchmark.md).
 _UPSERT_SNAPSHOTS = text(
     "INSERT INTO allocation_snapshots AS s (order_id, version, lines, ship_complete)"
     " SELECT * FROM unnest(CAST(:o AS text[]), CAST(:v AS int[]), CAST(:l AS jsonb[]), CAST(:sc AS bool[]))"
@@ -95,7 +94,8 @@ _UPSERT_SNAPSHOTS = text(
     " ship_complete = EXCLUDED.ship_complete, updated_at = now()"
     " WHERE s.version < EXCLUDED.version RETURNING s.order_id"
 )
-# The live allocations (allocated or packed) of the results whose snapshot was taken.
+# The live allocations (allocated or packed) of the results whose snapshot was taken, as one JSON
+# document: asyncpg checks every element of an array parameter in Python (ten columns of them).
 _INSERT_ALLOCATIONS = text(
     "INSERT INTO allocations (order_id, allocation_id, line_id, sku, location_id, bin, lot, qty, status,"
     " shipment_id) SELECT d.o, x.allocation_id, x.line_id, x.sku, x.location_id, x.bin, x.lot, x.qty, x.status,"
