@@ -12,6 +12,7 @@ Wire shape (JSON object)::
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -112,8 +113,11 @@ class EventMessage(NamedTuple):
     event: Event
 
 
-def decode_event(raw: bytes) -> EventMessage:
-    """Parse a message value into its envelope and typed payload; raise EventDecodeError."""
+def decode_event(raw: bytes, models: Mapping[str, type[Event]] = EVENT_TYPES) -> EventMessage:
+    """Parse a message value into its envelope and typed payload; raise EventDecodeError.
+
+    ``models``: the payload model per event type (a consumer may read an event type with a model
+    that checks only what it uses, e.g. order intake's allocation results)."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -122,7 +126,7 @@ def decode_event(raw: bytes) -> EventMessage:
         envelope = Envelope.model_validate(obj)
     except ValidationError as exc:
         raise EventDecodeError(_describe(exc, "envelope")) from exc
-    model = EVENT_TYPES.get(envelope.event_type)
+    model = models.get(envelope.event_type)
     if model is None:
         raise EventDecodeError(f"event_type: unknown event type {envelope.event_type!r}")
     try:

@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections import Counter as Counter_
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.contracts.envelope import EventDecodeError, EventMessage, decode_event
+from libs.contracts.events import EVENT_TYPES, Event
 from libs.contracts.topics import dlq
 from libs.messaging.inbox import claim_new_events
 from libs.messaging.settings import KafkaSettings
@@ -68,9 +69,9 @@ class Delivery(Generic[T]):
     message: T
 
 
-def decode_envelope(record: ConsumerRecord[Any, Any]) -> EventMessage:
+def decode_envelope(record: ConsumerRecord[Any, Any], models: Mapping[str, type[Event]] = EVENT_TYPES) -> EventMessage:
     try:
-        envelope, event = decode_event(record.value)
+        envelope, event = decode_event(record.value, models)
     except EventDecodeError as exc:
         raise PermanentMessageError(str(exc)) from exc
     return EventMessage(envelope, event)
