@@ -90,6 +90,7 @@ _INSERT = text(
 OUTBOX_WRITTEN = "oms_outbox_written"
 
 # The packed outbox of a service schema (each service's migration runs it; see the module doc).
+# Applied migrations run it as it stands: never edit it; change the outbox with a new migration.
 # ``messages``: JSON ``[[topic, key, headers, value], ...]`` with each value (itself our JSON
 # envelope) as a string, kept as bytes: the relay never needs PostgreSQL to parse it, and the view
 # can still show every message.
