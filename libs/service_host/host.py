@@ -122,6 +122,10 @@ class ServiceDefinition:
     access: Mapping[tuple[str, str], Rule] = field(default_factory=dict)
     # Sets the service's own gauges from its schema (one connection, every metrics interval).
     gauges: Callable[[AsyncConnection], Awaitable[None]] | None = None
+    # On shutdown, once the consumers have stopped and before the relay publishes what is left:
+    # what a background task still holds for later (e.g. SKUs waiting for the next availability
+    # window) is written out, so a drained instance leaves nothing pending.
+    drain: Callable[[Runtime], Awaitable[None]] | None = None
 
 
 def build_app(
@@ -188,6 +192,11 @@ def build_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if service.drain:
+                try:
+                    await service.drain(runtime)
+                except Exception:  # noqa: BLE001 - what it held stays in the database for the next instance
+                    log.exception("%s: drain of pending background work failed", service.name)
             await lag.close()
             await relay.stop(drain_s=5.0)  # publish what the drained batches committed
             await producer.stop()

@@ -10,7 +10,7 @@ from typing import Any
 from libs.service_host import Runtime, ServiceDefinition
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.entrypoints import http, subscribers
-from services.allocation.service_layer.availability import run_publisher
+from services.allocation.service_layer.availability import publish_pending, run_publisher
 from services.allocation.service_layer.early_changes import (
     PRUNE_INTERVAL_S,
     RETENTION_HOURS,
@@ -53,4 +53,5 @@ SERVICE = ServiceDefinition(
     access=http.ACCESS,
     background=background,
     gauges=refresh_backorder_gauges,  # the backorder queue's depth and oldest age
+    drain=lambda runtime: publish_pending(runtime.transaction),  # no SKU left waiting for a window
 )

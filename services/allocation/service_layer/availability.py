@@ -197,6 +197,15 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     return len(skus)
 
 
+async def publish_pending(transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]]) -> None:
+    """Every dirty SKU's AvailabilityChanged now, without waiting for the window (a draining
+    instance leaves none behind; the flags are durable, so any instance would publish them later)."""
+    while True:
+        async with transaction() as conn:
+            if await publish_dirty(conn) == 0:
+                return
+
+
 async def run_publisher(transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]], interval: float = 1.0) -> None:
     """Background loop of the service: never dies on a database hiccup."""
     while True:
