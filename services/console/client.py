@@ -38,12 +38,20 @@ def problems_from(resp: httpx.Response) -> list[Problem]:
     return [Problem("(service)", str(detail) if detail else f"HTTP {resp.status_code}")]
 
 
+# uvicorn closes a connection idle for 5 s (its timeout_keep_alive); httpx would keep one for 5 s
+# too, so a request could leave on a connection the service is closing at that moment and fail
+# with "Server disconnected without sending a response". Idle connections are dropped sooner here,
+# and a read (GET) that still meets a closing connection is sent once more on a new one.
+KEEPALIVE_EXPIRY_S = 2.0
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 class Services:
     """One shared HTTP connection pool; each call carries the caller's token."""
 
     def __init__(self, urls: dict[str, str], timeout: float) -> None:
         self.urls = urls
-        self.http = httpx.AsyncClient(timeout=timeout)
+        self.http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S))
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -53,7 +61,12 @@ class Services:
             raise NotSignedIn()
         headers = {"Authorization": f"Bearer {token}", "X-Actor": "console"} | kw.pop("headers", {})
         try:
-            resp = await self.http.request(method, self.urls[service] + path, headers=headers, **kw)
+            try:
+                resp = await self.http.request(method, self.urls[service] + path, headers=headers, **kw)
+            except _STALE_CONNECTION:
+                if method != "GET":
+                    raise  # a change may have been applied: never sent twice
+                resp = await self.http.request(method, self.urls[service] + path, headers=headers, **kw)
         except httpx.TransportError as exc:
             raise ServiceRefused(503, [Problem("(service)", f"{service} does not answer: {type(exc).__name__}")]) from None
         if resp.status_code in (401, 403):

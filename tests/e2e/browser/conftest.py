@@ -47,14 +47,31 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture()
-def page(browser: Any, console_url: str) -> Iterator[Any]:
-    """A fresh browser context (own cookies) at 1280 px, signed in as staff."""
+def page(request: pytest.FixtureRequest, browser: Any, console_url: str) -> Iterator[Any]:
+    """A fresh browser context (own cookies) at 1280 px, signed in as staff. When the test fails,
+    the page it ended on is printed (address and text), so a CI log shows what staff would have seen."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=console_url)
     context.set_default_timeout(60_000)
     pg = context.new_page()
     sign_in(pg)
     yield pg
+    if request.node.stash.get(_FAILED, False):
+        try:
+            print(f"\n--- the page at the failure: {pg.url}\n{pg.locator('main').inner_text(timeout=5_000)[:3000]}")
+        except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the failure
+            print(f"\n--- the page at the failure: {pg.url} (text unavailable: {exc})")
     context.close()
 
 
