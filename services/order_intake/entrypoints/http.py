@@ -263,10 +263,18 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
     its shops; default: from the environment; ``locations``: where rules' location ids are
     checked, default inventory's HTTP API)."""
     connector = connector or ShopifyConnector.from_settings()
-    known_locations: KnownLocations = locations or InventoryLocations()
     router = APIRouter(prefix="/v1", tags=["orders"], route_class=JsonBodyRoute)
-    engine = runtime.engine
+    _order_routes(router, runtime, api_keys)
     configured_channels = api_keys.named_channels() | frozenset(shop.channel for shop in connector.shops)
+    _rule_routes(router, runtime, configured_channels, locations or InventoryLocations())
+    _customer_routes(router, runtime)
+    shopify.add_routes(router, runtime, connector)
+    return router
+
+
+def _order_routes(router: APIRouter, runtime: Runtime, api_keys: ChannelKeys) -> None:
+    """Placing, reading, changing, cancelling and holding orders; the order reports."""
+    engine = runtime.engine
 
     @router.post(
         "/orders",
@@ -393,6 +401,13 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
             return problem_response(exc.problems, status=exc.status)
         return ReleaseAnswer(order_id=order_id, announced_events=announced)
 
+
+def _rule_routes(router: APIRouter, runtime: Runtime, configured_channels: frozenset[str],
+                 known_locations: KnownLocations) -> None:
+    """Channel rules (``configured_channels``: the channels a rule may name; ``known_locations``:
+    where the location ids a rule names are checked)."""
+    engine = runtime.engine
+
     @router.get("/rules", response_model=list[RuleOut], summary="Channel rules in evaluation order")
     async def get_rules() -> Any:
         async with engine.connect() as conn:
@@ -443,6 +458,10 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
             return problem_response(exc.problems, status=exc.status)
         return JSONResponse(jsonable_encoder(saved), status_code=201 if rule_id is None else 200)
 
+
+def _customer_routes(router: APIRouter, runtime: Runtime) -> None:
+    """Customers: their record, search and erasure."""
+    engine = runtime.engine
     merge = MergePolicy.parse(CustomerSettings().merge_by_email)
 
     @router.get("/customers/{customer_id}", response_model=CustomerRecord,
@@ -477,9 +496,6 @@ def build_router(runtime: Runtime, api_keys: ChannelKeys, connector: ShopifyConn
         except customers.CustomerNotFound:
             return problem_response([Problem(field="customer_id", problem=f"no customer {customer_id}")], status=404)
         return ErasureAnswer(customer_id=customer_id, orders_erased=erased)
-
-    shopify.add_routes(router, runtime, connector)
-    return router
 
 
 def _staff(request: Request) -> str:
