@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from infra import Infra, free_port
+from staff_client import StaffClient
 
 from libs.service_host.auth import DEV_STAFF_TOKENS
 from services.cli.control import AttachedSystem
@@ -61,3 +62,13 @@ def _whole_system(request: pytest.FixtureRequest) -> None:
         print(f"{name} was not ready before {request.node.name}: restarting it")
         system.wait_ready(180, [system.start_service(name)])
 
+
+
+@pytest.fixture()
+def staff(system: System) -> Iterator[StaffClient]:
+    """The running system's HTTP APIs as staff (tests/e2e/staff_client.py)."""
+    client = StaffClient(system)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -7,32 +7,19 @@ stock falls), and a refusal releases another order's lines to be allocated again
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from staff_client import StaffClient, until
 
 from services.cli.launcher import System
 
 pytestmark = pytest.mark.e2e
-STAFF = {"Authorization": "Bearer dev-admin-token"}
-
-
-def _until(what: str, probe: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = probe()
-        if ok(value):
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last seen: {value}")
 
 
 def read_topic(bootstrap: str, topic: str, *, key: str, match: Callable[[Any], bool]) -> bytes:
@@ -53,22 +40,13 @@ def read_topic(bootstrap: str, topic: str, *, key: str, match: Callable[[Any], b
     return asyncio.run(read())
 
 
-def test_a_supplier_ships_what_own_stock_cannot_and_a_refusal_is_allocated_again(system: System) -> None:
+def test_a_supplier_ships_what_own_stock_cannot_and_a_refusal_is_allocated_again(system: System, staff: StaffClient) -> None:
     run = uuid.uuid4().hex[:6]
     sku, wh, sup = f"DS-{run}", f"WH-DS-{run}", f"SUP-DS-{run}"
-    http = httpx.Client(timeout=15, headers=STAFF)
-
-    def call(method: str, service: str, path: str, **kw: Any) -> httpx.Response:
-        return http.request(method, system.url(service) + path, **kw)
-
-    def ok(method: str, service: str, path: str, **kw: Any) -> Any:
-        resp = call(method, service, path, **kw)
-        assert resp.status_code < 400, f"{method} {service}{path} -> {resp.status_code}: {resp.text}"
-        return resp.json() if resp.content else None
+    call, ok = staff.call, staff.ok
 
     def line(order_id: str) -> dict[str, Any]:
-        resp = call("GET", "order_intake", f"/v1/orders/{order_id}")
-        return resp.json()["lines"][0] if resp.status_code == 200 else {}
+        return staff.order_lines(order_id).get("1", {})
 
     def on_hand(location_id: str) -> int:
         resp = call("GET", "inventory", f"/v1/stock/{sku}")
@@ -93,12 +71,10 @@ def test_a_supplier_ships_what_own_stock_cannot_and_a_refusal_is_allocated_again
     ok("POST", "inventory", "/v1/receipts", json={"location_id": wh, "reference": f"GRN-{run}",
                                                   "lines": [{"sku": sku, "bin": "A-01", "qty": 1}]})
     ok("PUT", "inventory", f"/v1/locations/{sup}/supplier-stock", json={"lines": [{"sku": sku, "qty": 6}]})
-    _until("allocation to see the stock",
-           lambda: ok("GET", "allocation", "/v1/reports/stock", params={"sku": sku}),
-           lambda rows: bool(rows) and rows[0]["on_hand"] == 7)
+    until("allocation to see the stock", lambda: staff.on_hand(sku), lambda n: n == 7)
 
     first = place(3)  # 1 from our warehouse, 2 from the supplier
-    [request] = _until("a dropship request sent", requested(first), bool)
+    [request] = until("a dropship request sent", requested(first), bool)
     assert (request["order_id"], [(ln["sku"], ln["qty"]) for ln in request["lines"]]) == (first, [(sku, 2)])
     published = read_topic(system.kafka_bootstrap, "oms.dropship.v1", key=sup,
                            match=lambda v: v["data"]["request_id"] == request["request_id"])
@@ -112,22 +88,22 @@ def test_a_supplier_ships_what_own_stock_cannot_and_a_refusal_is_allocated_again
 
     ok("POST", "fulfillment", f"/v1/dropship-requests/{request['request_id']}/confirm",
        json={"carrier": "DHL", "tracking_number": f"JD{run}"})
-    done = _until("the supplier's lines shipped", lambda: line(first), lambda ln: ln.get("shipped") == 2)
+    done = until("the supplier's lines shipped", lambda: line(first), lambda ln: ln.get("shipped") == 2)
     assert (done["allocated"], done["shipped"], done["backordered"]) == (1, 2, 0)
-    _until("the stated stock down by what shipped", lambda: on_hand(sup), lambda n: n == 4)
+    until("the stated stock down by what shipped", lambda: on_hand(sup), lambda n: n == 4)
     resp = call("POST", "fulfillment", f"/v1/dropship-requests/{request['request_id']}/confirm",
                 json={"carrier": "DHL", "tracking_number": f"JD{run}"})
     assert resp.status_code == 409 and [d["field"] for d in resp.json()["detail"]] == ["request_id"]
 
     second = place(4)  # the supplier states 4 more: all of it goes there, then it refuses
-    [again] = _until("a second request", requested(second), bool)
+    [again] = until("a second request", requested(second), bool)
     assert [(ln["sku"], ln["qty"]) for ln in again["lines"]] == [(sku, 4)]
     ok("POST", "inventory", "/v1/receipts", json={"location_id": wh, "reference": f"GRN2-{run}",
                                                   "lines": [{"sku": sku, "bin": "A-01", "qty": 10}]})
     ok("POST", "fulfillment", f"/v1/dropship-requests/{again['request_id']}/refuse", json={"reason": "sold out"})
-    final = _until("the refused lines allocated again", lambda: line(second),
-                   lambda ln: ln.get("allocated") == 4 and ln.get("packed") == 0)
+    final = until("the refused lines allocated again", lambda: line(second),
+                  lambda ln: ln.get("allocated") == 4 and ln.get("packed") == 0)
     assert (final["shipped"], final["backordered"]) == (0, 0)
     allocations = ok("GET", "allocation", f"/v1/allocations/{second}")["allocations"]
     assert {a["location_id"] for a in allocations} == {wh}
-    _until("the stated stock down by the refused units", lambda: on_hand(sup), lambda n: n == 0)
+    until("the stated stock down by the refused units", lambda: on_hand(sup), lambda n: n == 0)

@@ -4,76 +4,44 @@ return goes back to a location the line shipped from, where inventory books it."
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
-import httpx
 import pytest
-
-from services.cli.launcher import System
+from staff_client import StaffClient, until
 
 pytestmark = pytest.mark.e2e
-STAFF = {"Authorization": "Bearer dev-admin-token"}
 
 
-def _until(what: str, probe: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = probe()
-        if ok(value):
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last seen: {value}")
-
-
-def test_partly_shipped_order_is_reallocated_cancelled_and_returned(system: System) -> None:
+def test_partly_shipped_order_is_reallocated_cancelled_and_returned(staff: StaffClient) -> None:
     run = uuid.uuid4().hex[:6]
     a, b, loc = f"PS-A-{run}", f"PS-B-{run}", f"WH-PS-{run}"
-    http = httpx.Client(timeout=15, headers=STAFF)
-
-    def call(method: str, service: str, path: str, **kw: Any) -> httpx.Response:
-        return http.request(method, system.url(service) + path, **kw)
-
-    def ok(method: str, service: str, path: str, **kw: Any) -> Any:
-        resp = call(method, service, path, **kw)
-        assert resp.status_code < 400, f"{method} {service}{path} -> {resp.status_code}: {resp.text}"
-        return resp.json() if resp.content else None
-
-    def lines(order_id: str) -> dict[str, dict[str, Any]]:
-        resp = call("GET", "order_intake", f"/v1/orders/{order_id}")
-        return {ln["line_id"]: ln for ln in resp.json()["lines"]} if resp.status_code == 200 else {}
-
-    def on_hand(sku: str) -> int:
-        return int(ok("GET", "allocation", "/v1/reports/stock", params={"sku": sku})[0]["on_hand"])
+    call, ok, lines, on_hand = staff.call, staff.ok, staff.order_lines, staff.on_hand
 
     ok("POST", "inventory", "/v1/locations", json={"location_id": loc, "name": "partly shipped", "country": "DE"})
     ok("POST", "inventory", "/v1/receipts", json={"location_id": loc, "reference": f"GRN-{run}", "lines": [
         {"sku": a, "bin": "A-01", "qty": 10}, {"sku": b, "bin": "B-01", "qty": 10}]})
-    _until("allocation to see the stock", lambda: (on_hand(a), on_hand(b)), lambda v: v == (10, 10))
+    until("allocation to see the stock", lambda: (on_hand(a), on_hand(b)), lambda v: v == (10, 10))
     order_id = ok("POST", "order_intake", "/v1/orders", headers={"X-API-Key": "dev-key"}, json={
         "channel": "web", "external_id": f"ps-{run}", "placed_at": datetime.now(UTC).isoformat(), "currency": "EUR",
         "ship_to": {"country": "DE"},
         "lines": [{"line_id": "1", "sku": a, "qty": 2, "unit_price": "1.00"},
                   {"line_id": "2", "sku": b, "qty": 3, "unit_price": "1.00"}]})["order_id"]
-    _until("the order allocated", lambda: lines(order_id),
-           lambda ls: ls and ls["1"]["allocated"] == 2 and ls["2"]["allocated"] == 3)
+    until("the order allocated", lambda: lines(order_id),
+          lambda ls: ls and ls["1"]["allocated"] == 2 and ls["2"]["allocated"] == 3)
 
     shipment = ok("POST", "fulfillment", f"/v1/orders/{order_id}/pack", json={"line_ids": ["1"]})
     assert shipment["status"] == "packed"
     ok("POST", "fulfillment", f"/v1/shipments/{shipment['shipment_id']}/ship",
        json={"carrier": "UPS", "tracking_number": f"1Z{run}"})
-    _until("line 1 shipped", lambda: lines(order_id), lambda ls: ls["1"]["shipped"] == 2)
+    until("line 1 shipped", lambda: lines(order_id), lambda ls: ls["1"]["shipped"] == 2)
 
     # It answered 500: the shipped line was rebuilt as zeros.
     resp = call("POST", "allocation", f"/v1/orders/{order_id}/reallocate", json={"location_id": loc})
     assert resp.status_code == 200, resp.text
     # It was dead-lettered by allocation: line 2 stayed allocated.
     assert call("POST", "order_intake", f"/v1/orders/{order_id}/cancel", json={}).status_code == 202
-    final = _until("line 2 cancelled", lambda: lines(order_id), lambda ls: ls["2"]["cancelled"] == 3)
+    final = until("line 2 cancelled", lambda: lines(order_id), lambda ls: ls["2"]["cancelled"] == 3)
     assert (final["1"]["shipped"], final["1"]["cancelled"], final["2"]["allocated"]) == (2, 0, 0)
 
     resp = call("POST", "fulfillment", "/v1/returns", json={"order_id": order_id, "lines": [
@@ -81,4 +49,4 @@ def test_partly_shipped_order_is_reallocated_cancelled_and_returned(system: Syst
     assert resp.status_code == 422 and [d["field"] for d in resp.json()["detail"]] == ["lines.0.location_id"]
     ok("POST", "fulfillment", "/v1/returns", json={"order_id": order_id, "lines": [
         {"line_id": "1", "qty": 1, "condition": "sellable", "location_id": loc, "bin": "A-01"}]})
-    _until("the returned unit on hand again", lambda: on_hand(a), lambda n: n == 9)
+    until("the returned unit on hand again", lambda: on_hand(a), lambda n: n == 9)

@@ -6,52 +6,29 @@ purchase order turns the promise into an allocation."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
-
-from services.cli.launcher import System
+from staff_client import StaffClient, until
 
 pytestmark = pytest.mark.e2e
-STAFF = {"Authorization": "Bearer dev-admin-token"}
 
 
-def _until(what: str, probe: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = probe()
-        if ok(value):
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last seen: {value}")
-
-
-def test_pre_sold_line_shows_its_promise_is_not_picked_and_is_allocated_by_the_receipt(system: System) -> None:
+def test_pre_sold_line_shows_its_promise_is_not_picked_and_is_allocated_by_the_receipt(staff: StaffClient) -> None:
     run = uuid.uuid4().hex[:6]
     sku, loc, channel = f"PRE-{run}", f"WH-PRE-{run}", f"presell-{run}"
     expected = (datetime.now(UTC).date() + timedelta(days=2)).isoformat()
-    http = httpx.Client(timeout=15, headers=STAFF)
-
-    def ok(method: str, service: str, path: str, **kw: Any) -> Any:
-        resp = http.request(method, system.url(service) + path, **kw)
-        assert resp.status_code < 400, f"{method} {service}{path} -> {resp.status_code}: {resp.text}"
-        return resp.json() if resp.content else None
+    ok = staff.ok
 
     def line(order_id: str) -> dict[str, Any]:
-        resp = http.get(system.url("order_intake") + f"/v1/orders/{order_id}")
-        return resp.json()["lines"][0] if resp.status_code == 200 else {}
+        return staff.order_lines(order_id).get("1", {})
 
     ok("POST", "inventory", "/v1/locations", json={"location_id": loc, "name": "pre-sell", "country": "DE"})
     ok("POST", "inventory", "/v1/receipts", json={"location_id": loc, "reference": f"GRN-{run}",
                                                   "lines": [{"sku": sku, "bin": "A-01", "qty": 1}]})
-    _until("allocation to see the stock",
-           lambda: ok("GET", "allocation", "/v1/reports/stock", params={"sku": sku})[0]["on_hand"], lambda v: v == 1)
+    until("allocation to see the stock", lambda: staff.on_hand(sku), lambda v: v == 1)
     ok("PUT", "allocation", "/v1/policy", json={"channel": channel, "presell": [{"sku": sku, "cap": 10}]})
     po = ok("POST", "inventory", "/v1/purchase-orders", json={
         "sku": sku, "location_id": loc, "qty": 4, "expected_date": expected})["purchase_order_id"]
@@ -60,8 +37,8 @@ def test_pre_sold_line_shows_its_promise_is_not_picked_and_is_allocated_by_the_r
         "channel": channel, "external_id": f"pre-{run}", "placed_at": datetime.now(UTC).isoformat(),
         "currency": "EUR", "ship_to": {"country": "DE"},
         "lines": [{"line_id": "1", "sku": sku, "qty": 3, "unit_price": "1.00"}]})["order_id"]
-    promised = _until("the shortfall pre-sold", lambda: line(order_id),
-                      lambda ln: (ln.get("backorder_reason") or "").startswith("pre-sold"))
+    promised = until("the shortfall pre-sold", lambda: line(order_id),
+                     lambda ln: (ln.get("backorder_reason") or "").startswith("pre-sold"))
     assert (promised["allocated"], promised["backordered"]) == (1, 2)
     assert promised["backorder_reason"].startswith(f"pre-sold: 2 against purchase order {po} at {loc}, promised {expected}")
 
@@ -71,8 +48,8 @@ def test_pre_sold_line_shows_its_promise_is_not_picked_and_is_allocated_by_the_r
 
     ok("POST", "inventory", f"/v1/purchase-orders/{po}/receipts", json={"reference": f"GRN-PO-{run}", "bin": "B-01",
                                                                          "qty": 4})
-    final = _until("the receipt to allocate the pre-sold units", lambda: line(order_id),
-                   lambda ln: ln.get("allocated") == 3)
+    final = until("the receipt to allocate the pre-sold units", lambda: line(order_id),
+                  lambda ln: ln.get("allocated") == 3)
     assert (final["backordered"], final["backorder_reason"]) == (0, None)
     view = ok("GET", "allocation", f"/v1/allocations/{order_id}")
     assert view["presales"] == []
