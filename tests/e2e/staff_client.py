@@ -56,3 +56,10 @@ class StaffClient:
         """Units of ``sku`` on hand as allocation sees them (0 until it has heard of the SKU)."""
         rows = self.stock_report(sku)
         return int(rows[0]["on_hand"]) if rows else 0
+
+    def pack(self, order_id: str, body: dict[str, Any], timeout: float = 60) -> httpx.Response:
+        """Ask fulfillment to pack, once it has heard of the order: it learns of allocation results
+        on its own, maybe after order intake did, and until then answers 404 (changing nothing)."""
+        return until(f"fulfillment to know order {order_id}",
+                     lambda: self.call("POST", "fulfillment", f"/v1/orders/{order_id}/pack", json=body),
+                     lambda resp: resp.status_code != 404, timeout)

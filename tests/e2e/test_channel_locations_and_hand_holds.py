@@ -45,7 +45,7 @@ def test_a_location_rule_and_a_hand_hold_act_on_a_running_system(staff: StaffCli
     ok("POST", "order_intake", f"/v1/orders/{order_id}/hold", json={"reason": "check the address"})
     until("the hold to reach allocation", lambda: ok("GET", "order_intake", f"/v1/orders/{order_id}"),
           lambda o: o["status"] == "on_hold")
-    refused = call("POST", "fulfillment", f"/v1/orders/{order_id}/pack", json={})
+    refused = staff.pack(order_id, {})
     assert refused.status_code == 409 and "order on hold: check the address" in refused.text
 
     ok("POST", "order_intake", f"/v1/orders/{order_id}/release-hold")
