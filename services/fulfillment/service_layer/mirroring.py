@@ -100,6 +100,22 @@ _UPSERT_SNAPSHOTS = text(
 )
 
 
+# The run of keys at their model's default as allocation writes them (LineState / AllocationLine
+# field order, all defaults: the common line and allocation), cut from the stored JSON: readers
+# validate with the model or read an absent key as NULL, so nothing changes for them, and
+# PostgreSQL parses, stores and logs about a third fewer bytes per order. A plain replace of bytes
+# (stripping the dicts in Python cost ~25 us an order): safe because a quote inside a JSON string
+# is always escaped, so ',"' starts a key and nothing else, and each run ends in a complete
+# literal (null / false). A line or allocation with another value among them, or written in
+# another key order, is stored whole.
+_LINE_DEFAULTS = b',"packed":0,"shipped":0,"cancelled":0,"on_hold":false,"backorder_reason":null,"presold":0,"promised_date":null'
+_ALLOCATION_DEFAULTS = b',"shipment_id":null,"reason":null,"dropship":false'
+
+
+def _compact(items: list[dict[str, Any]], defaults: bytes) -> str:
+    return orjson.dumps(items).replace(defaults, b"").decode()
+
+
 def _payload(m: EventMessage) -> dict[str, Any]:
     """The result's JSON payload as it came (not the validated event serialised again)."""
     return m.envelope.data or m.event.model_dump(mode="json")
@@ -113,9 +129,9 @@ async def _replace_mirrors(conn: AsyncConnection, results: list[EventMessage]) -
         data = _payload(m)
         o.append(event.order_id)
         v.append(event.version)
-        ln.append(orjson.dumps(data["lines"]).decode())
+        ln.append(_compact(data["lines"], _LINE_DEFAULTS))
         sc.append(event.ship_complete)
-        al.append(orjson.dumps(data["allocations"]).decode())
+        al.append(_compact(data["allocations"], _ALLOCATION_DEFAULTS))
     await conn.execute(_UPSERT_SNAPSHOTS, {"o": o, "v": v, "l": ln, "sc": sc, "a": al})
 
 
