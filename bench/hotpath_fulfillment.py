@@ -6,7 +6,9 @@ snapshot of the order's lines and live allocations) on ``oms.allocations.v1``, m
 tables for pick lists and packing. This feeds the raw record values of such results to the use
 case its subscriber runs (``apply_allocation_results`` in one transaction, commit) and reports the
 CPU time of this process and of the PostgreSQL server per order, as ``bench/hotpath.py`` does
-for allocation.
+for allocation, and what PostgreSQL wrote per order: WAL bytes (``pg_current_wal_lsn()`` before and
+after) and table rows inserted, updated or deleted in fulfillment's schema (``pg_stat_user_tables``,
+read after the connections closed so their counts are flushed).
 
     python -m bench.hotpath_fulfillment --orders 6000 --batch 500 [--profile fulfillment.pstats]
 
@@ -24,6 +26,9 @@ import random
 import sys
 import uuid
 from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.hotpath import BatchMeter, arguments, database
 from bench.workload import Workload
@@ -144,6 +149,26 @@ class _Orders:
         return out
 
 
+async def _written(worker: AsyncEngine, probe: AsyncEngine) -> tuple[int, int]:
+    """(WAL position in bytes, rows inserted + updated + deleted in SCHEMA so far). The worker's
+    connections are closed first: a backend flushes its table counts when it exits."""
+    await worker.dispose()
+    rows = -1
+    async with probe.connect() as conn:
+        for _ in range(50):  # until the closed backends' counts have arrived
+            await asyncio.sleep(0.2)
+            await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+            now = int((await conn.execute(text(
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"
+                " WHERE schemaname = :s"), {"s": SCHEMA})).scalar_one())
+            if now == rows:
+                break
+            rows = now
+        lsn = int((await conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'"))).scalar_one())
+        await conn.rollback()
+    return lsn, rows
+
+
 async def run(orders: int, batch: int, skus: int, later: float, profile: str | None, database_url: str,
               pg_pid: int | None, gc_threshold: int) -> None:
     engine = create_engine(database_url, schema=SCHEMA, pool_size=2)
@@ -158,6 +183,8 @@ async def run(orders: int, batch: int, skus: int, later: float, profile: str | N
         async with engine.begin() as conn:
             await apply_allocation_results(conn, [decode_event(raw) for raw in records])
 
+    probe = create_engine(database_url, schema=SCHEMA, pool_size=1)
+    wal0, rows0 = await _written(engine, probe)
     meter = BatchMeter(pg_pid, profile)
 
     async def step(records: list[bytes]) -> None:
@@ -167,9 +194,13 @@ async def run(orders: int, batch: int, skus: int, later: float, profile: str | N
             await apply_allocation_results(conn, messages)
 
     line = await meter.timed("results", timed, step)
+    wal1, rows1 = await _written(engine, probe)
+    await probe.dispose()
+    n = sum(len(b) for b in timed)
     print(f"fulfillment hot path: {sum(len(b) for b in timed)} allocation results in batches of {batch}"
           f" ({later:.0%} later snapshots), {skus} SKUs x {LOCATIONS} locations")
     print(line)
+    print(f"  PostgreSQL wrote {(wal1 - wal0) / n:.0f} WAL bytes/order, {(rows1 - rows0) / n:.2f} rows/order")
     meter.dump()
     await engine.dispose()
 

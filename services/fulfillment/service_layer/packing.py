@@ -34,17 +34,23 @@ class ShipmentNotFound(LookupError):
     pass
 
 
+# What is allocated and not yet packed (at ``:loc``, or anywhere when NULL), from the snapshots'
+# allocations: the first condition is the predicate of the partial index allocation_snapshots_pick_idx
+# (migration 0005), so only the orders with units to pick are read.
+PICK_ROWS = text(
+    "SELECT s.order_id, x.line_id, x.allocation_id, x.sku, x.location_id, x.bin, x.lot, x.qty"
+    " FROM allocation_snapshots s, jsonb_to_recordset(s.allocations) AS x(allocation_id bigint,"
+    " line_id text, sku text, location_id text, bin text, lot text, qty int, status text)"
+    """ WHERE s.allocations @? '$[*] ? (@.status == "allocated")'"""
+    " AND x.status = 'allocated' AND (CAST(:loc AS text) IS NULL OR x.location_id = :loc)"
+    # a dropship supplier ships those (service_layer/dropship.py), nobody picks them here
+    " AND x.location_id NOT IN (SELECT location_id FROM dropship_locations)"
+)
+
+
 async def pick_lists(conn: AsyncConnection, location_id: str | None) -> list[dict[str, Any]]:
     """Per location, what is allocated and not yet packed, batched across orders, in bin order."""
-    rows = await conn.execute(
-        text(
-            "SELECT order_id, line_id, allocation_id, sku, location_id, bin, lot, qty FROM allocations"
-            " WHERE status = 'allocated' AND (CAST(:loc AS text) IS NULL OR location_id = :loc)"
-            # a dropship supplier ships those (service_layer/dropship.py), nobody picks them here
-            " AND location_id NOT IN (SELECT location_id FROM dropship_locations)"
-        ),
-        {"loc": location_id},
-    )
+    rows = await conn.execute(PICK_ROWS, {"loc": location_id})
     lists = build_pick_lists([AllocatedStock(**r) for r in rows.mappings()])
     return [
         {
@@ -84,7 +90,10 @@ async def request_pack(
     # a second request sees the first one's pending shipment instead of the same allocated units.
     snapshot = (
         await conn.execute(
-            text("SELECT lines, ship_complete FROM allocation_snapshots WHERE order_id = :o FOR UPDATE"),
+            text(
+                "SELECT lines, ship_complete, allocations FROM allocation_snapshots WHERE order_id = :o"
+                " FOR UPDATE"
+            ),
             {"o": order_id},
         )
     ).first()
@@ -92,19 +101,8 @@ async def request_pack(
         raise OrderNotFound(order_id)
     states = [LineState.model_validate(s) for s in snapshot.lines]
     lines = sorted(states, key=lambda ln: ln.line_id)
-    allocations = (
-        (
-            await conn.execute(
-                text(
-                    "SELECT allocation_id, line_id, sku, location_id, bin, lot, qty, status, shipment_id"
-                    " FROM allocations WHERE order_id = :o"
-                ),
-                {"o": order_id},
-            )
-        )
-        .mappings()
-        .all()
-    )
+    # the live ones, as the mirror kept them before migration 0005 (the ``allocations`` view)
+    allocations = [a for a in snapshot.allocations if a["status"] in ("allocated", "packed")]
     skus = sorted({ln.sku for ln in lines})
     serialized = set(
         (
@@ -117,7 +115,7 @@ async def request_pack(
         lines=[OrderedLine(ln.line_id, ln.sku, ln.qty) for ln in lines],
         ship_complete=snapshot.ship_complete,
         line_states=states,
-        allocations=[AllocationLine.model_validate(dict(a)) for a in allocations],
+        allocations=[AllocationLine.model_validate(a) for a in allocations],
         line_ids=line_ids,
         serials=serials,
         serialized_skus=serialized,
