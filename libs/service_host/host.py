@@ -101,6 +101,9 @@ class Runtime:
     broker: KafkaBroker
     relay: OutboxRelay
     kafka: KafkaSettings
+    # What a service's ``wire`` and ``background`` share in this process (e.g. allocation's
+    # subscriber rings the doorbell of its refill loop), by a name the service chooses.
+    shared: dict[str, Any] = field(default_factory=dict)
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """One unit of work: a database transaction that wakes the outbox relay when it commits

@@ -18,12 +18,23 @@ from services.allocation.service_layer.early_changes import (
 )
 from services.allocation.service_layer.expiry import run_expiry_sweep
 from services.allocation.service_layer.queue_gauges import refresh_backorder_gauges
+from services.allocation.service_layer.refill import QueueRefill
 
 GROUP_ID = "oms-allocation"
 
 
+def _refill(runtime: Runtime) -> QueueRefill:
+    # OMS_REFILL_IDLE_POLL_S: how often the refill loop looks for a long queue still being filled
+    # without being woken (one left by a crash or by another instance).
+    poll = float(os.environ.get("OMS_REFILL_IDLE_POLL_S", "5"))
+    refill = runtime.shared.get("refill")
+    if refill is None:
+        refill = runtime.shared["refill"] = QueueRefill(runtime.transaction, idle_poll=poll)
+    return refill
+
+
 def wire(runtime: Runtime) -> list[Any]:
-    subscribers.register(runtime, GROUP_ID + runtime.kafka.group_suffix)
+    subscribers.register(runtime, GROUP_ID + runtime.kafka.group_suffix, on_filling=_refill(runtime).wake)
     return [http.build_router(runtime)]
 
 
@@ -41,6 +52,7 @@ def background(runtime: Runtime) -> list[Callable[[], Any]]:
         lambda: run_publisher(runtime.transaction, interval=interval),
         lambda: run_expiry_sweep(runtime.transaction, interval=sweep),
         lambda: run_early_change_pruning(runtime.transaction, retention, prune),
+        _refill(runtime).run,  # the rest of long backorder queues, chunk by chunk
     ]
 
 

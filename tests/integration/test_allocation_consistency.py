@@ -1,5 +1,5 @@
 """Allocation on real PostgreSQL: concurrency on a hot SKU, exactly-once effect, stale stock
-events, and the slice growing on demand (shrink, deactivation, long queues)."""
+events, the slice growing on demand (shrink, deactivation), long queues filled chunk by chunk."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from sqlalchemy import text
 
 from libs.contracts.events import LocationChanged
 from services.allocation.adapters import repository
-from services.allocation.service_layer import allocating
+from services.allocation.service_layer import allocating, refill
+from services.allocation.service_layer.availability import publish_dirty
 
 pytestmark = pytest.mark.integration
 
@@ -113,16 +114,70 @@ async def test_deactivated_location_loads_and_moves_its_allocations(database_url
         await engine.dispose()
 
 
-async def test_long_queue_is_loaded_in_growing_slices(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(repository, "QUEUE_FIRST_LOAD", 2)
+async def filling(engine, sku: str) -> bool:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        return bool((await conn.execute(text("SELECT filling FROM skus WHERE sku = :s"), {"s": sku})).scalar())
+
+
+async def fill_the_rest(engine) -> int:  # type: ignore[no-untyped-def]
+    """Run the refill loop's step until no SKU is left filling; return how many chunks it took."""
+    chunks = 0
+    while True:
+        async with engine.begin() as conn:
+            if await refill.fill_next_chunk(conn) is None:
+                return chunks
+        chunks += 1
+        assert chunks < 100, "the refill never ends"
+
+
+async def test_long_queue_is_filled_chunk_by_chunk_in_queue_order(database_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repository, "QUEUE_CHUNK", 3)
     engine = await fresh_engine(database_url)
     try:
         await feed(engine, location("WH1"))
         await feed(engine, *[order(f"q-{i:02d}", [("1", "Q", 1)], minutes=i) for i in range(20)])
         await feed(engine, stock("Q", 15, 15, 1))
-        async with engine.connect() as conn:
-            filled = [r[0] for r in await conn.execute(text(
-                "SELECT order_id FROM order_lines WHERE sku = 'Q' AND allocated = 1 ORDER BY order_id"))]
-        assert filled == [f"q-{i:02d}" for i in range(15)]
+        # The receipt's own transaction filled one chunk (3 lines); the rest waits for the refill loop.
+        assert [o for o in [f"q-{i:02d}" for i in range(20)] if (await line_state(engine, o))["1"]["allocated"]] == [
+            "q-00", "q-01", "q-02"]
+        assert await filling(engine, "Q")
+        async with engine.begin() as conn:  # the storefronts keep the last figure until the queue had its turn
+            assert await publish_dirty(conn) == 0
+        # Meanwhile new orders take nothing of the 12 free units: they wait at their place in the queue,
+        # a rush order (priority) ahead of the older ones, a plain one behind them.
+        await feed(engine, order("q-rush", [("1", "Q", 1)], minutes=30, priority=5),
+                   order("q-late", [("1", "Q", 1)], minutes=31))
+        rush = (await line_state(engine, "q-rush"))["1"]
+        assert (rush["allocated"], rush["backordered"]) == (0, 1)
+        assert rush["backorder_reason"].startswith("waits its turn")
+        assert await fill_the_rest(engine) == 4  # 3 + 3 + 3 + 3 lines
+        filled = [o for o in ["q-rush", *[f"q-{i:02d}" for i in range(20)], "q-late"]
+                  if (await line_state(engine, o))["1"]["allocated"]]
+        assert filled == ["q-rush", *[f"q-{i:02d}" for i in range(14)]]
+        assert await totals(engine, "Q") == (15, 15, 15)
+        assert not await filling(engine, "Q")
+        async with engine.begin() as conn:
+            assert await publish_dirty(conn) == 1  # now its availability (0) goes out
+    finally:
+        await engine.dispose()
+
+
+async def test_a_chunk_nobody_in_can_take_the_stock_looks_further(database_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repository, "QUEUE_CHUNK", 2)
+    engine = await fresh_engine(database_url)
+    try:
+        await feed(engine, location("WH1"))
+        # Three ship_complete orders at the head of the queue also want a SKU nobody has.
+        await feed(engine, *[order(f"sc-{i}", [("1", "W", 1), ("2", "NONE", 1)], minutes=i, ship_complete=True)
+                             for i in range(3)])
+        await feed(engine, *[order(f"w-{i}", [("1", "W", 1)], minutes=10 + i) for i in range(6)])
+        await feed(engine, stock("W", 5, 5, 1))
+        await fill_the_rest(engine)
+        got = {o: (await line_state(engine, o))["1"]["allocated"] for o in [*(f"sc-{i}" for i in range(3)),
+                                                                            *(f"w-{i}" for i in range(6))]}
+        assert got == {"sc-0": 0, "sc-1": 0, "sc-2": 0, "w-0": 1, "w-1": 1, "w-2": 1, "w-3": 1, "w-4": 1, "w-5": 0}
+        assert not await filling(engine, "W")
     finally:
         await engine.dispose()

@@ -65,7 +65,7 @@ async def test_sql_reads_the_fair_queue_in_the_order_of_queue_key(database_url: 
                 for b in (await allocation_view(conn, order_id))["backorders"]:
                     assert b["ahead_in_queue"] == expected.index((order_id, b["line_id"]))
             # The queue loader cut after the 25th entry: the boundary is that entry's queue_key.
-            monkeypatch.setattr(repository, "QUEUE_FIRST_LOAD", 25)
+            monkeypatch.setattr(repository, "QUEUE_CHUNK", 25)
             sl = repository.Slice()
             await sl.extend(conn, repository.Need(skus={"Q"}, queues={"Q"}))
             o25, l25 = expected[24]

@@ -28,7 +28,10 @@ from services.allocation.domain.book import AllocationBook, PositionKey, QueueSl
 from services.allocation.domain.model import Allocation, Location, Order, OrderLine, StockPosition, queue_key
 from services.allocation.domain.policy import Policy, policy_from_json
 
-QUEUE_FIRST_LOAD = 2000
+# Open backorders of one SKU loaded per transaction: a longer queue is filled chunk by chunk
+# (``AllocationBook.fill_backorders``, service_layer/refill.py), so a receipt for a queue of
+# 100,000 lines holds no more than this many lines (and their orders) in memory at once.
+QUEUE_CHUNK = 2000
 
 
 # Rows as loaded, by column name. Positions, orders and allocations are read as the domain
@@ -97,9 +100,6 @@ class Need:
     positions: set[PositionKey] = field(default_factory=set)
     locations: set[str] = field(default_factory=set)
     all_queues: bool = False  # every SKU with an open backorder (policy change)
-    # Units arriving per SKU in this batch: each fillable backorder line takes at least one, so
-    # the first queue load covers them all and a big receipt is not replayed at 2k, 8k, 32k.
-    queue_hint: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_missing(cls, exc: SliceTooSmall) -> Need:
@@ -119,7 +119,7 @@ class Slice:
         self.lines: dict[str, list[LineRow]] = {}
         self.allocations: dict[str, list[FieldsRow]] = {}  # of Allocation
         self.queue_limits: dict[str, int] = {}
-        self.queue_hints: dict[str, int] = {}
+        self.filling: set[str] = set()  # SKUs whose queue is being filled chunk by chunk
         self.queues: dict[str, QueueSlice] = {}
         self.position_allocs: set[PositionKey] = set()
         self.location_allocs: set[str] = set()
@@ -130,8 +130,6 @@ class Slice:
     async def extend(self, conn: AsyncConnection, need: Need) -> None:
         if self.locations is None:
             await self._load_locations_and_policies(conn)
-        for sku, units in need.queue_hint.items():
-            self.queue_hints[sku] = self.queue_hints.get(sku, 0) + units
         skus = set(need.skus)
         queues = set(need.queues)
         orders = set(need.orders) | set(need.orders_with_skus)
@@ -198,7 +196,8 @@ class Slice:
         if not new:
             return
         await self._q(conn, "INSERT INTO skus (sku) SELECT unnest(CAST(:s AS text[])) ON CONFLICT DO NOTHING", s=new)
-        await self._q(conn, "SELECT sku FROM skus WHERE sku = ANY(:s) ORDER BY sku FOR UPDATE", s=new)
+        locked = await self._q(conn, "SELECT sku, filling FROM skus WHERE sku = ANY(:s) ORDER BY sku FOR UPDATE", s=new)
+        self.filling |= {r.sku for r in locked if r.filling}
         for r in await self._q(conn, f"SELECT {POSITION_FIELDS} FROM positions WHERE sku = ANY(:s)", s=new):
             self.positions[(r.sku, r.location_id, r.bin, r.lot)] = r
         self.skus |= set(new)
@@ -207,7 +206,7 @@ class Slice:
         limits = []
         for s in skus:
             limit = self.queue_limits.get(s)
-            limit = max(QUEUE_FIRST_LOAD, self.queue_hints.get(s, 0) + 1) if limit is None else limit * 4
+            limit = QUEUE_CHUNK if limit is None else limit * 4
             self.queue_limits[s] = limit
             limits.append(limit)
         rows = await self._q(
@@ -284,7 +283,7 @@ class Slice:
             locations=locations, policies=self.policies or [], positions=positions, orders=orders, skus=self.skus,
             queues=dict(self.queues), position_allocations_loaded=self.position_allocs,
             location_allocations_loaded=self.location_allocs, absent_orders=self.looked_up_orders - self.orders.keys(),
-            now=now,
+            filling=self.filling, now=now,
         )
 
 
@@ -433,6 +432,14 @@ async def write_changes(conn: AsyncConnection, book: AllocationBook) -> int:
     if changes.policies:
         pols = list(changes.policies.values())
         await POLICIES.run(conn, pols, document=[orjson.dumps(p.to_json()).decode() for p in pols])
+        n += 1
+    filling = book.queue.filling_changes()
+    if filling:
+        await conn.execute(
+            text("UPDATE skus SET filling = k.f FROM unnest(CAST(:s AS text[]), CAST(:f AS boolean[])) AS k(s, f)"
+                 " WHERE skus.sku = k.s"),
+            {"s": list(filling), "f": list(filling.values())},
+        )
         n += 1
     if changes.availability:
         await conn.execute(

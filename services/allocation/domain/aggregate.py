@@ -70,6 +70,7 @@ class BookCore:
         position_allocations_loaded: Iterable[PositionKey] = (),
         location_allocations_loaded: Iterable[str] = (),
         absent_orders: Iterable[str] = (),
+        filling: Iterable[str] = (),
         now: datetime,
     ) -> None:
         self.locations: dict[str, Location] = {loc.location_id: loc for loc in locations}
@@ -92,7 +93,7 @@ class BookCore:
         self.absent_orders = set(absent_orders)
         self.now = now
         self.planner = LocationPlanner(self.locations)
-        self.queue = FairQueue(dict(queues or {}))
+        self.queue = FairQueue(dict(queues or {}), filling=set(filling))
         self.changes = ChangeRecord()
         # Changes to orders not placed yet (their OrderPlaced is still on its way): the caller
         # keeps them and applies them right after the order is placed. (order_id, the change)
@@ -172,12 +173,19 @@ class BookCore:
         """Units of ``sku`` a channel under ``policy`` may take at a location now."""
         return available_to_promise(self._free_by_location(sku).get(location_id, 0), policy, sku, location_id)
 
+    def _free_in_turn(self, sku: str) -> dict[str, int]:
+        """What an order may take in queue order: nothing of a SKU whose queue is being filled in
+        chunks (``FairQueue.filling``): its free units belong to the older backorders not loaded yet."""
+        if sku in self.queue.filling:
+            return {}
+        return self._free_by_location(sku)
+
     def _fillable_anywhere(self, sku: str) -> int:
         """Units some channel could still take (per location, the largest of the channels' shares)."""
         policies = list(self.policies.values()) or [Policy()]
         return sum(
             max(available_to_promise(free, pol, sku, loc) for pol in policies)
-            for loc, free in self._free_by_location(sku).items()
+            for loc, free in self._free_in_turn(sku).items()
         )
 
     def _on_hand_anywhere(self, sku: str) -> int:
@@ -189,12 +197,13 @@ class BookCore:
         return self.planner.candidates(order, policy, prefer)
 
     def _plan(self, order: Order, needs: dict[OrderLine, int], prefer: str | None = None, *,
-              settled: bool = True) -> Plan:
+              settled: bool = True, manual: bool = False) -> Plan:
+        """``manual``: a choice made by hand may take stock a queue being filled waits for."""
         skus = {line.sku for line in needs}
         self._require_skus(skus)
         assert not settled or not (skus & self.queue.owed), "settle owed fills before planning"
-        return plan_with_dropship(self.planner, order, needs, self.policy_for(order.channel), self._free_by_location,
-                                  prefer)
+        free = self._free_by_location if manual else self._free_in_turn
+        return plan_with_dropship(self.planner, order, needs, self.policy_for(order.channel), free, prefer)
 
     def _apply_plan(self, order: Order, plan: Plan, *, manual: bool = False) -> int:
         """Take the planned units off the lines' backorders, lot by lot (``pick_lots``)."""
@@ -244,7 +253,7 @@ class BookCore:
         needs = {ln: ln.backordered for ln in lines if ln.in_queue}
         if not needs:
             return
-        plan = self._plan(order, needs, prefer, settled=settle)
+        plan = self._plan(order, needs, prefer, settled=settle, manual=manual)
         self._apply_plan(order, plan, manual=manual)
         for line in needs:
             if line.backordered:
@@ -266,7 +275,7 @@ class BookCore:
             return True
         if any(ln.on_hold for ln in open_lines):
             return False
-        plan = self._plan(order, {ln: ln.backordered for ln in open_lines}, prefer, settled=settle)
+        plan = self._plan(order, {ln: ln.backordered for ln in open_lines}, prefer, settled=settle, manual=manual)
         if plan.remaining:
             for ln in open_lines:
                 reason = self._why_waiting(order, ln, plan, ship_complete_wait=bool(plan.candidates))
@@ -292,6 +301,8 @@ class BookCore:
             return f"no eligible location: none active ships to {order.country or '?'} for channel {order.channel}"
         if ship_complete_wait:
             return "ship_complete: waits until every line can be allocated at once"
+        if line.sku in self.queue.filling:
+            return "waits its turn: older backorders of this SKU are being filled from new stock first"
         if self._on_hand_anywhere(line.sku) == 0:
             return "no stock anywhere"
         if plan is not None and plan.cap_hit:
@@ -369,26 +380,40 @@ class BookCore:
             self.fill_backorders(sku)
 
     def fill_backorders(self, sku: str) -> None:
-        """Fill open backorders of ``sku`` strictly in queue order while eligible stock remains."""
+        """Fill open backorders of ``sku`` strictly in queue order while eligible stock remains.
+
+        Only the loaded part of a long queue is filled (the loader loads a bounded chunk): when
+        stock is left and the queue goes on past it, the SKU is marked as *filling*
+        (``FairQueue.filling``, kept in the database): no order may take its free units in queue
+        order until a later transaction has filled the rest, chunk by chunk
+        (``service_layer/refill.py``). A transaction's memory so stays bounded however long the
+        queue, and the fair queue holds across chunks. Each chunk starts at the head of the queue
+        (filled lines have left it); a chunk where no line could take the stock (ship_complete
+        orders waiting for other SKUs, lines no location with stock may serve) asks the loader for
+        a longer one, so every chunk fills something and the fill ends."""
         self.queue.owed.discard(sku)
         self._require_skus([sku])
         q = self.queue.slice(sku)
-        if self._fillable_anywhere(sku) <= 0:
-            return
+        self.queue.filling.discard(sku)  # this fill may take the stock
+        filled = 0
         for line in self.queue.in_order(self.lines_by_sku.get(sku, ())):
             if self._fillable_anywhere(sku) <= 0:
-                return
-            self.queue.require_loaded(sku, line)
+                break
+            if q.beyond(line):  # lines loaded out of turn (their order came for another reason)
+                break
             if not line.in_queue:  # filled meanwhile (a ship_complete sibling line)
                 continue
             order = line.order
             before = line.backordered
             self._allocate_open(order, [line])
             if line.backordered != before:
+                filled += 1
                 self.changes.touch(order, "backorder filled",
                                    f"{line.line_id}: {before - line.backordered} from the backorder queue")
         if not q.complete and self._fillable_anywhere(sku) > 0:
-            raise SliceTooSmall(queues={sku})
+            if not filled:  # nothing loaded could take it (ship_complete, ineligible): look further now
+                raise SliceTooSmall(queues={sku})
+            self.queue.filling.add(sku)  # the rest of the queue first: the next chunk
 
     def run_pending_fills(self) -> None:
         while (sku := self.queue.next_owed()) is not None:

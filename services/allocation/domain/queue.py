@@ -43,13 +43,27 @@ class QueueSlice:
     complete: bool  # every open backorder of the SKU is in the book
     boundary: tuple[object, ...] | None = None  # queue key of the last loaded entry when not complete
 
+    def beyond(self, line: OrderLine) -> bool:
+        """``line`` comes after the loaded part of the queue: lines not loaded may come before it."""
+        return not self.complete and self.boundary is not None and line.queue_key() > self.boundary
+
 
 @dataclass
 class FairQueue:
-    """Loaded queue slices per SKU and the SKUs owed a fill."""
+    """Loaded queue slices per SKU, the SKUs owed a fill, and the SKUs whose long queue is being
+    filled chunk by chunk (``filling``: loaded as ``filling_before``, written back when changed)."""
 
     slices: dict[str, QueueSlice]
     owed: set[str] = field(default_factory=set)
+    filling: set[str] = field(default_factory=set)
+    filling_before: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.filling_before = frozenset(self.filling)
+
+    def filling_changes(self) -> dict[str, bool]:
+        """SKU -> whether its queue is being filled, for the SKUs where that changed."""
+        return {s: s in self.filling for s in self.filling ^ self.filling_before}
 
     def owe(self, sku: str) -> None:
         self.owed.add(sku)
@@ -71,9 +85,3 @@ class FairQueue:
     def in_order(self, lines: Iterable[OrderLine]) -> list[OrderLine]:
         """The open, not held backorders among ``lines``, first in the queue first."""
         return sorted((ln for ln in lines if ln.in_queue), key=OrderLine.queue_key)
-
-    def require_loaded(self, sku: str, line: OrderLine) -> None:
-        """A line past the loaded part of the queue may have loaded-out lines before it."""
-        q = self.slice(sku)
-        if not q.complete and q.boundary is not None and line.queue_key() > q.boundary:
-            raise SliceTooSmall(queues={sku})

@@ -15,7 +15,12 @@ from services.allocation.domain.queue import SliceTooSmall
 
 
 class StockCommands(BookCore):
-    """StockAdjusted, the expiry sweep, LocationChanged, a new policy."""
+    """StockAdjusted, the expiry sweep, LocationChanged, a new policy, the next chunk of a long fill."""
+
+    def fill_queue(self, sku: str) -> None:
+        """The next chunk of a long queue's fill (``fill_backorders``; service_layer/refill.py)."""
+        self.fill_backorders(sku)
+        self._emit()
 
     def adjust_stock(
         self, *, sku: str, location_id: str, bin: str, lot: str, on_hand: int, delta: int, seq: int, reason: str,

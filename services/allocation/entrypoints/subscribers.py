@@ -3,7 +3,7 @@ topics, delivery settings stated below (libs/messaging/subscriber.py says what t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from faststream import AckPolicy
 
@@ -24,10 +24,14 @@ INPUTS: dict[str, str] = {
 }
 
 
-def register(runtime: Runtime, group_id: str) -> None:
+def register(runtime: Runtime, group_id: str, on_filling: Callable[[], None] = lambda: None) -> None:
+    """``on_filling``: called after a commit that left a long backorder queue being filled
+    (service_layer/refill.py fills the rest)."""
     async def process(deliveries: Sequence[Delivery[EventMessage]]) -> None:
         async with runtime.transaction() as conn:
-            await apply_events(conn, [d.message for d in deliveries])
+            book = await apply_events(conn, [d.message for d in deliveries])
+        if book is not None and book.queue.filling:
+            on_filling()
 
     subscribe_batches(
         runtime,

@@ -244,8 +244,6 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[EventMessage]) 
                     need.orders.add(ev.order_id)
             else:
                 need.queues.add(ev.sku)
-                if ev.delta > 0:
-                    need.queue_hint[ev.sku] = need.queue_hint.get(ev.sku, 0) + ev.delta
             commands.append((env.event_id, corr, _stock_from(ev)))
         elif isinstance(ev, LocationChanged):
             commands.append((env.event_id, corr, _location_from(ev)))
