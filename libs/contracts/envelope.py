@@ -11,6 +11,7 @@ Wire shape (JSON object)::
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -87,6 +88,13 @@ def envelope_of(
     _set(env, "__pydantic_extra__", None)
     _set(env, "__pydantic_private__", None)
     return env
+
+
+def new_event_ids(n: int) -> list[uuid.UUID]:
+    """``n`` random (version 4) UUIDs, as ``uuid.uuid4`` makes them, from one ``os.urandom`` call
+    instead of one system call per event (for ``envelope_of(event_id=...)`` on a hot path)."""
+    raw = os.urandom(16 * n)
+    return [uuid.UUID(bytes=raw[i:i + 16], version=4) for i in range(0, 16 * n, 16)]
 
 
 def encode_event(envelope: Envelope) -> bytes:

@@ -86,10 +86,10 @@ def test_the_rules_worked_out_once_give_every_sku_the_payload_of_the_per_sku_def
 
 def test_the_publishers_envelope_is_the_validated_envelope_of_the_same_values_with_random_version_4_ids() -> None:
     from libs.contracts import encode_event
-    from libs.contracts.envelope import Envelope
-    from services.allocation.service_layer.availability import _envelope, _event_ids
+    from libs.contracts.envelope import Envelope, new_event_ids
+    from services.allocation.service_layer.availability import _envelope
 
-    ids = _event_ids(3)
+    ids = new_event_ids(3)
     assert len(set(ids)) == 3 and all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
     data = {"sku": "A", "total": 1}
     built = _envelope(ids[0], T0, "sku:A", data)

@@ -396,8 +396,9 @@ class BookCore:
         q = self.queue.slice(sku)
         self.queue.filling.discard(sku)  # this fill may take the stock
         filled = 0
+        look = True  # whether stock may have run out (a line that got all it wanted says nothing)
         for line in self.queue.in_order(self.lines_by_sku.get(sku, ())):
-            if self._fillable_anywhere(sku) <= 0:
+            if look and self._fillable_anywhere(sku) <= 0:
                 break
             if q.beyond(line):  # lines loaded out of turn (their order came for another reason)
                 break
@@ -406,6 +407,7 @@ class BookCore:
             order = line.order
             before = line.backordered
             self._allocate_open(order, [line])
+            look = line.backordered > 0
             if line.backordered != before:
                 filled += 1
                 self.changes.touch(order, "backorder filled",

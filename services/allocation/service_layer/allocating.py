@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic, decode_event, encode_event
-from libs.contracts.envelope import Envelope, EventMessage, envelope_of
+from libs.contracts.envelope import Envelope, EventMessage, envelope_of, new_event_ids
 from libs.contracts.events import (
     LocationChanged,
     OrderCancelled,
@@ -106,6 +106,8 @@ def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUI
     mark_i = 0
     cause, correlation = None, None
     now = datetime.now(UTC)
+    ids = new_event_ids(len(results))
+    counts: dict[str, int] = {}
     for i, r in enumerate(results):
         while mark_i < len(marks) and marks[mark_i][0] <= i:
             _, cause, correlation = marks[mark_i]
@@ -133,9 +135,11 @@ def _result_messages(results: list[OrderResult], marks: list[tuple[int, uuid.UUI
         # Built directly (not through the pydantic event): this is the hot path; the shape is
         # checked by the contract tests that decode what we publish.
         envelope = envelope_of(r.event_type, data, source=SOURCE, correlation_id=correlation or r.order_id,
-                               causation_id=cause, occurred_at=now)
-        RESULTS.labels(r.event_type).inc()
+                               causation_id=cause, event_id=ids[i], occurred_at=now)
+        counts[r.event_type] = counts.get(r.event_type, 0) + 1
         yield OutboxMessage(Topic.ALLOCATIONS, r.order_id, envelope)
+    for event_type, n in counts.items():
+        RESULTS.labels(event_type).inc(n)
 
 
 # ---------------------------------------------------------------------- consumed events

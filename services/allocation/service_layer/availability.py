@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic
-from libs.contracts.envelope import Envelope, envelope_of
+from libs.contracts.envelope import Envelope, envelope_of, new_event_ids
 from libs.messaging import OutboxMessage, write_outbox
 from services.allocation.adapters.queries import free_units_by_location
 from services.allocation.adapters.tables import SCHEMA
@@ -160,13 +159,6 @@ def _envelope(event_id: uuid.UUID, occurred_at: datetime, correlation_id: str, d
                        occurred_at=occurred_at)
 
 
-def _event_ids(n: int) -> list[uuid.UUID]:
-    """``n`` random (version 4) UUIDs, as ``uuid.uuid4`` makes them, from one ``os.urandom`` call
-    instead of one system call per event."""
-    raw = os.urandom(16 * n)
-    return [uuid.UUID(bytes=raw[i:i + 16], version=4) for i in range(0, 16 * n, 16)]
-
-
 async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     """One window: publish AvailabilityChanged for up to ``limit`` dirty SKUs; return how many."""
     # The flags are cleared as the SKUs are taken (one statement, no array of SKUs sent back):
@@ -190,7 +182,7 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     serves = {r.location_id: None if r.channels is None else tuple(r.channels) for r in locations}
     inbound = await inbound_availability(conn, skus, policies, now.date())  # pre-selling (presales.py)
     rules, as_of = FeedRules(policies, suppliers, serves), now.isoformat()
-    ids = _event_ids(len(skus))
+    ids = new_event_ids(len(skus))
     messages = []
     for sku, event_id in zip(skus, ids, strict=True):
         data = rules.of(sku, free[sku], as_of)

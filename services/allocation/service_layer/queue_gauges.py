@@ -1,5 +1,7 @@
 """Gauges of the backorder queue, read every metrics interval by the host (never per message):
-how many order lines wait for stock, how many units, and how long the oldest has waited."""
+how many order lines wait for stock, how many units, how long the oldest has waited, and how many
+SKUs have a long queue being filled chunk by chunk (service_layer/refill.py; it stays above 0 only
+while a refill runs: a value that does not fall means the refill loop is stuck)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ BACKORDER_OLDEST_AGE = Gauge(
     "oms_backorder_oldest_age_seconds",
     "Time since the order of the oldest line waiting for stock was placed (0 when none waits)",
 )
+SKUS_FILLING = Gauge("oms_allocation_skus_filling", "SKUs whose long backorder queue is being filled chunk by chunk")
 
 # order_lines_backordered_idx (placed_at WHERE backordered > 0) keeps this an index scan
 _QUERY = text(
@@ -20,9 +23,12 @@ _QUERY = text(
     "FROM order_lines WHERE backordered > 0 AND NOT on_hold"
 )
 
+_FILLING = text("SELECT count(*) FROM skus WHERE filling")  # skus_filling_idx
+
 
 async def refresh_backorder_gauges(conn: AsyncConnection) -> None:
     lines, units, oldest = (await conn.execute(_QUERY)).one()
     BACKORDER_LINES.set(lines)
     BACKORDER_UNITS.set(units)
     BACKORDER_OLDEST_AGE.set(max(float(oldest), 0.0))
+    SKUS_FILLING.set((await conn.execute(_FILLING)).scalar() or 0)
