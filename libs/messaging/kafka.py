@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from libs.messaging.partitioner import KeyPartitioner
 from libs.messaging.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ def create_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer
         max_batch_size=256 * 1024,
         request_timeout_ms=30_000,
         retry_backoff_ms=100,
+        partitioner=KeyPartitioner(),  # aiokafka's default, computed faster (partitioner.py)
     )
 
 

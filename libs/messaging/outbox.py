@@ -37,7 +37,6 @@ from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter as PrometheusCounter
 from prometheus_client import Gauge
 from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, MetaData, String, Table, func, text
@@ -46,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from libs.contracts.envelope import Envelope, encode_event
 from libs.messaging import fault_hooks
+from libs.messaging.partitioner import KeyPartitioner
 from libs.observability import tracing
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._lock_id = zlib.crc32(f"oms-outbox-relay-{schema}".encode())
         self._task: asyncio.Task[None] | None = None
-        self._partitioner = DefaultPartitioner()
+        self._partitioner = KeyPartitioner()  # partitioner.py: the default, faster
         self.is_leader = False
 
     def notify(self) -> None:
@@ -280,7 +280,7 @@ class OutboxRelay:
         return the positions (in ``messages``) the broker acknowledged and the first error.
 
         Record batches instead of one ``send()`` per message: half the producer CPU (measured 25
-        -> 12 us per record). Partitions come from the same murmur2 partitioner ``send()`` uses, so
+        -> 12 us per record). Partitions come from the same murmur2 partitioner ``send()`` uses (``KeyPartitioner``), so
         a key lands where any other Kafka client would put it. Batches go out in waves: the
         k-th batch of every partition together, the next wave only after the broker answered.
         When a batch fails for good, nothing later of that partition is sent in this pass and
