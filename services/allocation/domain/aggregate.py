@@ -102,6 +102,16 @@ class BookCore:
         self._local_seq = 0
         self._builtin_policy = Policy()
 
+    def release(self) -> None:
+        """Break the book's reference cycles (each order and its lines point at each other) once
+        nobody reads it any more, so its memory goes back at once instead of at the next full
+        pass of the garbage collector: the service runs the collector rarely (``OMS_GC_THRESHOLD``),
+        and a refill of 100,000 lines builds fifty books, each with 2,000 orders, in seconds."""
+        for order in self.orders.values():
+            order.lines.clear()
+        self.orders.clear()
+        self.lines_by_sku.clear()
+
     @property
     def results(self) -> list[OrderResult]:
         return self.changes.results

@@ -30,8 +30,10 @@ def register(runtime: Runtime, group_id: str, on_filling: Callable[[], None] = l
     async def process(deliveries: Sequence[Delivery[EventMessage]]) -> None:
         async with runtime.transaction() as conn:
             book = await apply_events(conn, [d.message for d in deliveries])
-        if book is not None and book.queue.filling:
-            on_filling()
+        if book is not None:
+            if book.queue.filling:
+                on_filling()
+            book.release()
 
     subscribe_batches(
         runtime,

@@ -75,6 +75,7 @@ async def run_commands(conn: AsyncConnection, need: Need, commands: list[Command
             book.finish()
         except SliceTooSmall as exc:
             SLICE_RERUNS.inc()
+            book.release()
             await sl.extend(conn, Need.from_missing(exc))
             continue
         await assign_allocation_ids(conn, book)

@@ -38,7 +38,9 @@ async def fill_next_chunk(conn: AsyncConnection) -> str | None:
         "SELECT sku FROM skus WHERE filling ORDER BY sku LIMIT 1 FOR UPDATE SKIP LOCKED"))).scalar()
     if sku is None:
         return None
-    await run_commands(conn, Need(skus={sku}, queues={sku}), [(None, f"refill:{sku}", lambda b: b.fill_queue(sku))])
+    book = await run_commands(conn, Need(skus={sku}, queues={sku}),
+                              [(None, f"refill:{sku}", lambda b: b.fill_queue(sku))])
+    book.release()  # its memory back now, not at the next full garbage collection
     CHUNKS.inc()
     return str(sku)
 
