@@ -144,7 +144,8 @@ def _records_of(models: Mapping[str, type[Event]]) -> TypeAdapter[Any]:
     return TypeAdapter(Annotated[union, Discriminator("event_type")])
 
 
-# Built once per models mapping (module-level constants: the default and a consumer's own).
+# Built once per models mapping, on its first record (~75 ms for all event types): callers pass
+# module-level constants (the default, a consumer's own), never a mapping built per call.
 _RECORDS: dict[int, tuple[Mapping[str, type[Event]], TypeAdapter[Any]]] = {}
 
 
@@ -159,7 +160,8 @@ def decode_event(raw: bytes, models: Mapping[str, type[Event]] = EVENT_TYPES) ->
     """Parse a message value into its envelope and typed payload; raise EventDecodeError.
 
     ``models``: the payload model per event type (a consumer may read an event type with a model
-    that checks only what it uses, e.g. order intake's allocation results).
+    that checks only what it uses, e.g. order intake's allocation results); a module-level
+    constant, as its validator is built once per mapping.
 
     One pass over the bytes: pydantic-core parses and validates the envelope and the payload,
     typed by ``event_type``, together (an allocation result ~20 us instead of ~30 us for JSON
