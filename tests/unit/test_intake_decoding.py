@@ -50,6 +50,10 @@ def test_what_intake_cannot_read_is_refused_with_the_full_decoders_words() -> No
         _decode(_record(broken))
     with pytest.raises(PermanentMessageError, match="not JSON"):
         _decode(_record(b"{nope"))
+    not_objects = encode_event(new_envelope(RESULT, source="allocation", correlation_id="c1")).replace(
+        b'"allocations":[{', b'"allocations":[7,{')
+    with pytest.raises(PermanentMessageError, match=r"data\.allocations\.0: Input should be an object"):
+        _decode(_record(not_objects))
 
 
 def test_other_events_on_the_topic_decode_as_before() -> None:
