@@ -11,6 +11,7 @@ which the consumer retries as a transient error.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -28,10 +29,11 @@ from services.allocation.domain.book import AllocationBook, PositionKey, QueueSl
 from services.allocation.domain.model import Allocation, Location, Order, OrderLine, StockPosition, queue_key
 from services.allocation.domain.policy import Policy, policy_from_json
 
-# Open backorders of one SKU loaded per transaction: a longer queue is filled chunk by chunk
-# (``AllocationBook.fill_backorders``, service_layer/refill.py), so a receipt for a queue of
-# 100,000 lines holds no more than this many lines (and their orders) in memory at once.
-QUEUE_CHUNK = 2000
+# Open backorders of one SKU loaded per transaction (OMS_QUEUE_CHUNK): a longer queue is filled
+# chunk by chunk (``AllocationBook.fill_backorders``, service_layer/refill.py), so a receipt for a
+# queue of 100,000 lines holds no more than this many lines (and their orders) in memory at once:
+# ~3.5 MB per 1,000 lines at the peak (docs/benchmark.md, seventh wave).
+QUEUE_CHUNK = int(os.environ.get("OMS_QUEUE_CHUNK", "2000"))
 
 
 # Rows as loaded, by column name. Positions, orders and allocations are read as the domain
