@@ -181,3 +181,32 @@ async def test_a_chunk_nobody_in_can_take_the_stock_looks_further(database_url: 
         assert not await filling(engine, "W")
     finally:
         await engine.dispose()
+
+
+async def test_a_fill_left_by_a_crash_is_finished_by_the_next_refill_loop(database_url: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receipt's transaction committed its first chunk and the process died before its refill
+    loop ran: the flag is in the database, so a refill loop started later (a restart, or another
+    instance, never woken by a consumer) finds it on its own and fills the rest."""
+    monkeypatch.setattr(repository, "QUEUE_CHUNK", 4)
+    engine = await fresh_engine(database_url)
+    try:
+        await feed(engine, location("WH1"))
+        await feed(engine, *[order(f"k-{i:02d}", [("1", "K", 1)], minutes=i) for i in range(30)])
+        await feed(engine, stock("K", 25, 25, 1))
+        assert await filling(engine, "K")
+        loop = refill.QueueRefill(engine.begin, idle_poll=0.05)
+        task = asyncio.create_task(loop.run())
+        try:
+            for _ in range(200):
+                if not await filling(engine, "K"):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+        assert not await filling(engine, "K")
+        assert await totals(engine, "K") == (25, 25, 25)
+        filled = [o for o in [f"k-{i:02d}" for i in range(30)] if (await line_state(engine, o))["1"]["allocated"]]
+        assert filled == [f"k-{i:02d}" for i in range(25)]
+    finally:
+        await engine.dispose()
