@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import os
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+
 from bench.hotpath import VERSIONS, _encoded, _postgres_cpu, arguments, database
+from bench.measure import vm_hwm_mb
 from libs.contracts import decode_event
 from libs.contracts.events import LocationChanged, OrderLine, OrderPlaced, StockAdjusted
 from libs.contracts.orders import Address, Customer
@@ -29,14 +33,6 @@ from libs.service_host.host import tune_garbage_collector
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.service_layer.allocating import apply_events
 from services.allocation.service_layer.refill import fill_next_chunk
-
-
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def run(orders: int, qty: int, profile: str | None, database_url: str, pg_pid: int | None,
@@ -63,7 +59,7 @@ async def run(orders: int, qty: int, profile: str | None, database_url: str, pg_
     receipt = decode_event(_encoded(StockAdjusted(sku=sku, location_id=loc, bin="A", delta=orders * qty,
                                                   on_hand=orders * qty, seq=1, reason="receipt", received_at=t0)))
     profiler = cProfile.Profile() if profile else None
-    rss0 = _peak_rss_mb()
+    rss0 = vm_hwm_mb(os.getpid())
     pids = [pg_pid] if pg_pid else []
     pg0, cpu0, wall0 = _postgres_cpu(pids), time.process_time(), time.perf_counter()
     if profiler:
@@ -80,7 +76,6 @@ async def run(orders: int, qty: int, profile: str | None, database_url: str, pg_
         profiler.disable()
     cpu, wall, pg = time.process_time() - cpu0, time.perf_counter() - wall0, _postgres_cpu(pids) - pg0
     async with engine.connect() as conn:
-        from sqlalchemy import text
         filled = (await conn.execute(text("SELECT count(*) FROM order_lines WHERE sku = :s AND backordered = 0"),
                                      {"s": sku})).scalar()
     print(f"allocation refill: {orders} backordered lines of {qty} unit(s), one receipt, {chunks} chunks;"
@@ -88,7 +83,7 @@ async def run(orders: int, qty: int, profile: str | None, database_url: str, pg_
     print(f"  refill    service CPU {cpu * 1000 / orders:.3f} ms/line, PostgreSQL CPU "
           + (f"{pg * 1000 / orders:.3f} ms/line" if pids else "not measured")
           + f", wall {wall * 1000 / orders:.3f} ms/line ({orders / wall:,.0f} lines/s in one process);"
-          f" peak RSS {rss0:.0f} -> {_peak_rss_mb():.0f} MB")
+          f" peak RSS {rss0:.0f} -> {vm_hwm_mb(os.getpid()):.0f} MB")
     if profiler and profile:
         profiler.dump_stats(profile)
         print(f"  profile: {profile}")
