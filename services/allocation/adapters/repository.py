@@ -35,14 +35,6 @@ from services.allocation.domain.policy import Policy, policy_from_json
 # ~3.5 MB per 1,000 lines at the peak (docs/benchmark.md, seventh wave).
 QUEUE_CHUNK = int(os.environ.get("OMS_QUEUE_CHUNK", "2000"))
 
-# The availability feed's calm window (decision 14): a SKU whose orders changed its figures far from
-# any channel's edge (more than OMS_AVAILABILITY_PROMPT_MARGIN free units above what a channel holds
-# back at each changed location) is published within OMS_AVAILABILITY_CALM_MS, so a busy SKU's many
-# small changes make one event; near the edge, after stock events and setting changes, within the
-# feed's short window (OMS_AVAILABILITY_INTERVAL_MS).
-CALM_MS = int(os.environ.get("OMS_AVAILABILITY_CALM_MS", "10000"))
-PROMPT_MARGIN = int(os.environ.get("OMS_AVAILABILITY_PROMPT_MARGIN", "20"))
-
 
 # Rows as loaded, by column name. Positions, orders and allocations are read as the domain
 # dataclasses' own fields: the SELECT lists them in declaration order (``_fields_of``), so
@@ -452,21 +444,12 @@ async def write_changes(conn: AsyncConnection, book: AllocationBook) -> int:
         )
         n += 1
     if changes.availability:
-        prompt, calm = book.availability_marks(PROMPT_MARGIN) if CALM_MS > 0 else (changes.availability, set())
-        skus = sorted(prompt | calm)
-        await conn.execute(MARK_DIRTY, {"s": skus, "w": [0 if s in prompt else CALM_MS for s in skus]})
+        await conn.execute(
+            text("UPDATE skus SET availability_dirty = true WHERE sku = ANY(:s) AND NOT availability_dirty"),
+            {"s": sorted(changes.availability)},
+        )
         n += 1
     return n
-
-
-MARK_PROMPTLY = text(
-    "UPDATE skus SET availability_dirty = true, availability_due = now()"
-    " WHERE sku = ANY(:s) AND (NOT availability_dirty OR availability_due > now())")
-# A SKU already due sooner keeps its time; a prompt change brings a calm one forward.
-MARK_DIRTY = text(
-    "UPDATE skus SET availability_dirty = true, availability_due = now() + k.w * interval '1 millisecond'"
-    " FROM unnest(CAST(:s AS text[]), CAST(:w AS int[])) AS k(s, w)"
-    " WHERE skus.sku = k.s AND (NOT skus.availability_dirty OR skus.availability_due > now() + k.w * interval '1 millisecond')")
 
 
 def _pg_array(items: Iterable[str]) -> str:

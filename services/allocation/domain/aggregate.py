@@ -18,12 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.allocation.domain.availability import (
-    available_to_promise,
-    free_by_location,
-    near_the_edge,
-    usable,
-)
+from services.allocation.domain.availability import available_to_promise, free_by_location, usable
 from services.allocation.domain.changes import ChangeRecord, OrderResult
 from services.allocation.domain.dropship import plan_with_dropship
 from services.allocation.domain.held import keep_held
@@ -120,24 +115,6 @@ class BookCore:
     @property
     def results(self) -> list[OrderResult]:
         return self.changes.results
-
-    def availability_marks(self, margin: int) -> tuple[set[str], set[str]]:
-        """(prompt, calm): the SKUs whose available-to-promise may have changed, split by how soon
-        storefronts need their figures (decision 14): promptly when a stock event or a setting
-        changed them, or when a changed location is left within ``margin`` units of a channel's
-        edge (``near_the_edge``); the rest may wait for the feed's calm window."""
-        changes = self.changes
-        prompt = set(changes.prompt)
-        changed_at: dict[str, set[str]] = {}
-        for sku, location_id, _, _ in changes.positions:
-            changed_at.setdefault(sku, set()).add(location_id)
-        policies = [*self.policies.values(), self._builtin_policy]
-        for sku in changes.availability - prompt:
-            locs = changed_at.get(sku)
-            if locs is None or sku not in self.skus or near_the_edge(
-                    sku, locs, self.positions_by_sku.get(sku, []), self.locations, policies, self.now, margin):
-                prompt.add(sku)
-        return prompt, changes.availability - prompt
 
     @property
     def changed_positions(self) -> set[PositionKey]:

@@ -47,19 +47,3 @@ def available_by_location(sku: str, free_at: dict[str, int], policy: Policy) -> 
     no channel in particular: ``policy`` is the default one, and no channel's buffer applies. The
     availability feed's per-location figures and total, and the stock report, are this."""
     return {loc: available_to_promise(free, policy, sku, loc, channel_buffer=False) for loc, free in free_at.items()}
-
-
-def near_the_edge(sku: str, changed_at: Iterable[str], positions: Iterable[StockPosition],
-                  locations: Mapping[str, Location], policies: Iterable[Policy], now: datetime, margin: int) -> bool:
-    """Whether a change of ``sku``'s stock at the locations ``changed_at`` leaves one of them with
-    free units within ``margin`` of what a channel holds back there (its safety stock and buffer),
-    or below: there a storefront's figure is about to reach zero, or has just left it, so the feed
-    publishes it promptly; further from the edge a figure may wait for the calm window (decision 14).
-    ``positions``: the SKU's positions (all of them at the changed locations)."""
-    free_at = free_by_location((p for p in positions if p.location_id in changed_at), locations, now)
-    held = list(policies)
-    for loc in changed_at:
-        held_back = max((pol.safety(sku, loc) + pol.buffer for pol in held), default=0)
-        if free_at.get(loc, 0) <= held_back + margin:
-            return True
-    return False

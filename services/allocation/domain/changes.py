@@ -93,9 +93,6 @@ class ChangeRecord:
         self.locations: dict[str, Location] = {}
         self.policies: dict[str, Policy] = {}
         self.availability: set[str] = set()  # SKUs whose available-to-promise may have changed
-        # ... of which these need publishing in the feed's short window whatever their stock
-        # (stock counted or received, lots expired, locations and policies changed: decision 14).
-        self.prompt: set[str] = set()
         self.results: list[OrderResult] = []
         self._touched: dict[str, Touch] = {}
 
@@ -112,10 +109,6 @@ class ChangeRecord:
     def position(self, p: StockPosition) -> None:
         self.positions.add(p.key)
         self.availability.add(p.sku)
-
-    def promptly(self, sku: str) -> None:
-        self.availability.add(sku)
-        self.prompt.add(sku)
 
     def order(self, order: Order) -> None:
         self.orders[order.order_id] = order

@@ -91,7 +91,7 @@ class OrderCommands(BookCore):
             self._release_to_backorder(
                 a, reason=f"lot {lot} at {p.location_id} expired on {expiry}: waiting to be re-allocated",
                 change="lot expired", what=f"released, lot {lot} at {p.location_id}/{p.bin} expired on {expiry}")
-            self.changes.promptly(p.sku)
+            self.changes.availability.add(p.sku)
             lots.append(f"lot {lot} at {p.location_id}/{p.bin} expired on {expiry}")
         self._release_ship_complete_partial(order)
         self.run_pending_fills()

@@ -43,7 +43,7 @@ class StockCommands(BookCore):
             self._add_position(p)
             self.position_allocations_loaded.add(p.key)  # a new position has no allocations anywhere
         was_usable = self._usable(p)
-        before, free_before = p.on_hand, p.free if was_usable else 0
+        before = p.on_hand
         p.on_hand, p.seq, p.sellable = on_hand, seq, sellable
         if received_at is not None and p.received_at is None:
             p.received_at = received_at
@@ -59,8 +59,6 @@ class StockCommands(BookCore):
             self.run_pending_fills()  # re-allocate now, so the result reads as one reallocation
         if p.on_hand > before or (self._usable(p) and not was_usable):
             self.queue.owe(sku)
-        if (p.free if self._usable(p) else 0) != free_before:  # counted, received, shrunk: not a shipment
-            self.changes.promptly(sku)
         self._emit()
         return True
 
@@ -126,7 +124,7 @@ class StockCommands(BookCore):
                 [a for a in self.allocations_by_position.get(p.key, ()) if a.status == "allocated"],
                 reason=f"lot {lot} at {p.location_id} expired on {expiry}: waiting to be re-allocated",
                 change="lot expired", what=f"released, lot {lot} at {p.location_id}/{p.bin} expired on {expiry}")
-            self.changes.promptly(p.sku)
+            self.changes.availability.add(p.sku)
         self.run_pending_fills()
         self._emit()
 
@@ -156,7 +154,7 @@ class StockCommands(BookCore):
                         self.queue.owe(p.sku)
         for p in self.positions.values():
             if p.location_id == lid:
-                self.changes.promptly(p.sku)
+                self.changes.availability.add(p.sku)
         self._emit()
 
     def set_policy(self, policy: Policy) -> None:
@@ -165,8 +163,7 @@ class StockCommands(BookCore):
         self.changes.policies[policy.channel] = policy
         self.planner.forget()
         self.queue.owe_all(self.queue.slices)
-        for sku in self.skus:
-            self.changes.promptly(sku)
+        self.changes.availability |= self.skus
         self.run_pending_fills()
         self._emit()
 

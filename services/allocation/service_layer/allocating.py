@@ -366,6 +366,5 @@ async def put_policy(conn: AsyncConnection, document: Any) -> dict[str, Any]:
         raise PolicyRefused(problems)
     await run_commands(conn, Need(all_queues=True), [(None, f"policy:{policy.channel}", lambda b: b.set_policy(policy))])
     # Buffers and safety stock change what every SKU shows to the storefronts.
-    await conn.execute(text("UPDATE skus SET availability_dirty = true, availability_due = now()"
-                            " WHERE NOT availability_dirty OR availability_due > now()"))
+    await conn.execute(text("UPDATE skus SET availability_dirty = true WHERE NOT availability_dirty"))
     return policy.to_json()

@@ -1,10 +1,7 @@
-"""AvailabilityChanged, coalesced: transactions only mark SKUs dirty, with the time their event is
-due; this publisher, every window (1 s by default, OMS_AVAILABILITY_INTERVAL_MS), takes the due
-dirty SKUs nobody holds (``SKIP LOCKED``), computes available-to-promise and writes one event per
-SKU to the outbox, clearing the flags in the same transaction. A burst of changes to one SKU inside
-a window is one event. A change near a channel's edge, a stock event or a setting is due at once;
-orders that leave plenty on every changed location are due after the calm window
-(OMS_AVAILABILITY_CALM_MS, 10 s), so a busy SKU makes one event per calm window (decision 14)."""
+"""AvailabilityChanged, coalesced: transactions only mark SKUs dirty; this publisher, every
+window (1 s by default, OMS_AVAILABILITY_INTERVAL_MS), takes the dirty SKUs nobody holds (``SKIP LOCKED``), computes available-to-promise and
+writes one event per SKU to the outbox, clearing the flags in the same transaction. A burst of
+changes to one SKU inside a window is one event."""
 
 from __future__ import annotations
 
@@ -162,9 +159,8 @@ def _envelope(event_id: uuid.UUID, occurred_at: datetime, correlation_id: str, d
                        occurred_at=occurred_at)
 
 
-async def publish_dirty(conn: AsyncConnection, limit: int = 2000, *, calm_too: bool = False) -> int:
-    """One window: publish AvailabilityChanged for up to ``limit`` dirty SKUs that are due (all of
-    them with ``calm_too``: a SKU waiting in the calm window too, decision 14); return how many."""
+async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
+    """One window: publish AvailabilityChanged for up to ``limit`` dirty SKUs; return how many."""
     # The flags are cleared as the SKUs are taken (one statement, no array of SKUs sent back):
     # the same transaction writes their events, so a rollback leaves them dirty, and a change
     # committed meanwhile waits for the row lock and marks its SKU dirty again after this commit.
@@ -172,10 +168,9 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000, *, calm_too: b
     # units are the older backorders', and the last chunk leaves it dirty.
     skus = [r.sku for r in await conn.execute(text(
         "WITH taken AS (UPDATE skus SET availability_dirty = false WHERE sku IN ("
-        " SELECT sku FROM skus WHERE availability_dirty AND NOT filling"
-        " AND (availability_due <= now() OR availability_due IS NULL OR CAST(:all AS boolean))"
-        " ORDER BY availability_due NULLS FIRST, sku LIMIT :n FOR UPDATE SKIP LOCKED)"
-        " RETURNING sku) SELECT sku FROM taken ORDER BY sku"), {"n": limit, "all": calm_too})]
+        " SELECT sku FROM skus WHERE availability_dirty AND NOT filling ORDER BY sku LIMIT :n"
+        " FOR UPDATE SKIP LOCKED)"
+        " RETURNING sku) SELECT sku FROM taken ORDER BY sku"), {"n": limit})]
     if not skus:
         return 0
     now = datetime.now(UTC)
@@ -202,7 +197,7 @@ async def publish_pending(transaction: Callable[[], AbstractAsyncContextManager[
     instance leaves none behind; the flags are durable, so any instance would publish them later)."""
     while True:
         async with transaction() as conn:
-            if await publish_dirty(conn, calm_too=True) == 0:
+            if await publish_dirty(conn) == 0:
                 return
 
 
