@@ -35,6 +35,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.measure import (
     LINE_STATES,
@@ -47,7 +48,7 @@ from bench.measure import (
 from bench.report import budget_rows, judge, machine_facts, write_all
 from bench.scenarios import LOCATIONS, SCENARIOS, Phase, Scenario
 from bench.workload import Workload
-from libs.contracts import Topic
+from libs.contracts import ALL_TOPICS, Topic
 from libs.messaging.kafka import ensure_topics
 from libs.messaging.settings import KafkaSettings
 from services.cli.launcher import SERVICES, STAFF_HEADERS, System
@@ -311,8 +312,28 @@ class Bench:
                 await self._top_statements(system.database_url)
             await self._settle()
             await self._check_settled(phases)
+            await self._records_by_topic()
         finally:
             await collector.stop()
+
+    async def _records_by_topic(self) -> None:
+        """Records each topic holds at the end (the broker started empty: seeding and warm-up
+        included), and per order checked: how many handlings an order costs on the broker."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
+        await consumer.start()
+        try:
+            await consumer.topics()  # metadata, so the partitions are known
+            parts = [TopicPartition(t, p) for t in ALL_TOPICS for p in sorted(consumer.partitions_for_topic(t) or ())]
+            ends = await consumer.end_offsets(parts) if parts else {}
+        finally:
+            await consumer.stop()
+        records: dict[str, int] = defaultdict(int)
+        for tp, end in ends.items():
+            records[tp.topic] += end
+        orders = self.extra.get("checks", {}).get("orders_checked") or 1
+        self.extra["records"] = {t: n for t, n in sorted(records.items()) if n}
+        self.say("records on the broker (whole run), per order checked: " + ", ".join(
+            f"{t} {n:,} ({n / orders:.2f})" for t, n in self.extra["records"].items()))
 
     async def _top_statements(self, url: str) -> None:
         """OMS_BENCH_PG_STATEMENTS=1: the statements PostgreSQL spent the run on (pg_stat_statements,
