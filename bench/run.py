@@ -345,12 +345,20 @@ class Bench:
                 "SELECT round(total_exec_time) AS ms, calls, rows, round(wal_bytes / 1e6) AS wal_mb,"
                 " round(100 * total_exec_time / sum(total_exec_time) OVER ()) AS pct, left(regexp_replace(query,"
                 " '\\s+', ' ', 'g'), 160) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 40")
+            # Tables read whole: a lookup planned as a sequential scan (no statistics yet, or a
+            # generic plan) costs more with every row the table gains.
+            scans = await conn.fetch(
+                "SELECT schemaname || '.' || relname AS t, seq_scan, seq_tup_read, idx_scan, n_live_tup,"
+                " autoanalyze_count FROM pg_stat_user_tables WHERE seq_tup_read > 100000 ORDER BY seq_tup_read DESC")
         finally:
             await conn.close()
         lines = [f"{r['pct']:>3}% {r['ms']:>8} ms {r['calls']:>8} calls {r['rows']:>9} rows {r['wal_mb']:>6} MB WAL  {r['query']}"
                  for r in rows]
+        lines += [f"sequential scans: {r['t']} {r['seq_scan']} scans read {r['seq_tup_read']:,} rows"
+                  f" (index scans {r['idx_scan']}, {r['n_live_tup']:,} rows now, analyzed {r['autoanalyze_count']}x)"
+                  for r in scans]
         (self.workdir_ / "pg_statements.txt").write_text("\n".join(lines) + "\n")
-        self.say("PostgreSQL's top statements (pg_stat_statements):\n  " + "\n  ".join(lines[:25]))
+        self.say("PostgreSQL's top statements (pg_stat_statements):\n  " + "\n  ".join(lines[:25] + lines[len(rows):]))
 
     def _services_alive(self, system: System) -> None:
         dead = [f"{sp.label} (exit code {sp.process.returncode})" for sp in system.processes

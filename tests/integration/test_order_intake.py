@@ -128,3 +128,41 @@ async def test_the_same_order_twice_in_one_batch_is_one_order_and_both_get_its_i
     assert outcomes[1].order_id == outcomes[0].order_id is not None
     assert outcomes[3].order_id == outcomes[2].order_id
     assert len(placed) == 2
+
+
+async def test_allocation_results_apply_once_by_version_whatever_the_delivery(engine) -> None:  # type: ignore[no-untyped-def]
+    """Duplicates in one batch, a redelivered batch, and an older result after a newer one change
+    nothing: the order view keeps the newest version, and each result has one timeline entry."""
+    from libs.contracts import new_envelope
+    from libs.contracts.events import LineState, OrderAllocated, OrderBackordered
+    from libs.messaging.consumer import EventMessage
+    from services.order_intake.service_layer.tracking import apply_downstream_events
+
+    ext = uuid.uuid4().hex
+    async with engine.begin() as conn:
+        [placed] = await place_orders(conn, [Incoming(order(ext, qty=2), f"web:{ext}")], publish_rejections=True)
+        oid = placed.order_id
+
+        def result(version: int, allocated: int) -> EventMessage:
+            kind = OrderAllocated if allocated == 2 else OrderBackordered
+            event = kind(order_id=oid, version=version, change="placed", allocations=[], lines=[
+                LineState(line_id="1", sku="SKU-1", qty=2, allocated=allocated, backordered=2 - allocated)])
+            return EventMessage(new_envelope(event, source="allocation", correlation_id=oid), event)
+
+        async def state() -> tuple[int, str, int, list[str]]:
+            row = (await conn.execute(text("SELECT allocation_version, status FROM orders WHERE order_id = :o"),
+                                      {"o": oid})).one()
+            allocated = (await conn.execute(text("SELECT allocated FROM order_lines WHERE order_id = :o"),
+                                            {"o": oid})).scalar()
+            entries = (await conn.execute(text(
+                "SELECT event_type FROM timeline WHERE order_id = :o AND source = 'allocation' ORDER BY id"),
+                {"o": oid})).scalars().all()
+            return row.allocation_version, row.status, allocated, list(entries)
+
+        v1, v2 = result(1, 0), result(2, 2)
+        await apply_downstream_events(conn, [v1, v1])
+        assert await state() == (1, "backordered", 0, ["OrderBackordered"])
+        await apply_downstream_events(conn, [v2, v1, v2])  # newer, then the older one again
+        await apply_downstream_events(conn, [v1, v2])  # the whole batch redelivered
+        assert await state() == (2, "allocated", 2, ["OrderBackordered", "OrderAllocated"])
+        await conn.rollback()
