@@ -130,7 +130,7 @@ async def test_the_same_order_twice_in_one_batch_is_one_order_and_both_get_its_i
     assert len(placed) == 2
 
 
-async def test_allocation_results_apply_once_by_version_whatever_the_delivery(engine) -> None:  # type: ignore[no-untyped-def]
+async def test_allocation_results_apply_once_whatever_the_delivery(engine) -> None:  # type: ignore[no-untyped-def]
     """Duplicates in one batch, a redelivered batch, and an older result after a newer one change
     nothing: the order view keeps the newest version, and each result has one timeline entry."""
     from libs.contracts import new_envelope
