@@ -166,7 +166,7 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     # committed meanwhile waits for the row lock and marks its SKU dirty again after this commit.
     # A SKU whose queue is being filled chunk by chunk (service_layer/refill.py) waits: its free
     # units are the older backorders', and the last chunk leaves it dirty.
-    skus = [r.sku for r in await conn.execute(text(
+    skus = [r[0] for r in await conn.execute(text(
         "WITH taken AS (UPDATE skus SET availability_dirty = false WHERE sku IN ("
         " SELECT sku FROM skus WHERE availability_dirty AND NOT filling ORDER BY sku LIMIT :n"
         " FOR UPDATE SKIP LOCKED)"

@@ -84,7 +84,7 @@ async def place_orders(
              Fragment(order.customer.model_dump_json()), Fragment(order.ship_to.model_dump_json()), order.priority,
              order.ship_complete, order.pickup_location_id)
             for k, (_, order, digest) in valid.items()])})
-        created = {(r.channel, r.external_id): r.order_id for r in rows}
+        created = {(channel, external_id): order_id for channel, external_id, order_id in rows}
         existing_keys = [k for k in valid if k not in created]
         if existing_keys:
             found = await conn.execute(

@@ -62,7 +62,7 @@ async def apply_downstream_events(conn: AsyncConnection, messages: Sequence[Even
 async def _apply_snapshots(conn: AsyncConnection, results: list[AllocationResult]) -> None:
     rows = await conn.execute(_UPDATE_ORDERS, {"rows": json_rows(
         [(r.order_id, r.version, order_status(r.lines, known=True)) for r in results])})
-    applied = {row.order_id for row in rows}
+    applied = {order_id for order_id, in rows}
     lines = [(r.order_id, ln.line_id, ln.sku, ln.qty, ln.allocated, ln.backordered, ln.packed, ln.shipped, ln.cancelled,
               ln.on_hold, ln.backorder_reason)
              for r in results if r.order_id in applied for ln in r.lines]
