@@ -34,9 +34,6 @@ class KafkaSettings(BaseSettings):
     # the steady benchmark measured 2.5 ms CPU per order at 100 ms against 3.3 at 50 ms, and no
     # further gain at 200 ms (docs/benchmark.md, fifth wave).
     fetch_max_wait_ms: int = 100
-    # How many bytes a fetch waits for (up to the wait above) before the broker answers: under load,
-    # bigger batches and fewer transactions per order; when idle, the whole wait per hop.
-    fetch_min_bytes: int = 1
     # Appended to every consumer group name. A new suffix is a new group, which starts at the
     # earliest offset: the way to replay a service's input topics from offset 0.
     group_suffix: str = Field(default="", description="OMS_KAFKA_GROUP_SUFFIX")

@@ -98,7 +98,6 @@ def _declare(
         auto_offset_reset=auto_offset_reset,
         ack_policy=ack_policy,
         fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-        fetch_min_bytes=kafka.fetch_min_bytes,
         decoder=keep_raw_records,  # BatchConsumer decodes the raw records itself
         description=" ".join(f"{topic}: {what}" for topic, what in inputs.items()),
     )
