@@ -59,7 +59,8 @@ class StockPosition:
 
     @property
     def free(self) -> int:
-        return max(0, self.on_hand - self.reserved)
+        free = self.on_hand - self.reserved
+        return free if free > 0 else 0  # not max(0, ...): read for every position of every plan
 
     def expired(self, now: datetime) -> bool:
         """A lot is past its expiry from the instant ``expires_at`` on; ``now`` is given by the

@@ -182,9 +182,14 @@ class LocationPlanner:
         if not policy.fewest_splits:
             return cands, "greedy by rank"
         cap = policy.max_locations_per_order
+        # What each candidate can give, one column per SKU needed: the combination search sums
+        # these columns (the hot path: most orders of a busy day need it when stock runs thin).
+        skus, needs = list(need_by_sku), list(need_by_sku.values())
+        gives = {loc.location_id: [avail[(loc.location_id, s)] for s in skus] for loc in cands}
 
-        def covers(locs: tuple[Location, ...]) -> bool:
-            return all(sum(avail[(loc.location_id, s)] for loc in locs) >= n for s, n in need_by_sku.items())
+        def covers(locs: tuple[Location, ...]) -> bool:  # need <= what the locations give together, per SKU
+            together = map(sum, zip(*[gives[loc.location_id] for loc in locs], strict=False))  # columns: one length
+            return all(map(int.__le__, needs, together))
 
         def within_cap(locs: tuple[Location, ...]) -> bool:
             return cap is None or len(used | {loc.location_id for loc in locs}) <= cap
@@ -194,7 +199,7 @@ class LocationPlanner:
                 return [loc], "fewest splits: one location fills all of it"
         # Only locations that have something to give can be part of a combination, and no
         # combination can cover what all candidates together cannot.
-        useful = [loc for loc in cands if any(avail[(loc.location_id, s)] for s in need_by_sku)]
+        useful = [loc for loc in cands if any(gives[loc.location_id])]
         if covers(tuple(useful)):
             top = useful[:MAX_COMBINATION_CANDIDATES]
             for k in range(2, MAX_COMBINATION_LOCATIONS + 1):
