@@ -14,7 +14,7 @@ commands themselves are grouped by where they come from (orders, stock, staff by
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -140,10 +140,11 @@ class BookCore:
         # The built-in default is one object per book: candidates are cached by policy identity.
         return self.policies.get(channel) or self.policies.get(DEFAULT_CHANNEL) or self._builtin_policy
 
-    def _require_skus(self, skus: Iterable[str]) -> None:
+    def _require_skus(self, skus: Collection[str]) -> None:
+        if self.skus.issuperset(skus):  # the usual case, checked in C
+            return
         missing = {s for s in skus if s not in self.skus}
-        if missing:
-            raise SliceTooSmall(skus=missing, queues=missing)
+        raise SliceTooSmall(skus=missing, queues=missing)
 
     def _require_order(self, order_id: str | None) -> None:
         """Ask the loader for ``order_id`` unless it is here or known not to exist."""
