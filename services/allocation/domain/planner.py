@@ -188,6 +188,8 @@ class LocationPlanner:
         gives = {loc.location_id: [avail[(loc.location_id, s)] for s in skus] for loc in cands}
 
         def covers(locs: tuple[Location, ...]) -> bool:  # need <= what the locations give together, per SKU
+            if not locs:  # zip() of no columns would be empty, and all() of nothing true
+                return not needs
             together = map(sum, zip(*[gives[loc.location_id] for loc in locs], strict=False))  # columns: one length
             return all(map(int.__le__, needs, together))
 
