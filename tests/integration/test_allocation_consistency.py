@@ -130,17 +130,29 @@ async def fill_the_rest(engine) -> int:  # type: ignore[no-untyped-def]
         assert chunks < 100, "the refill never ends"
 
 
+async def long_queue(engine, sku: str, lines: int, units: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """``lines`` one-unit orders of ``sku`` backordered one minute apart at WH1, then a receipt of
+    ``units``: the order ids, oldest first."""
+    ids = [f"{sku.lower()}-{i:02d}" for i in range(lines)]
+    await feed(engine, location("WH1"))
+    await feed(engine, *[order(o, [("1", sku, 1)], minutes=i) for i, o in enumerate(ids)])
+    await feed(engine, stock(sku, units, units, 1))
+    return ids
+
+
+async def allocated(engine, order_ids: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The orders among ``order_ids`` whose line 1 has units allocated, in the given order."""
+    return [o for o in order_ids if (await line_state(engine, o))["1"]["allocated"]]
+
+
 async def test_long_queue_is_filled_chunk_by_chunk_in_queue_order(database_url: str,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(repository, "QUEUE_CHUNK", 3)
     engine = await fresh_engine(database_url)
     try:
-        await feed(engine, location("WH1"))
-        await feed(engine, *[order(f"q-{i:02d}", [("1", "Q", 1)], minutes=i) for i in range(20)])
-        await feed(engine, stock("Q", 15, 15, 1))
+        queue = await long_queue(engine, "Q", 20, 15)
         # The receipt's own transaction filled one chunk (3 lines); the rest waits for the refill loop.
-        assert [o for o in [f"q-{i:02d}" for i in range(20)] if (await line_state(engine, o))["1"]["allocated"]] == [
-            "q-00", "q-01", "q-02"]
+        assert await allocated(engine, queue) == ["q-00", "q-01", "q-02"]
         assert await filling(engine, "Q")
         async with engine.begin() as conn:  # the storefronts keep the last figure until the queue had its turn
             assert await publish_dirty(conn) == 0
@@ -152,9 +164,7 @@ async def test_long_queue_is_filled_chunk_by_chunk_in_queue_order(database_url: 
         assert (rush["allocated"], rush["backordered"]) == (0, 1)
         assert rush["backorder_reason"].startswith("waits its turn")
         assert await fill_the_rest(engine) == 4  # 3 + 3 + 3 + 3 lines
-        filled = [o for o in ["q-rush", *[f"q-{i:02d}" for i in range(20)], "q-late"]
-                  if (await line_state(engine, o))["1"]["allocated"]]
-        assert filled == ["q-rush", *[f"q-{i:02d}" for i in range(14)]]
+        assert await allocated(engine, ["q-rush", *queue, "q-late"]) == ["q-rush", *queue[:14]]
         assert await totals(engine, "Q") == (15, 15, 15)
         assert not await filling(engine, "Q")
         async with engine.begin() as conn:
@@ -191,9 +201,7 @@ async def test_a_fill_left_by_a_crash_is_finished_by_the_next_refill_loop(databa
     monkeypatch.setattr(repository, "QUEUE_CHUNK", 4)
     engine = await fresh_engine(database_url)
     try:
-        await feed(engine, location("WH1"))
-        await feed(engine, *[order(f"k-{i:02d}", [("1", "K", 1)], minutes=i) for i in range(30)])
-        await feed(engine, stock("K", 25, 25, 1))
+        queue = await long_queue(engine, "K", 30, 25)
         assert await filling(engine, "K")
         loop = refill.QueueRefill(engine.begin, idle_poll=0.05)
         task = asyncio.create_task(loop.run())
@@ -206,7 +214,6 @@ async def test_a_fill_left_by_a_crash_is_finished_by_the_next_refill_loop(databa
             task.cancel()
         assert not await filling(engine, "K")
         assert await totals(engine, "K") == (25, 25, 25)
-        filled = [o for o in [f"k-{i:02d}" for i in range(30)] if (await line_state(engine, o))["1"]["allocated"]]
-        assert filled == [f"k-{i:02d}" for i in range(25)]
+        assert await allocated(engine, queue) == queue[:25]
     finally:
         await engine.dispose()
