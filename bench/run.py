@@ -282,10 +282,12 @@ class Bench:
         meter = self._meter(roots)
         try:
             t_load = None
+            wal_at_start: dict[str, int] | None = None
             for phase in phases:
                 if phase.measure and t_load is None:
                     meter.begin()
                     t_load = time.monotonic()
+                    wal_at_start = await self._wal(system)
                 self.say(f"phase {phase.name}: {len(phase.seqs):,} orders "
                          + (f"at {phase.rate:g}/s" if phase.rate else "at full speed"))
                 gen = await self._loadgen(Topic.CHANNEL_ORDERS, phase.workload, phase.seqs, phase.rate)
@@ -308,6 +310,8 @@ class Bench:
                     await collector.quiet(0.5)
             await self.kind.after_load(self, phases[-1])
             self.resources = meter.end(time.monotonic() - (t_load or time.monotonic()))
+            if t_load is not None:
+                self._wal_used(wal_at_start, await self._wal(system), sum(len(p.seqs) for p in phases if p.measure))
             if STATEMENTS and system.embedded_pg:
                 await self._top_statements(system.database_url)
             await self._settle()
@@ -337,6 +341,35 @@ class Bench:
         self.say("records on the broker (whole run), per order checked: " + ", ".join(
             f"{t} {n:,} ({n / orders:.2f})" for t, n in self.extra["records"].items()))
 
+    async def _wal(self, system: System) -> dict[str, int] | None:
+        """PostgreSQL's WAL counters (records, full-page images, bytes) and checkpoints so far,
+        on the embedded server the bench started (another server's counters include other work)."""
+        if not system.embedded_pg:
+            return None
+        conn = await asyncpg.connect(system.database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            wal = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
+            cp = await conn.fetchrow("SELECT num_timed + num_requested AS checkpoints FROM pg_stat_checkpointer")
+        finally:
+            await conn.close()
+        return {"records": int(wal["wal_records"]), "fpi": int(wal["wal_fpi"]), "bytes": int(wal["wal_bytes"]),
+                "checkpoints": int(cp["checkpoints"])}
+
+    def _wal_used(self, start: dict[str, int] | None, end: dict[str, int] | None, orders: int) -> None:
+        """What the measured phases wrote to PostgreSQL's WAL, per order offered: every row write
+        is a WAL record, and the first change of a page after a checkpoint copies the whole page."""
+        if start is None or end is None or not orders:
+            return
+        used = {k: end[k] - start[k] for k in end}
+        self.extra["wal"] = {
+            "bytes_per_order": round(used["bytes"] / orders), "records_per_order": round(used["records"] / orders, 1),
+            "full_page_images_per_order": round(used["fpi"] / orders, 2), "checkpoints": used["checkpoints"],
+        }
+        w = self.extra["wal"]
+        self.say(f"PostgreSQL WAL in the measured phases, per order: {w['bytes_per_order']:,} bytes,"
+                 f" {w['records_per_order']} records, {w['full_page_images_per_order']} full-page images;"
+                 f" {w['checkpoints']} checkpoints")
+
     async def _top_statements(self, url: str) -> None:
         """OMS_BENCH_PG_STATEMENTS=1: the statements PostgreSQL spent the run on (pg_stat_statements,
         since the server started: seeding included), into pg_statements.txt of the run's directory."""
@@ -352,10 +385,19 @@ class Bench:
             scans = await conn.fetch(
                 "SELECT schemaname || '.' || relname AS t, seq_scan, seq_tup_read, idx_scan, n_live_tup,"
                 " autoanalyze_count FROM pg_stat_user_tables WHERE seq_tup_read > 100000 ORDER BY seq_tup_read DESC")
+            # Row writes per table, and how many updates were HOT (no new index entries: possible
+            # only when no indexed column changes and the row's page has room).
+            writes = await conn.fetch(
+                "SELECT schemaname || '.' || relname AS t, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del"
+                " FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 10000"
+                " ORDER BY n_tup_ins + n_tup_upd + n_tup_del DESC")
         finally:
             await conn.close()
         lines = [f"{r['pct']:>3}% {r['ms']:>8} ms {r['calls']:>8} calls {r['rows']:>9} rows {r['wal_mb']:>6} MB WAL  {r['query']}"
                  for r in rows]
+        lines += [f"row writes: {r['t']} inserted {r['n_tup_ins']:,}, updated {r['n_tup_upd']:,}"
+                  f" ({round(100 * r['n_tup_hot_upd'] / max(r['n_tup_upd'], 1))} % HOT), deleted {r['n_tup_del']:,}"
+                  for r in writes]
         lines += [f"sequential scans: {r['t']} {r['seq_scan']} scans read {r['seq_tup_read']:,} rows"
                   f" (index scans {r['idx_scan']}, {r['n_live_tup']:,} rows now, analyzed {r['autoanalyze_count']}x)"
                   for r in scans]
