@@ -23,6 +23,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from bench.workload import Workload, correlation_id
+from libs.service_host.loop import run  # the services' event loop
 
 MAX_IN_FLIGHT = 5_000
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", default=None, help="write the summary JSON here (else stdout)")
     args = parser.parse_args(argv)
     workload = Workload.from_json(orjson.loads(Path(args.workload).read_bytes()))
-    summary = asyncio.run(
+    summary = run(
         generate(args.bootstrap, args.topic, workload, args.seq_start, args.orders, args.rate, args.max_seconds)
     )
     out = orjson.dumps(summary)

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer
 
 from libs.messaging.kafka import create_producer
 from libs.messaging.settings import KafkaSettings
+from libs.service_host.loop import run  # the services' event loop
 
 
 def _envelope(event_type: str, source: str, correlation_id: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", required=True)
     parser.add_argument("--max-seconds", type=float, default=1800.0)
     args = parser.parse_args(argv)
-    asyncio.run(relay(args.bootstrap, args.hop, args.source, args.target, args.group, args.max_seconds))
+    run(relay(args.bootstrap, args.hop, args.source, args.target, args.group, args.max_seconds))
     return 0
 
 

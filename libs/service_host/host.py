@@ -310,6 +310,8 @@ def run_service(service: ServiceDefinition) -> None:
     """Run one service in this process until SIGINT/SIGTERM (what ``oms run NAME`` does)."""
     import uvicorn
 
+    from libs.service_host.loop import uvicorn_loop
+
     try:
         host = HostSettings()
     except ValueError as exc:  # a bad OMS_* value: name it (pydantic names the variable's field)
@@ -333,6 +335,7 @@ def run_service(service: ServiceDefinition) -> None:
         access_log=False,
         log_config=None,  # uvicorn's lines go through our handler (format, context, masking)
         lifespan="on",
+        loop=uvicorn_loop(),  # uvloop (libs/service_host/loop.py)
         timeout_graceful_shutdown=10,
     )
 
