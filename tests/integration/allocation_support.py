@@ -18,7 +18,7 @@ from services.allocation.adapters.tables import SCHEMA
 
 VERSIONS = Path(__file__).resolve().parents[2] / "services" / "allocation" / "adapters" / "migrations" / "versions"
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
-TABLES = ("locations, skus, availability_dirty, positions, orders, order_lines, allocations, policies, early_order_events, inbox, outbox, outbox_batches,"
+TABLES = ("locations, skus, positions, orders, order_lines, allocations, policies, early_order_events, inbox, outbox, outbox_batches,"
           " inbound_supply, presales")
 
 

@@ -123,4 +123,4 @@ async def test_reports_and_coalesced_availability(api: httpx.AsyncClient) -> Non
     r = await api.get("/v1/reports/reserved")
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "location_id"
     async with engine.connect() as conn:
-        assert (await conn.execute(text("SELECT count(*) FROM availability_dirty"))).scalar() == 0
+        assert (await conn.execute(text("SELECT count(*) FROM skus WHERE availability_dirty"))).scalar() == 0

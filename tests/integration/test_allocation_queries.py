@@ -142,8 +142,7 @@ async def test_stock_report_available_is_on_hand_less_reserved_less_safety_stock
         async with engine.begin() as conn:
             [report] = await stock_report(conn, "A", 10, 0)
             assert (report["on_hand"], report["reserved"], report["available"]) == (16, 4, 7)
-            await conn.execute(text("INSERT INTO skus (sku) VALUES ('A')"))
-            await conn.execute(text("INSERT INTO availability_dirty (sku) VALUES ('A') ON CONFLICT DO NOTHING"))
+            await conn.execute(text("INSERT INTO skus (sku, availability_dirty) VALUES ('A', true)"))
             assert await publish_dirty(conn) == 1
         [feed] = [e for e in await outbox(engine) if e["event_type"] == "AvailabilityChanged"]
         assert feed["data"]["total"] == 7

@@ -446,19 +446,12 @@ async def write_changes(conn: AsyncConnection, book: AllocationBook) -> int:
         )
         n += 1
     if changes.availability:
-        await mark_availability_dirty(conn, sorted(changes.availability))
+        await conn.execute(
+            text("UPDATE skus SET availability_dirty = true WHERE sku = ANY(:s) AND NOT availability_dirty"),
+            {"s": sorted(changes.availability)},
+        )
         n += 1
     return n
-
-
-_MARK_DIRTY = text("INSERT INTO availability_dirty (sku) SELECT unnest(CAST(:s AS text[])) ON CONFLICT DO NOTHING")
-
-
-async def mark_availability_dirty(conn: AsyncConnection, skus: list[str]) -> None:
-    """The availability feed publishes these SKUs at its next window (service_layer/availability.py).
-    The caller holds their ``skus`` row locks: the publisher takes a SKU only with its lock, so a
-    mark that finds the row already there cannot be cleared before this transaction commits."""
-    await conn.execute(_MARK_DIRTY, {"s": skus})
 
 
 def _pg_array(items: Iterable[str]) -> str:

@@ -366,7 +366,5 @@ async def put_policy(conn: AsyncConnection, document: Any) -> dict[str, Any]:
         raise PolicyRefused(problems)
     await run_commands(conn, Need(all_queues=True), [(None, f"policy:{policy.channel}", lambda b: b.set_policy(policy))])
     # Buffers and safety stock change what every SKU shows to the storefronts.
-    # Every SKU locked (in order), as a mark must be: see mark_availability_dirty.
-    await conn.execute(text("INSERT INTO availability_dirty (sku) SELECT sku FROM skus ORDER BY sku FOR UPDATE"
-                            " ON CONFLICT DO NOTHING"))
+    await conn.execute(text("UPDATE skus SET availability_dirty = true WHERE NOT availability_dirty"))
     return policy.to_json()

@@ -161,16 +161,15 @@ def _envelope(event_id: uuid.UUID, occurred_at: datetime, correlation_id: str, d
 
 async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     """One window: publish AvailabilityChanged for up to ``limit`` dirty SKUs; return how many."""
-    # The marks are deleted as the SKUs are taken, with their ``skus`` row locks (one statement, no
-    # array of SKUs sent back): the same transaction writes their events, so a rollback leaves
-    # them marked, a SKU an order's transaction holds is skipped (it may be changing it), and a
-    # change committed meanwhile waits for the lock and marks its SKU again after this commit.
+    # The flags are cleared as the SKUs are taken (one statement, no array of SKUs sent back):
+    # the same transaction writes their events, so a rollback leaves them dirty, and a change
+    # committed meanwhile waits for the row lock and marks its SKU dirty again after this commit.
     # A SKU whose queue is being filled chunk by chunk (service_layer/refill.py) waits: its free
-    # units are the older backorders', and the last chunk leaves it marked.
+    # units are the older backorders', and the last chunk leaves it dirty.
     skus = [r[0] for r in await conn.execute(text(
-        "WITH taken AS (DELETE FROM availability_dirty WHERE sku IN ("
-        " SELECT s.sku FROM availability_dirty d JOIN skus s ON s.sku = d.sku WHERE NOT s.filling"
-        " ORDER BY s.sku LIMIT :n FOR UPDATE OF s SKIP LOCKED)"
+        "WITH taken AS (UPDATE skus SET availability_dirty = false WHERE sku IN ("
+        " SELECT sku FROM skus WHERE availability_dirty AND NOT filling ORDER BY sku LIMIT :n"
+        " FOR UPDATE SKIP LOCKED)"
         " RETURNING sku) SELECT sku FROM taken ORDER BY sku"), {"n": limit})]
     if not skus:
         return 0
