@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -120,6 +121,10 @@ class Bench:
         finally:
             if own_system:
                 system.stop()
+                if self.workdir is None:
+                    # The run's database is thrown away with the run (1.5 GB after `steady`): dozens
+                    # of runs filled a disk. The logs and workload files beside it stay.
+                    shutil.rmtree(workdir / "pgdata", ignore_errors=True)
         return self._result(started, system)
 
     async def _run(self, system: System, workdir: Path, own_system: bool) -> None:

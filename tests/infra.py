@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -71,3 +72,4 @@ def provide_infra() -> Iterator[Infra]:
     finally:
         broker.stop()
         pg.stop()
+        shutil.rmtree(work / "pgdata", ignore_errors=True)  # the logs stay; the data was the session's
