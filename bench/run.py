@@ -27,7 +27,8 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,16 @@ STATEMENTS = os.environ.get("OMS_BENCH_PG_STATEMENTS", "") == "1"
 RELAY_SEQ_BASE = 900_000_000
 # The folder that holds bench/: the load generator and relay processes import from it.
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+@asynccontextmanager
+async def _postgres(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection to the system's database (``url`` as the services take it)."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 class BenchFailure(RuntimeError):
@@ -351,12 +362,9 @@ class Bench:
         on the embedded server the bench started (another server's counters include other work)."""
         if not system.embedded_pg:
             return None
-        conn = await asyncpg.connect(system.database_url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
+        async with _postgres(system.database_url) as conn:
             wal = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
             cp = await conn.fetchrow("SELECT num_timed + num_requested AS checkpoints FROM pg_stat_checkpointer")
-        finally:
-            await conn.close()
         return {"records": int(wal["wal_records"]), "fpi": int(wal["wal_fpi"]), "bytes": int(wal["wal_bytes"]),
                 "checkpoints": int(cp["checkpoints"])}
 
@@ -378,8 +386,7 @@ class Bench:
     async def _top_statements(self, url: str) -> None:
         """OMS_BENCH_PG_STATEMENTS=1: the statements PostgreSQL spent the run on (pg_stat_statements,
         since the server started: seeding included), into pg_statements.txt of the run's directory."""
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
+        async with _postgres(url) as conn:
             await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             rows = await conn.fetch(
                 "SELECT round(total_exec_time) AS ms, calls, rows, round(wal_bytes / 1e6) AS wal_mb,"
@@ -396,8 +403,6 @@ class Bench:
                 "SELECT schemaname || '.' || relname AS t, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del"
                 " FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 10000"
                 " ORDER BY n_tup_ins + n_tup_upd + n_tup_del DESC")
-        finally:
-            await conn.close()
         lines = [f"{r['pct']:>3}% {r['ms']:>8} ms {r['calls']:>8} calls {r['rows']:>9} rows {r['wal_mb']:>6} MB WAL  {r['query']}"
                  for r in rows]
         lines += [f"row writes: {r['t']} inserted {r['n_tup_ins']:,}, updated {r['n_tup_upd']:,}"

@@ -143,8 +143,9 @@ class Slice:
             queues |= order_skus
         if need.all_queues:
             rows = await self._q(conn, "SELECT DISTINCT sku FROM order_lines WHERE backordered > 0 AND NOT on_hold")
-            skus |= {r[0] for r in rows}
-            queues |= {r[0] for r in rows}
+            backordered_skus = {r[0] for r in rows}
+            skus |= backordered_skus
+            queues |= backordered_skus
         locs = need.locations - self.location_allocs
         if locs:
             rows = await self._q(
@@ -153,8 +154,9 @@ class Slice:
                 " UNION SELECT sku FROM allocations WHERE location_id = ANY(:l) AND status = 'allocated'",
                 l=sorted(locs),
             )
-            skus |= {r[0] for r in rows}
-            queues |= {r[0] for r in rows}
+            location_skus = {r[0] for r in rows}
+            skus |= location_skus
+            queues |= location_skus
         skus |= {sku for sku, _, _, _ in need.positions}
         queues -= {s for s in queues if s in self.queues and self.queues[s].complete and s not in need.queues}
         await self._lock_skus(conn, skus | queues)
