@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from libs.contracts.events import LocationChanged
 from services.allocation.adapters import repository
-from services.allocation.service_layer import allocating, refill
+from services.allocation.service_layer import allocating, availability, refill
 from services.allocation.service_layer.availability import publish_dirty
 
 pytestmark = pytest.mark.integration
@@ -50,6 +50,37 @@ async def test_concurrent_batches_on_one_hot_sku_never_oversell(database_url: st
             allocated, backordered, qty = (await conn.execute(text(
                 "SELECT sum(allocated), sum(backordered), sum(qty) FROM order_lines WHERE sku = 'HOT'"))).one()
         assert (allocated, allocated + backordered) == (57, qty)
+    finally:
+        await engine.dispose()
+
+
+async def test_an_order_batch_never_waits_for_the_availability_feed_and_its_change_is_not_lost(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feed reads the dirty SKUs without locking them: an order batch that commits while a
+    feed pass works on its SKU goes through at once, and the pass leaves that SKU dirty (what it
+    worked out is already stale), so the next pass publishes the new figure."""
+    engine = await fresh_engine(database_url)
+    try:
+        await feed(engine, location("WH1"), stock("FEED", 10, 10, 1))
+        async with engine.begin() as conn:
+            assert await publish_dirty(conn) == 1
+        await feed(engine, order("f-1", [("1", "FEED", 2)]))  # FEED is dirty again: 8 available
+        read_free_units = availability.free_units_by_location
+
+        async def an_order_commits_meanwhile(conn, skus, now):  # type: ignore[no-untyped-def]
+            free = await read_free_units(conn, skus, now)
+            await asyncio.wait_for(feed(engine, order("f-2", [("1", "FEED", 3)])), 10)  # would wait on a held lock
+            return free
+
+        monkeypatch.setattr(availability, "free_units_by_location", an_order_commits_meanwhile)
+        async with engine.begin() as conn:
+            assert await publish_dirty(conn) == 0  # its figure (8) is stale: not published
+        monkeypatch.setattr(availability, "free_units_by_location", read_free_units)
+        assert (await line_state(engine, "f-2"))["1"]["allocated"] == 3
+        async with engine.begin() as conn:
+            assert await publish_dirty(conn) == 1
+        events = [e for e in await outbox(engine) if e["event_type"] == "AvailabilityChanged"]
+        assert [e["data"]["total"] for e in events] == [10, 5]
     finally:
         await engine.dispose()
 

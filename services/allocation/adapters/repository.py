@@ -35,6 +35,11 @@ from services.allocation.domain.policy import Policy, policy_from_json
 # ~3.5 MB per 1,000 lines at the peak (docs/benchmark.md, seventh wave).
 QUEUE_CHUNK = int(os.environ.get("OMS_QUEUE_CHUNK", "2000"))
 
+# The one way to mark SKUs for the availability feed: the counter tells the feed that a change
+# came after it read the SKU (service_layer/availability.py ``publish_dirty``; migration 0007).
+MARK_AVAILABILITY_CHANGED = text(
+    "UPDATE skus SET availability_dirty = true, availability_changes = availability_changes + 1 WHERE sku = ANY(:s)")
+
 
 # Rows as loaded, by column name. Positions, orders and allocations are read as the domain
 # dataclasses' own fields: the SELECT lists them in declaration order (``_fields_of``), so
@@ -448,10 +453,7 @@ async def write_changes(conn: AsyncConnection, book: AllocationBook) -> int:
         )
         n += 1
     if changes.availability:
-        await conn.execute(
-            text("UPDATE skus SET availability_dirty = true WHERE sku = ANY(:s) AND NOT availability_dirty"),
-            {"s": sorted(changes.availability)},
-        )
+        await conn.execute(MARK_AVAILABILITY_CHANGED, {"s": sorted(changes.availability)})
         n += 1
     return n
 

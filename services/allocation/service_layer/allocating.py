@@ -366,5 +366,6 @@ async def put_policy(conn: AsyncConnection, document: Any) -> dict[str, Any]:
         raise PolicyRefused(problems)
     await run_commands(conn, Need(all_queues=True), [(None, f"policy:{policy.channel}", lambda b: b.set_policy(policy))])
     # Buffers and safety stock change what every SKU shows to the storefronts.
-    await conn.execute(text("UPDATE skus SET availability_dirty = true WHERE NOT availability_dirty"))
+    await conn.execute(text(
+        "UPDATE skus SET availability_dirty = true, availability_changes = availability_changes + 1"))
     return policy.to_json()

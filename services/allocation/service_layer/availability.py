@@ -1,7 +1,8 @@
 """AvailabilityChanged, coalesced: transactions only mark SKUs dirty; this publisher, every
-window (1 s by default, OMS_AVAILABILITY_INTERVAL_MS), takes the dirty SKUs nobody holds (``SKIP LOCKED``), computes available-to-promise and
-writes one event per SKU to the outbox, clearing the flags in the same transaction. A burst of
-changes to one SKU inside a window is one event."""
+window (1 s by default, OMS_AVAILABILITY_INTERVAL_MS), reads the dirty SKUs, computes
+available-to-promise and writes one event per SKU to the outbox, clearing the flags in the same
+transaction of those nobody holds or changed meanwhile (``publish_dirty``). A burst of changes to
+one SKU inside a window is one event."""
 
 from __future__ import annotations
 
@@ -160,19 +161,22 @@ def _envelope(event_id: uuid.UUID, occurred_at: datetime, correlation_id: str, d
 
 
 async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
-    """One window: publish AvailabilityChanged for up to ``limit`` dirty SKUs; return how many."""
-    # The flags are cleared as the SKUs are taken (one statement, no array of SKUs sent back):
-    # the same transaction writes their events, so a rollback leaves them dirty, and a change
-    # committed meanwhile waits for the row lock and marks its SKU dirty again after this commit.
-    # A SKU whose queue is being filled chunk by chunk (service_layer/refill.py) waits: its free
-    # units are the older backorders', and the last chunk leaves it dirty.
-    skus = [r[0] for r in await conn.execute(text(
-        "WITH taken AS (UPDATE skus SET availability_dirty = false WHERE sku IN ("
-        " SELECT sku FROM skus WHERE availability_dirty AND NOT filling ORDER BY sku LIMIT :n"
-        " FOR UPDATE SKIP LOCKED)"
-        " RETURNING sku) SELECT sku FROM taken ORDER BY sku"), {"n": limit})]
-    if not skus:
+    """One window: publish AvailabilityChanged for up to ``limit`` dirty SKUs; return how many
+    it published (a SKU held or changed meanwhile waits for the next pass)."""
+    # Read the dirty SKUs without locking them: order batches never wait for this pass (before,
+    # it held up to ``limit`` SKU locks while it worked; migration 0007). Their flags are cleared
+    # at the end, in this transaction with their events (a rollback leaves them dirty), and only
+    # where no transaction holds the row and the change counter is still the one read here: a
+    # change committed meanwhile, or still running, keeps its SKU dirty for the next window, so
+    # no change goes unpublished. A SKU whose queue is being filled chunk by chunk
+    # (service_layer/refill.py) waits: its free units are the older backorders', and the last
+    # chunk leaves it dirty.
+    dirty = (await conn.execute(text(
+        "SELECT sku, availability_changes FROM skus WHERE availability_dirty AND NOT filling ORDER BY sku LIMIT :n"),
+        {"n": limit})).all()
+    if not dirty:
         return 0
+    skus = [sku for sku, _ in dirty]
     now = datetime.now(UTC)
     free = await free_units_by_location(conn, skus, now)
     policies = {r.channel: policy_from_json(r.document)
@@ -182,6 +186,8 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     serves = {r.location_id: None if r.channels is None else tuple(r.channels) for r in locations}
     inbound = await inbound_availability(conn, skus, policies, now.date())  # pre-selling (presales.py)
     rules, as_of = FeedRules(policies, suppliers, serves), now.isoformat()
+    taken = {r[0] for r in await conn.execute(_TAKE, {"s": skus, "c": [changes for _, changes in dirty]})}
+    skus = [sku for sku in skus if sku in taken]
     ids = new_event_ids(len(skus))
     messages = []
     for sku, event_id in zip(skus, ids, strict=True):
@@ -190,6 +196,14 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
         messages.append(OutboxMessage(Topic.AVAILABILITY, sku, _envelope(event_id, now, f"sku:{sku}", data)))
     await write_outbox(conn, SCHEMA, messages)
     return len(skus)
+
+
+# Clear the flags of the SKUs read, unless a transaction holds one or changed it since.
+_TAKE = text(
+    "WITH taken AS (SELECT s.sku FROM skus s JOIN unnest(CAST(:s AS text[]), CAST(:c AS bigint[])) AS k(sku, seen)"
+    " ON s.sku = k.sku WHERE s.availability_dirty AND NOT s.filling AND s.availability_changes = k.seen"
+    " ORDER BY s.sku FOR UPDATE OF s SKIP LOCKED)"
+    " UPDATE skus SET availability_dirty = false FROM taken WHERE skus.sku = taken.sku RETURNING skus.sku")
 
 
 async def publish_pending(transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]]) -> None:

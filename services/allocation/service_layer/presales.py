@@ -30,6 +30,7 @@ from libs.contracts import Topic
 from libs.contracts.envelope import EventMessage, envelope_of
 from libs.contracts.events import PurchaseOrderChanged, StockAdjusted
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
+from services.allocation.adapters.repository import MARK_AVAILABILITY_CHANGED
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.domain.book import AllocationBook
 from services.allocation.domain.inbound import (
@@ -198,8 +199,7 @@ async def _review(conn: AsyncConnection, skus: list[str], published: set[str], t
         {"i": ids, "n": [plan.left[i] for i in ids]},
     )
     # The feed's inbound figures (AvailabilityChanged) may have changed.
-    await conn.execute(text("UPDATE skus SET availability_dirty = true WHERE sku = ANY(:s) AND NOT availability_dirty"),
-                       {"s": skus})
+    await conn.execute(MARK_AVAILABILITY_CHANGED, {"s": skus})
     if reasons:
         keys = sorted(reasons)
         await conn.execute(
