@@ -11,8 +11,10 @@ batches; aiokafka keeps one in-flight batch per partition, so per-key order hold
 the embedded broker alike. A crash between publish and delete republishes a few rows; consumers'
 inboxes make that harmless.
 
-Promptness: the writing transaction issues ``pg_notify`` (delivered at commit) and the relay
-LISTENs, so rows leave within milliseconds of the commit; a slow poll is only the fallback.
+Promptness: a commit in the process that leads the relay wakes that relay directly; any other
+writing transaction (another instance's, or one not begun through ``Transactions``) issues
+``pg_notify`` (delivered at commit) and the leading relay LISTENs. Either way rows leave within
+milliseconds of the commit; a slow poll is only the fallback.
 
 Packed rows (``outbox_batches``): one ``write_outbox`` call is ONE row holding all its messages
 (``pack``), not one row per message. A batch of 500 orders used to insert ~1,500 outbox rows in
@@ -85,9 +87,17 @@ _INSERT = text(
     "WITH added AS (INSERT INTO outbox_batches (messages, count) VALUES (:messages, :count) RETURNING 1) "
     "SELECT pg_notify(:ch, '') FROM added"
 )
+# The same without the notification, for a transaction whose own process leads the relay: its
+# relay is woken directly after the commit (``Transactions``). A NOTIFY makes every committing
+# transaction of the whole PostgreSQL server queue for one lock, and wakes every listening
+# backend: in `steady` commits waited 5-52 ms for it 25 times (docs/benchmark.md, tenth wave).
+_INSERT_QUIET = text("INSERT INTO outbox_batches (messages, count) VALUES (:messages, :count)")
 
 # Set on a connection whose transaction wrote outbox rows (``Transactions`` reads and clears it).
 OUTBOX_WRITTEN = "oms_outbox_written"
+# Set by ``Transactions`` on a connection whose process leads the relay: no pg_notify needed.
+# Absent (any other connection), ``write_outbox`` notifies: never a row left waiting for a poll.
+RELAY_IS_LOCAL = "oms_outbox_relay_is_local"
 
 # The packed outbox of a service schema (each service's migration runs it; see the module doc).
 # Applied migrations run it as it stands: never edit it; change the outbox with a new migration.
@@ -142,15 +152,18 @@ async def write_outbox(conn: AsyncConnection, schema: str, messages: Sequence[Ou
     packed row)."""
     if not messages:
         return
-    await conn.execute(_INSERT, {"messages": pack(messages), "count": len(messages), "ch": notify_channel(schema)})
+    if conn.info.get(RELAY_IS_LOCAL):
+        await conn.execute(_INSERT_QUIET, {"messages": pack(messages), "count": len(messages)})
+    else:
+        await conn.execute(_INSERT, {"messages": pack(messages), "count": len(messages), "ch": notify_channel(schema)})
     conn.info[OUTBOX_WRITTEN] = True
 
 
 class Transactions:
     """The service's units of work: ``async with transactions.begin() as conn`` is one database
     transaction; when it commits having written outbox rows, the relay of this process is woken
-    at once (the ``pg_notify`` above reaches it too, one round trip later, and reaches the relay
-    of another instance when that one leads). Use cases never wake the relay themselves."""
+    at once. While this process does not lead the relay, the transaction also issues a
+    ``pg_notify`` for the instance that does. Use cases never wake the relay themselves."""
 
     def __init__(self, engine: AsyncEngine, relay: OutboxRelay) -> None:
         self._engine = engine
@@ -159,10 +172,14 @@ class Transactions:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         async with self._engine.begin() as conn:
+            # Leading now: the wake-up below reaches the relay. Should the lead pass to another
+            # instance before the commit, that relay finds the rows at its next poll (1 s).
+            conn.info[RELAY_IS_LOCAL] = self._relay.is_leader
             try:
                 yield conn
             finally:
                 wrote = conn.info.pop(OUTBOX_WRITTEN, False)
+                conn.info.pop(RELAY_IS_LOCAL, None)
         if wrote:
             self._relay.notify()
 

@@ -20,7 +20,7 @@ def runtime(engine: AsyncEngine) -> Any:
     wakes it (``Runtime.transaction``)."""
     from libs.messaging.outbox import Transactions
 
-    relay = SimpleNamespace(notify=lambda: None)
+    relay = SimpleNamespace(notify=lambda: None, is_leader=False)  # no relay runs: notify as another instance would
     return SimpleNamespace(engine=engine, relay=relay, transaction=Transactions(engine, relay).begin)  # type: ignore[arg-type]
 
 

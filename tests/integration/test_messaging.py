@@ -29,7 +29,7 @@ from libs.messaging import (
 )
 from libs.messaging.consumer import BatchConsumer, decode_envelope
 from libs.messaging.kafka import create_producer, ensure_topics
-from libs.messaging.outbox import PACKED_OUTBOX_DDL
+from libs.messaging.outbox import PACKED_OUTBOX_DDL, Transactions, notify_channel
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +119,55 @@ async def test_outbox_rows_reach_kafka_promptly_and_in_commit_order_per_key(db, 
         assert r.partition == DefaultPartitioner()(r.key, partitions, partitions)
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM outbox_messages"))).scalar() == 0
+
+
+async def test_the_leading_process_wakes_its_relay_itself_and_another_instance_notifies_it(db, infra) -> None:  # type: ignore[no-untyped-def]
+    """No pg_notify from the process that leads the relay (its relay is woken directly); a
+    transaction of an instance that does not lead notifies the leader, so both go out at once."""
+    engine, schema = db.engine, db.schema
+    topic = f"t.outbox.{uuid.uuid4().hex[:6]}"
+    settings = kafka_settings(infra.kafka_bootstrap, infra.kafka_idempotence)
+    await ensure_topics(settings, [topic])
+    producer = create_producer(settings, "test")
+    await producer.start()
+    leader = OutboxRelay(engine, producer, schema=schema, poll_interval=30)  # the poll cannot explain promptness
+    follower = OutboxRelay(engine, producer, schema=schema, poll_interval=30)
+    leader.start()
+    heard: list[str] = []
+    async with engine.connect() as listen_conn:
+        raw = (await listen_conn.get_raw_connection()).driver_connection
+        await raw.add_listener(notify_channel(schema), lambda *args: heard.append(args[2]))  # type: ignore[union-attr]
+        try:
+            for _ in range(50):
+                if leader.is_leader:
+                    break
+                await asyncio.sleep(0.1)
+            follower.start()  # finds the lock taken: it does not lead
+            await asyncio.sleep(0.3)
+            assert leader.is_leader and not follower.is_leader
+
+            async def write(transactions: Transactions, reason: str) -> None:
+                async with transactions.begin() as conn:
+                    await write_outbox(conn, schema, [OutboxMessage(topic, "k", new_envelope(
+                        OrderCancelled(order_id="o-1", reason=reason), source="test", correlation_id="c"))])
+
+            started = time.monotonic()
+            await write(Transactions(engine, leader), "from the leading process")
+            first = await read_all(infra.kafka_bootstrap, topic, 1)
+            await asyncio.sleep(0.3)  # a notification would have arrived by now
+            heard_after_local = list(heard)
+            await write(Transactions(engine, follower), "from another instance")
+            records = await read_all(infra.kafka_bootstrap, topic, 2)
+            elapsed = time.monotonic() - started
+        finally:
+            await follower.stop()
+            await leader.stop()
+            await producer.stop()
+    assert len(first) == 1 and heard_after_local == []
+    assert len(records) == 2 and len(heard) == 1
+    assert elapsed < 15  # neither waited for the 30 s poll
+    assert [decode_event(r.value)[1].reason for r in records] == [  # type: ignore[attr-defined]
+        "from the leading process", "from another instance"]
 
 
 async def test_rows_left_by_a_version_before_packed_rows_go_out_first_in_id_order(db, infra) -> None:  # type: ignore[no-untyped-def]
