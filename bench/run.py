@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -119,7 +120,9 @@ class Bench:
         if own_system:
             self.system = System(workdir=workdir, ports=self.ports, log_to=None)
             if STATEMENTS:
-                self.system.pg_settings = {"shared_preload_libraries": "pg_stat_statements"}
+                # and every lock wait over 5 ms in postgres.log (summed up by ``lock_waits``)
+                self.system.pg_settings = {"shared_preload_libraries": "pg_stat_statements",
+                                           "log_lock_waits": "on", "deadlock_timeout": "5ms"}
         system = self.system
         assert system is not None
         try:
@@ -411,6 +414,8 @@ class Bench:
         lines += [f"sequential scans: {r['t']} {r['seq_scan']} scans read {r['seq_tup_read']:,} rows"
                   f" (index scans {r['idx_scan']}, {r['n_live_tup']:,} rows now, analyzed {r['autoanalyze_count']}x)"
                   for r in scans]
+        log = self.workdir_ / "postgres.log"
+        lines += lock_waits(log.read_text(errors="replace")) if log.exists() else []
         (self.workdir_ / "pg_statements.txt").write_text("\n".join(lines) + "\n")
         self.say("PostgreSQL's top statements (pg_stat_statements):\n  " + "\n  ".join(lines[:25] + lines[len(rows):]))
 
@@ -595,3 +600,33 @@ def _importable(env: dict[str, str]) -> dict[str, str]:
     """``env`` for a child process that runs ``python -m bench.<module>`` from any directory."""
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH", "")]))
     return env
+
+
+_WAITING = re.compile(r"\[(\d+)\] LOG:  process \d+ still waiting for (.+?) after ")
+_ACQUIRED = re.compile(r"\[(\d+)\] LOG:  process \d+ acquired .+? after ([\d.]+) ms")
+_STATEMENT = re.compile(r"\[(\d+)\] STATEMENT:  (.*)")
+
+
+def lock_waits(postgres_log: str) -> list[str]:
+    """The lock waits PostgreSQL logged (``log_lock_waits``, over ``deadlock_timeout``), per
+    statement that waited: how many, and how long in all until the lock came (a wait that never
+    ended in a lock, a deadlock say, counts without its time). Most waited first."""
+    waiting: dict[str, str] = {}  # pid -> the statement now waiting
+    expect_statement: set[str] = set()
+    count: dict[str, int] = {}
+    waited_ms: dict[str, float] = {}
+    longest: dict[str, float] = {}
+    for line in postgres_log.replace("\n\t", " ").splitlines():  # a statement's further lines start with a tab
+        if m := _WAITING.search(line):
+            expect_statement.add(m[1])
+        elif (m := _STATEMENT.search(line)) and m[1] in expect_statement:
+            expect_statement.discard(m[1])
+            statement = " ".join(m[2].split())[:110]
+            waiting[m[1]] = statement
+            count[statement] = count.get(statement, 0) + 1
+        elif (m := _ACQUIRED.search(line)) and m[1] in waiting:
+            statement, ms = waiting.pop(m[1]), float(m[2])
+            waited_ms[statement] = waited_ms.get(statement, 0.0) + ms
+            longest[statement] = max(longest.get(statement, 0.0), ms)
+    return [f"lock waits: {count[q]:>4} x, {waited_ms.get(q, 0):>8,.0f} ms in all, longest {longest.get(q, 0):,.0f} ms  {q}"
+            for q in sorted(count, key=lambda q: (-waited_ms.get(q, 0), -count[q]))]

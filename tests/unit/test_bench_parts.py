@@ -8,6 +8,7 @@ import orjson
 from bench.measure import FirstResult, latency_histogram, percentile, phase_stats
 from bench.relay import allocation_hop, intake_hop
 from bench.report import judge
+from bench.run import lock_waits
 from bench.workload import Workload, correlation_id, parse_correlation_id
 
 
@@ -98,3 +99,25 @@ def test_each_scenario_is_one_class_named_as_the_command_line_names_it() -> None
     assert list(SCENARIOS) == ["steady", "flash-sale", "backorder-refill", "stock-shrink"]
     for name, kind in SCENARIOS.items():
         assert issubclass(kind, Scenario) and kind.name == name
+
+
+def test_lock_waits_are_summed_per_statement_most_waited_first() -> None:
+    log = """\
+2026-12-07 21:11:11.308 UTC [6658] LOG:  process 6658 still waiting for ShareLock on transaction 2233 after 9.441 ms
+2026-12-07 21:11:11.308 UTC [6658] DETAIL:  Process holding the lock: 6651. Wait queue: 6658.
+2026-12-07 21:11:11.308 UTC [6658] STATEMENT:  SELECT sku, filling FROM skus
+	WHERE sku = ANY($1) ORDER BY sku FOR UPDATE
+2026-12-07 21:11:11.309 UTC [6651] LOG:  process 6651 still waiting for AccessExclusiveLock on object 0 of class 1262 of database 0 after 5.190 ms
+2026-12-07 21:11:11.309 UTC [6651] STATEMENT:  COMMIT;
+2026-12-07 21:11:11.315 UTC [6651] LOG:  process 6651 acquired AccessExclusiveLock on object 0 of class 1262 of database 0 after 20.095 ms
+2026-12-07 21:11:11.315 UTC [6651] STATEMENT:  COMMIT;
+2026-12-07 21:11:11.427 UTC [6658] LOG:  process 6658 acquired ShareLock on transaction 2233 after 128.342 ms
+2026-12-07 21:11:11.427 UTC [6658] STATEMENT:  SELECT sku, filling FROM skus WHERE sku = ANY($1) ORDER BY sku FOR UPDATE
+2026-12-07 21:11:12.498 UTC [6658] LOG:  process 6658 still waiting for ShareLock on transaction 2318 after 5.082 ms
+2026-12-07 21:11:12.498 UTC [6658] STATEMENT:  SELECT sku, filling FROM skus WHERE sku = ANY($1) ORDER BY sku FOR UPDATE
+2026-12-07 21:11:12.510 UTC [6658] ERROR:  deadlock detected
+"""
+    assert lock_waits(log) == [
+        "lock waits:    2 x,      128 ms in all, longest 128 ms  SELECT sku, filling FROM skus WHERE sku = ANY($1) ORDER BY sku FOR UPDATE",
+        "lock waits:    1 x,       20 ms in all, longest 20 ms  COMMIT;",
+    ]
