@@ -401,17 +401,21 @@ POLICIES = BulkUpsert(
 )
 
 
+# The allocation id sequence's increment (migration 0008): one nextval reserves this many ids.
+ID_BLOCK = 1024
+
+
 async def assign_allocation_ids(conn: AsyncConnection, book: AllocationBook) -> None:
     """New allocations get ids from the table's sequence, in the order they were made."""
     new = sorted((a for a in book.changes.allocations if a.allocation_id is None), key=lambda a: a.local_seq)
     if not new:
         return
     rows = await conn.execute(
-        text("SELECT nextval(pg_get_serial_sequence('allocations', 'allocation_id')) AS allocation_id"
-             " FROM generate_series(1, :n)"),
-        {"n": len(new)},
+        text("SELECT nextval(pg_get_serial_sequence('allocations', 'allocation_id')) FROM generate_series(1, :n)"),
+        {"n": -(-len(new) // ID_BLOCK)},
     )
-    for a, allocation_id in zip(new, sorted(r[0] for r in rows), strict=True):
+    ids = (start + i for start in sorted(r[0] for r in rows) for i in range(ID_BLOCK))
+    for a, allocation_id in zip(new, ids, strict=False):  # the last block's rest is skipped
         a.allocation_id = allocation_id
 
 
