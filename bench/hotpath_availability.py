@@ -38,6 +38,7 @@ from libs.contracts.events import Event, LocationChanged, PurchaseOrderChanged, 
 from libs.database.engine import create_engine
 from libs.database.migrations import upgrade_schema
 from libs.service_host.host import tune_garbage_collector
+from services.allocation.adapters.repository import MARK_AVAILABILITY_CHANGED
 from services.allocation.adapters.tables import SCHEMA
 from services.allocation.service_layer.allocating import apply_events, put_policy
 from services.allocation.service_layer.availability import publish_dirty
@@ -106,8 +107,7 @@ async def run(windows: int, dirty: int, skus: int, profile: str | None, database
     async def window(timed: bool) -> tuple[int, float, float]:
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM outbox"))  # as the relay would
-            await conn.execute(text("UPDATE skus SET availability_dirty = true WHERE sku = ANY(:s)"),
-                               {"s": rng.sample(sku_ids, min(dirty, len(sku_ids)))})
+            await conn.execute(MARK_AVAILABILITY_CHANGED, {"s": rng.sample(sku_ids, min(dirty, len(sku_ids)))})
         pg0, cpu0 = _postgres_cpu(pgs), time.process_time()
         if timed and profiler:
             profiler.enable()
