@@ -186,16 +186,17 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
     serves = {r.location_id: None if r.channels is None else tuple(r.channels) for r in locations}
     inbound = await inbound_availability(conn, skus, policies, now.date())  # pre-selling (presales.py)
     rules, as_of = FeedRules(policies, suppliers, serves), now.isoformat()
-    taken = {r[0] for r in await conn.execute(_TAKE, {"s": skus, "c": [changes for _, changes in dirty]})}
-    skus = [sku for sku in skus if sku in taken]
     ids = new_event_ids(len(skus))
     messages = []
     for sku, event_id in zip(skus, ids, strict=True):
         data = rules.of(sku, free[sku], as_of)
         data.update(inbound.get(sku, NO_INBOUND))
         messages.append(OutboxMessage(Topic.AVAILABILITY, sku, _envelope(event_id, now, f"sku:{sku}", data)))
+    # Only now the row locks, held until the commit: the events are worked out already.
+    taken = {r[0] for r in await conn.execute(_TAKE, {"s": skus, "c": [changes for _, changes in dirty]})}
+    messages = [m for m in messages if m.key in taken]
     await write_outbox(conn, SCHEMA, messages)
-    return len(skus)
+    return len(messages)
 
 
 # Clear the flags of the SKUs read, unless a transaction holds one or changed it since.
