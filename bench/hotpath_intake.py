@@ -133,7 +133,7 @@ async def run(orders: int, batch: int, skus: int, profile: str | None, database_
     report.append(await meter.timed("tracking", [results[i:i + batch] for i in range(0, len(results), batch)],
                                     lambda b: _track(engine, b)))
     async with engine.connect() as conn:
-        wrong = (await conn.execute(text("SELECT count(*) FROM orders WHERE external_id LIKE :p AND status <> 'allocated'"),
+        wrong = (await conn.execute(text("SELECT count(*) FROM orders o JOIN order_status s USING (order_id) WHERE o.external_id LIKE :p AND s.status <> 'allocated'"),
                                     {"p": f"{run_id}-%"})).scalar()
     assert wrong == 0, f"{wrong} orders not allocated in the order view"
     print(f"order intake hot path: {len(timed)} orders in batches of {batch}, {skus} SKUs")

@@ -150,7 +150,7 @@ async def test_allocation_results_apply_once_whatever_the_delivery(engine) -> No
             return EventMessage(new_envelope(event, source="allocation", correlation_id=oid), event)
 
         async def state() -> tuple[int, str, int, list[str]]:
-            row = (await conn.execute(text("SELECT allocation_version, status FROM orders WHERE order_id = :o"),
+            row = (await conn.execute(text("SELECT allocation_version, status FROM order_status WHERE order_id = :o"),
                                       {"o": oid})).one()
             allocated = (await conn.execute(text("SELECT allocated FROM order_lines WHERE order_id = :o"),
                                             {"o": oid})).scalar()

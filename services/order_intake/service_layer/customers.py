@@ -61,8 +61,9 @@ async def customer_record(conn: AsyncConnection, customer_id: str, policy: Merge
     """The customer's identities, contact, orders, open backorders, returns and lifetime value
     per currency; CustomerNotFound when no order has this customer."""
     orders = (await conn.execute(
-        text(f"SELECT o.order_id, o.channel, o.external_id, o.status, o.placed_at, o.currency, o.customer"
-             f" FROM orders o WHERE {CUSTOMER_ID_SQL} = :id ORDER BY o.placed_at, o.order_id"),
+        text(f"SELECT o.order_id, o.channel, o.external_id, s.status, o.placed_at, o.currency, o.customer"
+             f" FROM orders o JOIN order_status s USING (order_id) WHERE {CUSTOMER_ID_SQL} = :id"
+             " ORDER BY o.placed_at, o.order_id"),
         {"id": customer_id, **_params(policy)},
     )).all()
     erasure = (await conn.execute(text("SELECT erased_at, erased_by, reason, orders FROM customer_erasures"

@@ -195,12 +195,16 @@ async def add_timeline(conn: AsyncConnection, rows: list[tuple[str, str, str, st
     await conn.execute(_INSERT_TIMELINE, {"at": at, "rows": json_rows(rows)})
 
 
+# Each new order with its status row (migration 0009), in one statement.
 _INSERT_ORDERS = text(
-    "INSERT INTO orders (order_id, channel, external_id, content_hash, placed_at, currency, customer, ship_to, priority,"
-    " ship_complete, pickup_location_id)"
+    "WITH created AS (INSERT INTO orders (order_id, channel, external_id, content_hash, placed_at, currency, customer,"
+    " ship_to, priority, ship_complete, pickup_location_id)"
     " SELECT e->>0, e->>1, e->>2, e->>3, CAST(e->>4 AS timestamptz), e->>5, e->6, e->7, CAST(e->>8 AS int),"
     " CAST(e->>9 AS bool), e->>10 FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e"
-    " ON CONFLICT (channel, external_id) DO NOTHING RETURNING channel, external_id, order_id"
+    " ON CONFLICT (channel, external_id) DO NOTHING RETURNING channel, external_id, order_id, received_at),"
+    " with_status AS (INSERT INTO order_status (order_id, channel, received_at)"
+    " SELECT order_id, channel, received_at FROM created)"
+    " SELECT channel, external_id, order_id FROM created"
 )
 _INSERT_LINES = text(
     "INSERT INTO order_lines (order_id, line_id, sku, qty, unit_price, backordered)"

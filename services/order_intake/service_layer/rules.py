@@ -102,7 +102,7 @@ async def _hold(conn: AsyncConnection, holds: list[Hold]) -> None:
              " CAST(:r AS text[]), CAST(:b AS text[]))"),
         {"o": [h.order_id for h in holds], "r": [h.reason for h in holds], "b": [h.held_by for h in holds]},
     )
-    await conn.execute(text("UPDATE orders SET status = :s, updated_at = now() WHERE order_id = ANY(:o)"),
+    await conn.execute(text("UPDATE order_status SET status = :s, updated_at = now() WHERE order_id = ANY(:o)"),
                        {"s": HELD, "o": [h.order_id for h in holds]})
 
 
@@ -144,7 +144,7 @@ async def cancel_held_order(conn: AsyncConnection, order_id: str, reason: str) -
     await delete_holds(conn, order_id)
     await conn.execute(text("UPDATE order_lines SET cancelled = qty, allocated = 0, backordered = 0"
                             " WHERE order_id = :o"), {"o": order_id})
-    await conn.execute(text("UPDATE orders SET status = 'cancelled', updated_at = now() WHERE order_id = :o"),
+    await conn.execute(text("UPDATE order_status SET status = 'cancelled', updated_at = now() WHERE order_id = :o"),
                        {"o": order_id})
     await add_timeline(conn, [(order_id, "OrderCancelled", SOURCE,
                                f"cancelled while held: {reason}; never announced, so nothing was allocated")])
@@ -166,7 +166,7 @@ class Refused(ValueError):
 async def _locked_order(conn: AsyncConnection, order_id: str) -> Any:
     from services.order_intake.service_layer.tracking import OrderNotFound
 
-    row = (await conn.execute(text("SELECT order_id, status FROM orders WHERE order_id = :o FOR UPDATE"),
+    row = (await conn.execute(text("SELECT order_id, status FROM order_status WHERE order_id = :o FOR UPDATE"),
                               {"o": order_id})).first()
     if row is None:
         raise OrderNotFound(order_id)
@@ -213,7 +213,7 @@ async def release_hold(conn: AsyncConnection, order_id: str, by: str) -> int:
     messages = [OutboxMessage(r.topic, r.key, Envelope.model_validate_json(r.value)) for r in sorted(rows, key=lambda r: r.id)]
     await write_outbox(conn, SCHEMA, messages)
     await delete_holds(conn, order_id)
-    await conn.execute(text("UPDATE orders SET status = 'pending', updated_at = now() WHERE order_id = :o"),
+    await conn.execute(text("UPDATE order_status SET status = 'pending', updated_at = now() WHERE order_id = :o"),
                        {"o": order_id})
     await add_timeline(conn, [(order_id, "HoldReleased", SOURCE,
                                f"released by {by}: announced to allocation ({len(messages)} event(s))")])

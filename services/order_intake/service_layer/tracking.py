@@ -72,7 +72,7 @@ async def _apply_snapshots(conn: AsyncConnection, results: list[AllocationResult
 
 # Only snapshots newer than what we hold win (per-order order is kept, but be safe on replays).
 _UPDATE_ORDERS = text(
-    "UPDATE orders o SET allocation_version = r.v, status = r.s, updated_at = now()"
+    "UPDATE order_status o SET allocation_version = r.v, status = r.s, updated_at = now()"
     " FROM (SELECT e->>0 AS o, CAST(e->>1 AS int) AS v, e->>2 AS s FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e) r"
     " WHERE o.order_id = r.o AND o.allocation_version < r.v RETURNING o.order_id"
 )
@@ -125,7 +125,7 @@ class ChangeRefused(ValueError):
 
 async def _order_lines(conn: AsyncConnection, order_id: str, *, lock: bool) -> dict[str, Any]:
     row = (await conn.execute(
-        text("SELECT order_id, status FROM orders WHERE order_id = :o" + (" FOR UPDATE" if lock else "")),
+        text("SELECT order_id, status FROM order_status WHERE order_id = :o" + (" FOR UPDATE" if lock else "")),
         {"o": order_id},
     )).first()
     if row is None:
@@ -181,7 +181,7 @@ async def order_channel(conn: AsyncConnection, order_id: str) -> str | None:
 
 
 async def order_view(conn: AsyncConnection, order_id: str) -> dict[str, Any]:
-    order = (await conn.execute(text("SELECT * FROM orders WHERE order_id = :o"), {"o": order_id})).mappings().first()
+    order = (await conn.execute(text("SELECT o.*, s.status FROM orders o JOIN order_status s USING (order_id) WHERE order_id = :o"), {"o": order_id})).mappings().first()
     if order is None:
         raise OrderNotFound(order_id)
     lines = (await conn.execute(
@@ -218,9 +218,10 @@ async def order_view(conn: AsyncConnection, order_id: str) -> dict[str, Any]:
 async def list_orders(conn: AsyncConnection, status: str | None, channel: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
     rows = await conn.execute(
         text(
-            "SELECT order_id, channel, external_id, status, placed_at, received_at FROM orders"
-            " WHERE (CAST(:s AS text) IS NULL OR status = :s) AND (CAST(:c AS text) IS NULL OR channel = :c)"
-            " ORDER BY received_at DESC LIMIT :n OFFSET :off"
+            "SELECT s.order_id, s.channel, o.external_id, s.status, o.placed_at, s.received_at"
+            " FROM order_status s JOIN orders o USING (order_id)"
+            " WHERE (CAST(:s AS text) IS NULL OR s.status = :s) AND (CAST(:c AS text) IS NULL OR s.channel = :c)"
+            " ORDER BY s.received_at DESC LIMIT :n OFFSET :off"
         ),
         {"s": status, "c": channel, "n": limit, "off": offset},
     )
@@ -230,6 +231,6 @@ async def list_orders(conn: AsyncConnection, status: str | None, channel: str | 
 async def orders_by_channel_and_status(conn: AsyncConnection) -> list[dict[str, Any]]:
     """Report (SPEC 3.8): how many orders each channel has in each status."""
     rows = await conn.execute(
-        text("SELECT channel, status, count(*) AS orders FROM orders GROUP BY channel, status ORDER BY channel, status")
+        text("SELECT channel, status, count(*) AS orders FROM order_status GROUP BY channel, status ORDER BY channel, status")
     )
     return [dict(r) for r in rows.mappings()]
