@@ -125,6 +125,17 @@ def markdown(result: dict[str, Any], png_name: str | None) -> str:
                   "shrink work included where the scenario has it). The budget (docs/benchmark.md) is what "
                   "2,000 orders/s on 2 cores allows: 1.0 ms per order for everything. PostgreSQL is the sum "
                   "over its processes (shared buffers counted in each).", ""]
+    cores = {name: ph["cpu_cores"] for name, ph in result["phases"].items() if ph.get("cpu_cores")}
+    if cores:
+        names = list(next(iter(cores.values())))
+        lines += ["## CPU cores per phase", "", "| phase | " + " | ".join(names) + " | together |",
+                  "| --- |" + " ---: |" * (len(names) + 1)]
+        for phase, per in cores.items():
+            lines.append(f"| {phase} | " + " | ".join(_fmt(per.get(n, 0.0)) for n in names)
+                         + f" | {_fmt(round(sum(per.values()), 2))} |")
+        lines += ["", "From the first publish of a phase to its last result. Near the machine's cores: the phase "
+                  "was CPU-bound; well below: something waited (a lock, a round trip, one busy process). The "
+                  "load generator and the benchmark's own process are not counted.", ""]
     m = result["machine"]
     lines += [f"Machine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; load average "
               f"{m.get('load_average_at_start')} at the start, {m['load_average']} at the end (1, 5, 15 min). "

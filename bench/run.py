@@ -309,6 +309,8 @@ class Bench:
                     wal_at_start = await self._wal(system)
                 self.say(f"phase {phase.name}: {len(phase.seqs):,} orders "
                          + (f"at {phase.rate:g}/s" if phase.rate else "at full speed"))
+                phase_meter, t_phase = self._meter(roots), time.monotonic()  # is this phase CPU-bound?
+                phase_meter.begin()
                 gen = await self._loadgen(Topic.CHANNEL_ORDERS, phase.workload, phase.seqs, phase.rate)
                 complete = await collector.wait_for(phase.seqs, idle_timeout=60 if not self.smoke else 45)
                 self._services_alive(system)
@@ -322,9 +324,14 @@ class Bench:
                     entry = self.phases.setdefault(phase.name, {})
                     entry.update(services=stats, offered=phase.rate or "max", loadgen=gen)
                     self._ratio(entry)
+                    used = phase_meter.end(time.monotonic() - t_phase)
+                    entry["cpu_cores"] = {name: v["cpu_cores"] for name, v in used.items()}
                     if stats.get("orders"):
                         self.say(f"  {stats['orders_per_s']:,.0f} orders/s, {stats['lines_per_s']:,.0f} lines/s, "
                                  f"p50 {stats['latency_ms']['p50']:.0f} / p99 {stats['latency_ms']['p99']:.0f} ms")
+                    self.say("  CPU cores: " + ", ".join(f"{k} {v:.2f}" for k, v in entry["cpu_cores"].items())
+                             + f" (together {sum(entry['cpu_cores'].values()):.2f} of {os.cpu_count()};"
+                             " the load generator and this process not counted)")
                 if phase.name == "warm-up":
                     await collector.quiet(0.5)
             await self.kind.after_load(self, phases[-1])

@@ -7,7 +7,7 @@ import orjson
 
 from bench.measure import FirstResult, latency_histogram, percentile, phase_stats
 from bench.relay import allocation_hop, intake_hop
-from bench.report import judge
+from bench.report import judge, markdown
 from bench.run import lock_waits
 from bench.workload import Workload, correlation_id, parse_correlation_id
 
@@ -121,3 +121,16 @@ def test_lock_waits_are_summed_per_statement_most_waited_first() -> None:
         "lock waits:    2 x,      128 ms in all, longest 128 ms  SELECT sku, filling FROM skus WHERE sku = ANY($1) ORDER BY sku FOR UPDATE",
         "lock waits:    1 x,       20 ms in all, longest 20 ms  COMMIT;",
     ]
+
+
+def test_the_report_shows_each_phases_cpu_cores_and_their_sum() -> None:
+    result = {
+        "scenario": "steady", "started_at": "now", "correct": True, "smoke": False,
+        "phases": {"rate-1000": {"services": {}, "cpu_cores": {"allocation": 0.41, "broker": 0.3, "postgresql": 0.47}},
+                   "full-speed": {"services": {}, "cpu_cores": {"allocation": 0.6, "broker": 0.16, "postgresql": 0.5}}},
+        "machine": {"cores": 2, "memory_gb": 24, "python": "3.11", "load_average": [0, 0, 0]},
+    }
+    text = markdown(result, None)
+    assert "| phase | allocation | broker | postgresql | together |" in text
+    assert "| rate-1000 | 0.41 | 0.30 | 0.47 | 1.18 |" in text
+    assert "| full-speed | 0.60 | 0.16 | 0.50 | 1.26 |" in text
