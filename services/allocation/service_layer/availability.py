@@ -193,18 +193,24 @@ async def publish_dirty(conn: AsyncConnection, limit: int = 2000) -> int:
         data.update(inbound.get(sku, NO_INBOUND))
         messages.append(OutboxMessage(Topic.AVAILABILITY, sku, _envelope(event_id, now, f"sku:{sku}", data)))
     # Only now the row locks, held until the commit: the events are worked out already.
-    taken = {r[0] for r in await conn.execute(_TAKE, {"s": skus, "c": [changes for _, changes in dirty]})}
+    seen: dict[str, int] = {sku: changes for sku, changes in dirty}
+    held = await conn.execute(_LOCK_UNLESS_HELD, {"s": skus})
+    taken = {sku for sku, changes in held if changes == seen[sku]}
+    await conn.execute(_CLEAR, {"s": sorted(taken)})
     messages = [m for m in messages if m.key in taken]
     await write_outbox(conn, SCHEMA, messages)
     return len(messages)
 
 
-# Clear the flags of the SKUs read, unless a transaction holds one or changed it since.
-_TAKE = text(
-    "WITH taken AS (SELECT s.sku FROM skus s JOIN unnest(CAST(:s AS text[]), CAST(:c AS bigint[])) AS k(sku, seen)"
-    " ON s.sku = k.sku WHERE s.availability_dirty AND NOT s.filling AND s.availability_changes = k.seen"
-    " ORDER BY s.sku FOR UPDATE OF s SKIP LOCKED)"
-    " UPDATE skus SET availability_dirty = false FROM taken WHERE skus.sku = taken.sku RETURNING skus.sku")
+# The SKUs read that are still dirty and that no transaction holds; their flags are cleared where
+# the change counter is still the one read (compared here). Two statements on the primary key:
+# the one statement joined to unnest() it replaces took 20 ms a call in most runs but 234 ms on
+# average in one (up to 1.7 s, with order batches waiting on its locks), a plan that hangs on the
+# planner's guess of how many rows unnest() gives (docs/benchmark.md, tenth wave).
+_LOCK_UNLESS_HELD = text(
+    "SELECT sku, availability_changes FROM skus WHERE sku = ANY(:s) AND availability_dirty AND NOT filling"
+    " ORDER BY sku FOR UPDATE SKIP LOCKED")
+_CLEAR = text("UPDATE skus SET availability_dirty = false WHERE sku = ANY(:s)")
 
 
 async def publish_pending(transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]]) -> None:
