@@ -90,7 +90,7 @@ _INSERT = text(
 # The same without the notification, for a transaction whose own process leads the relay: its
 # relay is woken directly after the commit (``Transactions``). A NOTIFY makes every committing
 # transaction of the whole PostgreSQL server queue for one lock, and wakes every listening
-# backend: in `steady` commits waited 5-52 ms for it 25 times (docs/benchmark.md, tenth wave).
+# backend: in one `steady` run 13 commits waited for it, up to 52 ms (docs/benchmark.md, tenth wave).
 _INSERT_QUIET = text("INSERT INTO outbox_batches (messages, count) VALUES (:messages, :count)")
 
 # Set on a connection whose transaction wrote outbox rows (``Transactions`` reads and clears it).

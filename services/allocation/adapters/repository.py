@@ -37,8 +37,9 @@ QUEUE_CHUNK = int(os.environ.get("OMS_QUEUE_CHUNK", "2000"))
 
 # The one way to mark SKUs for the availability feed: the counter tells the feed that a change
 # came after it read the SKU (service_layer/availability.py ``publish_dirty``; migration 0007).
-MARK_AVAILABILITY_CHANGED = text(
-    "UPDATE skus SET availability_dirty = true, availability_changes = availability_changes + 1 WHERE sku = ANY(:s)")
+_MARK = "UPDATE skus SET availability_dirty = true, availability_changes = availability_changes + 1"
+MARK_AVAILABILITY_CHANGED = text(_MARK + " WHERE sku = ANY(:s)")
+MARK_ALL_AVAILABILITY_CHANGED = text(_MARK)  # a policy change: every SKU's figures may move
 
 
 # Rows as loaded, by column name. Positions, orders and allocations are read as the domain

@@ -27,6 +27,7 @@ from libs.contracts.events import (
 )
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
 from services.allocation.adapters.repository import (
+    MARK_ALL_AVAILABILITY_CHANGED,
     Need,
     Slice,
     assign_allocation_ids,
@@ -366,6 +367,5 @@ async def put_policy(conn: AsyncConnection, document: Any) -> dict[str, Any]:
         raise PolicyRefused(problems)
     await run_commands(conn, Need(all_queues=True), [(None, f"policy:{policy.channel}", lambda b: b.set_policy(policy))])
     # Buffers and safety stock change what every SKU shows to the storefronts.
-    await conn.execute(text(
-        "UPDATE skus SET availability_dirty = true, availability_changes = availability_changes + 1"))
+    await conn.execute(MARK_ALL_AVAILABILITY_CHANGED)
     return policy.to_json()

@@ -60,7 +60,7 @@ async def apply_downstream_events(conn: AsyncConnection, messages: Sequence[Even
 
 
 async def _apply_snapshots(conn: AsyncConnection, results: list[AllocationResult]) -> None:
-    rows = await conn.execute(_UPDATE_ORDERS, {"o": [r.order_id for r in results], "v": [r.version for r in results],
+    rows = await conn.execute(_UPDATE_STATUS, {"o": [r.order_id for r in results], "v": [r.version for r in results],
                                                "s": [order_status(r.lines, known=True) for r in results]})
     applied = {order_id for order_id, in rows}
     lines = [(r.order_id, ln.line_id, ln.sku, ln.qty, ln.allocated, ln.backordered, ln.packed, ln.shipped, ln.cancelled,
@@ -74,7 +74,7 @@ async def _apply_snapshots(conn: AsyncConnection, results: list[AllocationResult
 # Arrays, not a JSON document: the planner expects few rows from unnest and looks each order up by
 # its key; from jsonb_array_elements it expected 100 and read the narrow table whole (a steady run
 # read 4.9 million rows of order_status in 352 sequential scans: docs/benchmark.md, tenth wave).
-_UPDATE_ORDERS = text(
+_UPDATE_STATUS = text(
     "UPDATE order_status o SET allocation_version = r.v, status = r.s, updated_at = now()"
     " FROM unnest(CAST(:o AS text[]), CAST(:v AS int[]), CAST(:s AS text[])) AS r(o, v, s)"
     " WHERE o.order_id = r.o AND o.allocation_version < r.v RETURNING o.order_id"

@@ -5,8 +5,8 @@ marks the SKU dirty (it holds the SKU's row lock from its start: repository.py).
 dirty SKUs with their counters without locking them, works their events out, and clears a flag
 only where the counter is still the one it read and no transaction holds the row (``SKIP
 LOCKED``): a change committed meanwhile keeps its SKU dirty for the next window. Before, the feed
-locked up to 2,000 SKUs for its whole pass, and allocation's order batches waited for it: in
-`steady` 40-210 ms per window (docs/benchmark.md, tenth wave).
+locked up to 2,000 SKUs for its whole pass, and allocation's order batches waited for it: in one
+`steady` run 23 waits, 1.7 s in all, up to 127 ms each (docs/benchmark.md, tenth wave).
 
 ``fillfactor = 50``: a counter update of a SKU already dirty changes no indexed value, so it can be
 done in place (HOT) when the page has room.
