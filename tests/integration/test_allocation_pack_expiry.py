@@ -47,6 +47,8 @@ async def test_a_pack_on_a_lot_that_expired_since_allocation_is_refused_and_the_
         assert await lots(engine, "c-1") == {("soon", "allocated"): 2}  # FEFO while the lot is good
         async with engine.begin() as conn:  # time passes: the lot expires, the sweep has not run yet
             await conn.execute(text("UPDATE positions SET expires_at = now() - interval '1 minute' WHERE lot = 'soon'"))
+            # a change made outside allocation clears the version its processes keep positions by
+            await conn.execute(text("UPDATE skus SET positions_version = NULL WHERE sku = 'CREAM'"))
 
         await feed(engine, env(PackRequested(order_id="c-1", shipment_id="shp-1")))
         assert await lots(engine, "c-1") == {("later", "allocated"): 2}  # refused, re-allocated from good stock

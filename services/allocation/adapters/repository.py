@@ -12,6 +12,7 @@ which the consumer retries as a transient error.
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -40,6 +41,9 @@ QUEUE_CHUNK = int(os.environ.get("OMS_QUEUE_CHUNK", "2000"))
 _MARK = "UPDATE skus SET availability_dirty = true, availability_changes = availability_changes + 1"
 MARK_AVAILABILITY_CHANGED = text(_MARK + " WHERE sku = ANY(:s)")
 MARK_ALL_AVAILABILITY_CHANGED = text(_MARK)  # a policy change: every SKU's figures may move
+# ... and, in ``write_changes``, the new version of the SKUs' positions with it (migration 0009).
+_MARK_AND_VERSION = text(_MARK + ", positions_version = :v WHERE sku = ANY(:s)")
+_VERSION = text("UPDATE skus SET positions_version = :v WHERE sku = ANY(:s)")
 
 
 # Rows as loaded, by column name. Positions, orders and allocations are read as the domain
@@ -93,6 +97,48 @@ class QueueRow(NamedTuple):
     placed_at: datetime
 
 
+class PositionsCache:
+    """The positions of recently locked SKUs, kept by this process with the ``positions_version``
+    their ``skus`` row had (migration 0009): a transaction that locks a SKU whose row still has
+    that version takes its positions from here instead of from the table. Every writer of
+    positions sets a new random version under the SKU's lock, so a SKU written by another process
+    (or rolled back here) never matches what this one kept. Loading all positions of every locked
+    SKU was an order batch's largest read (docs/benchmark.md, eleventh wave).
+
+    Bounded: past ``limit`` SKUs the quarter kept longest ago is dropped (OMS_POSITIONS_CACHE_SKUS;
+    10,000 SKUs at 5 locations held ~10 MB)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._kept: dict[str, tuple[int, list[FieldsRow]]] = {}
+
+    def get(self, sku: str, version: int | None) -> list[FieldsRow] | None:
+        """The positions of ``sku`` if what is kept has ``version`` (None: never kept)."""
+        if version is None:
+            return None
+        kept = self._kept.get(sku)
+        return kept[1] if kept is not None and kept[0] == version else None
+
+    def put(self, version: int, positions: Mapping[str, list[FieldsRow]]) -> None:
+        """Keep ``positions`` (every position of each SKU) as of ``version``."""
+        if self.limit <= 0:
+            return
+        kept = self._kept
+        for sku, rows in positions.items():
+            kept.pop(sku, None)  # re-inserted last: the SKUs used most stay longest
+            kept[sku] = (version, rows)
+        if len(kept) > self.limit:
+            for sku in list(kept)[: len(kept) - self.limit * 3 // 4]:
+                del kept[sku]
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+
+POSITIONS_CACHE = PositionsCache(int(os.environ.get("OMS_POSITIONS_CACHE_SKUS", "20000")))
+_POSITION_ROW = attrgetter(*(f.name for f in fields(StockPosition)))  # a StockPosition as its row
+
+
 def _columns(row: type[tuple[Any, ...]]) -> str:
     return ", ".join(row._fields)  # type: ignore[attr-defined]
 
@@ -118,7 +164,8 @@ class Need:
 class Slice:
     """The rows a transaction holds locks for; builds a fresh book for every (re)run."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache: PositionsCache = POSITIONS_CACHE) -> None:
+        self.cache = cache
         self.skus: set[str] = set()
         self.locations: list[LocationRow] | None = None
         self.policies: list[Policy] | None = None
@@ -208,10 +255,20 @@ class Slice:
         if not new:
             return
         await self._q(conn, "INSERT INTO skus (sku) SELECT unnest(CAST(:s AS text[])) ON CONFLICT DO NOTHING", s=new)
-        locked = await self._q(conn, "SELECT sku, filling FROM skus WHERE sku = ANY(:s) ORDER BY sku FOR UPDATE", s=new)
-        self.filling |= {sku for sku, filling in locked if filling}
-        for r in await self._q(conn, f"SELECT {POSITION_FIELDS} FROM positions WHERE sku = ANY(:s)", s=new):
-            self.positions[r[0], r[1], r[2], r[3]] = r  # (sku, location_id, bin, lot): see _q
+        locked = await self._q(
+            conn, "SELECT sku, filling, positions_version FROM skus WHERE sku = ANY(:s) ORDER BY sku FOR UPDATE", s=new)
+        self.filling |= {sku for sku, filling, _ in locked if filling}
+        positions, get, unknown = self.positions, self.cache.get, []
+        for sku, _, version in locked:
+            kept = get(sku, version)  # the row is locked: its version cannot change before we commit
+            if kept is None:
+                unknown.append(sku)
+            else:
+                for r in kept:
+                    positions[r[0], r[1], r[2], r[3]] = r
+        if unknown:
+            for r in await self._q(conn, f"SELECT {POSITION_FIELDS} FROM positions WHERE sku = ANY(:s)", s=unknown):
+                positions[r[0], r[1], r[2], r[3]] = r  # (sku, location_id, bin, lot): see _q
         self.skus |= set(new)
 
     async def _load_queues(self, conn: AsyncConnection, skus: list[str]) -> set[str]:
@@ -420,9 +477,11 @@ async def assign_allocation_ids(conn: AsyncConnection, book: AllocationBook) -> 
         a.allocation_id = allocation_id
 
 
-async def write_changes(conn: AsyncConnection, book: AllocationBook) -> int:
+async def write_changes(conn: AsyncConnection, book: AllocationBook, cache: PositionsCache = POSITIONS_CACHE) -> int:
     """Write everything the book's ``ChangeRecord`` holds, one bulk statement per table; return
-    how many statements ran."""
+    how many statements ran. The SKUs whose positions or availability changed get a new positions
+    version, and ``cache`` keeps their positions as written (a rollback leaves the table's older
+    version, which never matches)."""
     changes = book.changes
     n = 0
     if changes.locations:
@@ -457,9 +516,18 @@ async def write_changes(conn: AsyncConnection, book: AllocationBook) -> int:
             {"s": list(filling), "f": list(filling.values())},
         )
         n += 1
-    if changes.availability:
-        await conn.execute(MARK_AVAILABILITY_CHANGED, {"s": sorted(changes.availability)})
-        n += 1
+    written = {key[0] for key in changes.positions}
+    if changes.availability or written:
+        version = random.getrandbits(63)
+        if changes.availability:  # marked for the feed, with the new version
+            await conn.execute(_MARK_AND_VERSION, {"s": sorted(changes.availability), "v": version})
+            n += 1
+        if written - changes.availability:
+            await conn.execute(_VERSION, {"s": sorted(written - changes.availability), "v": version})
+            n += 1
+        versioned = (written | changes.availability) & book.skus  # all their positions are in the book
+        by_sku = book.positions_by_sku
+        cache.put(version, {sku: [_POSITION_ROW(p) for p in by_sku.get(sku, ())] for sku in versioned})
     return n
 
 

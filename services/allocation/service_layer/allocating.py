@@ -28,7 +28,9 @@ from libs.contracts.events import (
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
 from services.allocation.adapters.repository import (
     MARK_ALL_AVAILABILITY_CHANGED,
+    POSITIONS_CACHE,
     Need,
+    PositionsCache,
     Slice,
     assign_allocation_ids,
     keep_early_events,
@@ -60,10 +62,11 @@ Command = tuple[uuid.UUID | None, str, Callable[[AllocationBook], None]]  # caus
 
 
 async def run_commands(conn: AsyncConnection, need: Need, commands: list[Command],
-                       *, now: datetime | None = None) -> AllocationBook:
-    """Apply ``commands`` to a locked slice (grown on demand) and write the outcome."""
+                       *, now: datetime | None = None, cache: PositionsCache = POSITIONS_CACHE) -> AllocationBook:
+    """Apply ``commands`` to a locked slice (grown on demand) and write the outcome. ``cache``: the
+    positions this process keeps (repository.py ``PositionsCache``)."""
     now = now or datetime.now(UTC)
-    sl = Slice()
+    sl = Slice(cache)
     await sl.extend(conn, need)
     for _ in range(MAX_RERUNS):
         book = sl.build(now)
@@ -80,7 +83,7 @@ async def run_commands(conn: AsyncConnection, need: Need, commands: list[Command
             await sl.extend(conn, Need.from_missing(exc))
             continue
         await assign_allocation_ids(conn, book)
-        statements = await write_changes(conn, book)
+        statements = await write_changes(conn, book, cache)
         # In chunks: a refill of a long queue yields tens of thousands of results; building them
         # all before one insert held every dict and encoded value at once.
         chunks = 0
@@ -222,7 +225,8 @@ HANDLED = (OrderPlaced, OrderCancelled, OrderModified, StockAdjusted, LocationCh
            OrderHoldReleased)
 
 
-async def apply_events(conn: AsyncConnection, messages: Sequence[EventMessage]) -> AllocationBook | None:
+async def apply_events(conn: AsyncConnection, messages: Sequence[EventMessage],
+                       cache: PositionsCache = POSITIONS_CACHE) -> AllocationBook | None:
     """One consumed batch (any of our input topics) in one transaction; replays are skipped."""
     await record_purchase_orders(conn, messages, review_now=not any(isinstance(m.event, HANDLED) for m in messages))
     messages = [m for m in messages if isinstance(m.event, HANDLED)]  # others: nothing to record
@@ -264,7 +268,7 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[EventMessage]) 
             commands.append((env.event_id, corr, _hold_from(ev)))
     if not commands:
         return None
-    book = await run_commands(conn, need, commands)
+    book = await run_commands(conn, need, commands, cache=cache)
     if book.waiting_for_order:
         kept = [cast(tuple[Envelope, OrderChange], item) for _, item in book.waiting_for_order]
         await keep_early_events(conn, [
