@@ -87,7 +87,7 @@ def _allocation_results(orders: list[tuple[str, list[tuple[str, str, int]]]], of
 async def _place(engine: AsyncEngine, records: list[Any]) -> None:
     deliveries = [Delivery(r, _decode(r)) for r in records]
     async with engine.begin() as conn:
-        await place_orders(conn, await _incoming(conn, deliveries), publish_rejections=True)
+        await place_orders(conn, _incoming(deliveries), publish_rejections=True)
 
 
 async def _track(engine: AsyncEngine, records: list[Any]) -> None:

@@ -269,8 +269,7 @@ def _groups(port: int) -> set[tuple[str, str]]:
 
 async def _already_applied(system: System, schema: str, group: str, topic: str) -> int:
     """Of the records a new member of ``group`` will be given (committed offset to end, every
-    partition), how many the service's inbox already holds (by event id, or by position for
-    channel orders)."""
+    partition), how many the service already applied (by its inbox or by the record's natural key)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=system.kafka_bootstrap, enable_auto_commit=False)
     admin = AIOKafkaAdminClient(bootstrap_servers=system.kafka_bootstrap)
     await consumer.start()
@@ -293,16 +292,55 @@ async def _already_applied(system: System, schema: str, group: str, topic: str) 
     finally:
         await admin.close()
         await consumer.stop()
-    ids = {record_ref(r.topic, r.partition, r.offset) for r in records}
-    for r in records:
+    # An applied record is in the inbox (by event id, or by position for a rejected channel order)
+    # or stored under its natural key: an accepted channel order by (channel, external_id) in
+    # order intake, an OrderPlaced by its order id in allocation (neither writes an inbox row).
+    ids: dict[int, uuid.UUID] = {}
+    channel_keys: dict[int, tuple[str, str]] = {}
+    placed: dict[int, str] = {}
+    for i, r in enumerate(records):
         try:
-            ids.add(uuid.UUID(orjson.loads(r.value)["event_id"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            pass
-    if not ids:
-        return 0
-    return await _count(system.database_url, schema, "SELECT count(*) FROM inbox WHERE event_id = ANY(:ids)",
-                        {"ids": list(ids)})
+            value = orjson.loads(r.value)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(value, dict):
+            continue
+        if r.topic == Topic.CHANNEL_ORDERS:
+            ids[i] = record_ref(r.topic, r.partition, r.offset)
+            if isinstance(value.get("channel"), str) and isinstance(value.get("external_id"), str):
+                channel_keys[i] = (value["channel"], value["external_id"])
+            continue
+        try:
+            ids[i] = uuid.UUID(value["event_id"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if value.get("event_type") == "OrderPlaced" and isinstance(value.get("data"), dict):
+            placed[i] = str(value["data"].get("order_id"))
+    known = await _values(system.database_url, schema, "SELECT event_id FROM inbox WHERE event_id = ANY(:ids)",
+                          {"ids": list(set(ids.values()))}) if ids else set()
+    stored_keys: set[Any] = set()
+    if channel_keys and schema == "order_intake":
+        stored_keys = await _values(
+            system.database_url, schema,
+            "SELECT channel, external_id FROM orders JOIN unnest(CAST(:c AS text[]), CAST(:e AS text[]))"
+            " AS k(channel, external_id) USING (channel, external_id)",
+            {"c": [c for c, _ in channel_keys.values()], "e": [e for _, e in channel_keys.values()]})
+    stored_orders: set[Any] = set()
+    if placed and schema == "allocation":
+        stored_orders = await _values(system.database_url, schema, "SELECT order_id FROM orders WHERE order_id = ANY(:o)",
+                                      {"o": list(set(placed.values()))})
+    return sum(1 for i in range(len(records))
+               if ids.get(i) in known or channel_keys.get(i) in stored_keys or placed.get(i) in stored_orders)
+
+
+async def _values(database_url: str, schema: str, sql: str, params: dict[str, Any]) -> set[Any]:
+    """The rows of ``sql``: each its one value, or a tuple of its values."""
+    engine = create_engine(database_url, schema=schema)
+    try:
+        async with engine.connect() as conn:
+            return {row[0] if len(row) == 1 else tuple(row) for row in await conn.execute(text(sql), params)}
+    finally:
+        await engine.dispose()
 
 
 async def _count(database_url: str, schema: str, sql: str, params: dict[str, Any]) -> int:

@@ -64,6 +64,31 @@ async def test_same_key_with_other_content_is_a_conflict_and_changes_nothing(eng
     assert len(rejected) == 1 and rejected[0]["data"]["reasons"][0]["field"] == "external_id"
 
 
+async def test_a_redelivered_record_is_answered_once_whether_it_was_placed_rejected_or_a_conflict(engine) -> None:  # type: ignore[no-untyped-def]
+    """Kafka gives a record again after a crash: the order it placed is found by its channel key (no
+    inbox row), its rejection or conflict by the record's position (inbox): nothing twice."""
+    good, bad, clash = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    topic = Topic.CHANNEL_ORDERS
+
+    def records() -> list[Incoming]:  # the same three records each time: same partition and offsets
+        return [Incoming(order(good), f"web:{good}", record=(topic, 0, 1)),
+                Incoming(order(bad, qty=0), f"web:{bad}", record=(topic, 0, 2)),
+                Incoming(order(clash, qty=5), f"web:{clash}", record=(topic, 0, 3))]
+
+    async with engine.begin() as conn:
+        await place_orders(conn, [Incoming(order(clash, qty=1), f"web:{clash}")], publish_rejections=True)
+        first = await place_orders(conn, records(), publish_rejections=True)
+        again = await place_orders(conn, records(), publish_rejections=True)
+        placed = [e for e in await outbox(conn, Topic.ORDERS) if e["data"].get("external_id") == good]
+        rejected = [e["_key"] for e in await outbox(conn, Topic.CHANNEL_ORDERS_REJECTED)
+                    if e["_key"] in (f"web:{bad}", f"web:{clash}")]
+        await conn.rollback()
+    assert [o.status for o in first] == ["created", "rejected", "conflict"]
+    assert [o.status for o in again] == ["existing", "rejected", "conflict"]
+    assert first[0].order_id == again[0].order_id and len(placed) == 1
+    assert sorted(rejected) == sorted([f"web:{bad}", f"web:{clash}"])  # once each
+
+
 async def test_invalid_order_in_a_batch_is_rejected_with_reasons_and_the_rest_placed(engine) -> None:  # type: ignore[no-untyped-def]
     good, bad = uuid.uuid4().hex, uuid.uuid4().hex
     async with engine.begin() as conn:

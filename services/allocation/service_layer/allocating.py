@@ -233,7 +233,10 @@ async def apply_events(conn: AsyncConnection, messages: Sequence[EventMessage],
     if not messages:
         return None
     messages = in_queue_order(messages)
-    fresh = await claim_new_events(conn, [env.event_id for env, _ in messages])
+    # OrderPlaced needs no inbox row: its natural key is the order, and a known order is ignored
+    # (``place_order``), whatever event id it comes under; the inbox row cost a write per order.
+    placed = {env.event_id for env, ev in messages if isinstance(ev, OrderPlaced)}
+    fresh = placed | await claim_new_events(conn, [env.event_id for env, _ in messages if env.event_id not in placed])
     need = Need()
     commands: list[Command] = []
     early = await _take_early_changes(conn, need, [ev.order_id for env, ev in messages

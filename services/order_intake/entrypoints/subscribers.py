@@ -14,11 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.contracts import Topic
 from libs.contracts.events import EVENT_TYPES, AllocationResult, Event
-from libs.messaging import claim_new_events
 from libs.messaging.consumer import Delivery, EventMessage, correlation_of, decode_envelope
 from libs.messaging.subscriber import by_topic, subscribe_batches
 from libs.service_host import Runtime
-from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders, record_ref
+from services.order_intake.service_layer.placing import Incoming, parse_json, place_orders
 from services.order_intake.service_layer.tracking import apply_downstream_events
 
 INPUTS: dict[str, str] = {
@@ -68,7 +67,7 @@ def register(runtime: Runtime, group_id: str) -> None:
 
         async def place() -> None:
             async with runtime.transaction() as conn:
-                await place_orders(conn, await _incoming(conn, orders), publish_rejections=True)
+                await place_orders(conn, _incoming(orders), publish_rejections=True)
 
         async def track() -> None:
             async with runtime.transaction() as conn:
@@ -76,7 +75,7 @@ def register(runtime: Runtime, group_id: str) -> None:
 
         # Two transactions side by side (they touch different orders: new ones, and ones placed
         # before): new orders do not wait for the order view's updates. Each is idempotent
-        # (inbox), so when one fails and the batch is redelivered, the other's repeat is a no-op.
+        # (orders by their channel key, the rest by the inbox), so when one fails and the batch is redelivered, the other's repeat is a no-op.
         outcomes = await asyncio.gather(*([place()] if orders else []), *([track()] if events else []),
                                         return_exceptions=True)
         for outcome in outcomes:  # both finished (committed or rolled back): report the first failure
@@ -94,17 +93,16 @@ def register(runtime: Runtime, group_id: str) -> None:
     )
 
 
-async def _incoming(conn: Any, deliveries: list[Delivery[Any]]) -> list[Incoming]:
-    """Channel orders not handled before (the inbox remembers each record's position)."""
-    refs = [record_ref(d.record.topic, d.record.partition, d.record.offset) for d in deliveries]
-    fresh = await claim_new_events(conn, refs)
+def _incoming(deliveries: list[Delivery[Any]]) -> list[Incoming]:
+    """The channel orders of a batch, each with where its record is: a redelivered order finds
+    itself stored (placing.py), a redelivered rejection its record in the inbox."""
     return [
         Incoming(
             document=d.message[0],
             key=(d.record.key or b"").decode(errors="replace"),
             correlation_id=correlation_of(d.record),
             parse_problem=d.message[1],
+            record=(d.record.topic, d.record.partition, d.record.offset),
         )
-        for d, ref in zip(deliveries, refs, strict=True)
-        if ref in fresh
+        for d in deliveries
     ]

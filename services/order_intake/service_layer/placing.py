@@ -18,7 +18,7 @@ from libs.contracts import Topic, new_envelope
 from libs.contracts.envelope import Envelope, envelope_of
 from libs.contracts.events import ChannelOrderRejected, LocationChoice, OrderPlaced
 from libs.contracts.orders import ChannelOrder, Problem, validate_channel_order
-from libs.messaging import OutboxMessage, write_outbox
+from libs.messaging import OutboxMessage, claim_new_events, write_outbox
 from services.order_intake.adapters.rows import Fragment, json_rows, utc
 from services.order_intake.adapters.tables import SCHEMA
 from services.order_intake.domain.orders import content_hash, new_order_id, same_content
@@ -36,6 +36,9 @@ class Incoming:
     correlation_id: str | None = None
     # Set when the value could not be parsed at all: the parser's own words reach the connector.
     parse_problem: Problem | None = None
+    # (topic, partition, offset) of the Kafka record; None for HTTP. A rejection claims its
+    # ``record_ref`` in the inbox.
+    record: tuple[str, int, int] | None = None
 
 
 @dataclass
@@ -51,7 +54,7 @@ async def place_orders(
     """Validate, store and announce a batch of orders in the caller's transaction."""
     # A Kafka key or header is bytes the connector chose; PostgreSQL cannot store NUL in text.
     incoming = [Incoming(i.document, _storable(i.key), i.correlation_id and _storable(i.correlation_id),
-                         i.parse_problem) for i in incoming]
+                         i.parse_problem, i.record) for i in incoming]
     outcomes: list[Outcome | None] = [None] * len(incoming)
     valid: dict[tuple[str, str], tuple[int, ChannelOrder, str]] = {}
     repeats: list[tuple[int, tuple[str, str], str]] = []  # the same key again in this batch
@@ -126,9 +129,15 @@ async def place_orders(
         outcomes[i] = _resend_or_conflict(valid[key][2] == digest, order_id=outcomes[first].order_id)  # type: ignore[union-attr]
 
     if publish_rejections:
-        for i, outcome in enumerate(outcomes):
+        # A redelivered record whose order was stored finds it (``existing``: nothing published),
+        # so accepted orders need no inbox row; a rejection is published once per record.
+        refused = [i for i, outcome in enumerate(outcomes) if outcome is not None and outcome.status in ("rejected", "conflict")]
+        refs = {i: record_ref(*record) for i in refused if (record := incoming[i].record) is not None}
+        fresh = await claim_new_events(conn, list(refs.values()))
+        for i in refused:
+            outcome = outcomes[i]
             assert outcome is not None
-            if outcome.status in ("rejected", "conflict"):
+            if i not in refs or refs[i] in fresh:
                 item = incoming[i]
                 doc = item.document if isinstance(item.document, dict) else {}
                 event = ChannelOrderRejected(
