@@ -170,6 +170,7 @@ class Slice:
         self.locations: list[LocationRow] | None = None
         self.policies: list[Policy] | None = None
         self.positions: dict[PositionKey, FieldsRow] = {}  # of StockPosition
+        self.rows_by_sku: dict[str, list[FieldsRow]] = {}  # the same rows, per locked SKU
         self.orders: dict[str, FieldsRow] = {}  # of Order
         self.lines: dict[str, list[LineRow]] = {}
         self.allocations: dict[str, list[FieldsRow]] = {}  # of Allocation
@@ -258,18 +259,39 @@ class Slice:
         locked = await self._q(
             conn, "SELECT sku, filling, positions_version FROM skus WHERE sku = ANY(:s) ORDER BY sku FOR UPDATE", s=new)
         self.filling |= {sku for sku, filling, _ in locked if filling}
-        positions, get, unknown = self.positions, self.cache.get, []
+        positions, by_sku, get, unknown = self.positions, self.rows_by_sku, self.cache.get, []
         for sku, _, version in locked:
             kept = get(sku, version)  # the row is locked: its version cannot change before we commit
             if kept is None:
                 unknown.append(sku)
+                by_sku[sku] = []
             else:
+                by_sku[sku] = kept
                 for r in kept:
                     positions[r[0], r[1], r[2], r[3]] = r
         if unknown:
             for r in await self._q(conn, f"SELECT {POSITION_FIELDS} FROM positions WHERE sku = ANY(:s)", s=unknown):
                 positions[r[0], r[1], r[2], r[3]] = r  # (sku, location_id, bin, lot): see _q
+                by_sku[r[0]].append(r)
         self.skus |= set(new)
+
+    def keep(self, book: AllocationBook, version: int, skus: set[str]) -> None:
+        """Give the cache the positions of ``skus`` as ``book`` wrote them under ``version``: the
+        rows loaded, with a new row only for each position that changed."""
+        changed: dict[str, dict[PositionKey, FieldsRow]] = {}
+        for key in book.changes.positions:
+            changed.setdefault(key[0], {})[key] = _POSITION_ROW(book.positions[key])
+        kept: dict[str, list[FieldsRow]] = {}
+        for sku in skus:
+            rows = self.rows_by_sku.get(sku)
+            if rows is None:  # not locked by this slice: nothing kept (the table has its new version)
+                continue
+            new = changed.get(sku)
+            if new is None:
+                kept[sku] = rows
+            else:
+                kept[sku] = [new.pop((r[0], r[1], r[2], r[3]), r) for r in rows] + list(new.values())
+        self.cache.put(version, kept)
 
     async def _load_queues(self, conn: AsyncConnection, skus: list[str]) -> set[str]:
         limits = []
@@ -477,11 +499,11 @@ async def assign_allocation_ids(conn: AsyncConnection, book: AllocationBook) -> 
         a.allocation_id = allocation_id
 
 
-async def write_changes(conn: AsyncConnection, book: AllocationBook, cache: PositionsCache = POSITIONS_CACHE) -> int:
+async def write_changes(conn: AsyncConnection, book: AllocationBook, sl: Slice | None = None) -> int:
     """Write everything the book's ``ChangeRecord`` holds, one bulk statement per table; return
     how many statements ran. The SKUs whose positions or availability changed get a new positions
-    version, and ``cache`` keeps their positions as written (a rollback leaves the table's older
-    version, which never matches)."""
+    version, and the cache of ``sl`` keeps their positions as written (a rollback leaves the
+    table's older version, which never matches)."""
     changes = book.changes
     n = 0
     if changes.locations:
@@ -525,9 +547,8 @@ async def write_changes(conn: AsyncConnection, book: AllocationBook, cache: Posi
         if written - changes.availability:
             await conn.execute(_VERSION, {"s": sorted(written - changes.availability), "v": version})
             n += 1
-        versioned = (written | changes.availability) & book.skus  # all their positions are in the book
-        by_sku = book.positions_by_sku
-        cache.put(version, {sku: [_POSITION_ROW(p) for p in by_sku.get(sku, ())] for sku in versioned})
+        if sl is not None:
+            sl.keep(book, version, written | changes.availability)
     return n
 
 

@@ -83,7 +83,7 @@ async def run_commands(conn: AsyncConnection, need: Need, commands: list[Command
             await sl.extend(conn, Need.from_missing(exc))
             continue
         await assign_allocation_ids(conn, book)
-        statements = await write_changes(conn, book, cache)
+        statements = await write_changes(conn, book, sl)
         # In chunks: a refill of a long queue yields tens of thousands of results; building them
         # all before one insert held every dict and encoded value at once.
         chunks = 0
