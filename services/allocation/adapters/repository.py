@@ -41,9 +41,7 @@ QUEUE_CHUNK = int(os.environ.get("OMS_QUEUE_CHUNK", "2000"))
 _MARK = "UPDATE skus SET availability_dirty = true, availability_changes = availability_changes + 1"
 MARK_AVAILABILITY_CHANGED = text(_MARK + " WHERE sku = ANY(:s)")
 MARK_ALL_AVAILABILITY_CHANGED = text(_MARK)  # a policy change: every SKU's figures may move
-# ... and, in ``write_changes``, the new version of the SKUs' positions with it (migration 0009).
-_MARK_AND_VERSION = text(_MARK + ", positions_version = :v WHERE sku = ANY(:s)")
-_VERSION = text("UPDATE skus SET positions_version = :v WHERE sku = ANY(:s)")
+# (``write_changes`` sets the new version of the SKUs' positions with it: migration 0009.)
 
 
 # Rows as loaded, by column name. Positions, orders and allocations are read as the domain
@@ -141,6 +139,11 @@ _POSITION_ROW = attrgetter(*(f.name for f in fields(StockPosition)))  # a StockP
 
 def _columns(row: type[tuple[Any, ...]]) -> str:
     return ", ".join(row._fields)  # type: ignore[attr-defined]
+
+
+_LOCATIONS_AND_POLICIES = (
+    f"SELECT (SELECT COALESCE(json_agg(json_build_array({_columns(LocationRow)})), '[]') FROM locations)::text,"
+    " (SELECT COALESCE(json_agg(json_build_array(document, version)), '[]') FROM policies)::text")
 
 
 @dataclass
@@ -246,10 +249,11 @@ class Slice:
         return list(result.all()) if result.returns_rows else []
 
     async def _load_locations_and_policies(self, conn: AsyncConnection) -> None:
-        rows = await self._q(conn, f"SELECT {_columns(LocationRow)} FROM locations")
-        self.locations = [LocationRow._make(r) for r in rows]
-        rows = await self._q(conn, "SELECT document, version FROM policies")
-        self.policies = [policy_from_json({**r.document, "version": r.version}) for r in rows]
+        # One round trip for both (each batch reads them): every location's columns as a JSON
+        # array in LocationRow's order, every policy as [document, version].
+        [(locations, policies)] = await self._q(conn, _LOCATIONS_AND_POLICIES)
+        self.locations = [LocationRow._make(r) for r in orjson.loads(locations)]
+        self.policies = [policy_from_json({**document, "version": version}) for document, version in orjson.loads(policies)]
 
     async def _lock_skus(self, conn: AsyncConnection, skus: set[str]) -> None:
         new = sorted(skus - self.skus)
@@ -404,12 +408,16 @@ class BulkUpsert:
 
     @cached_property
     def sql(self) -> str:
+        return self.sql_of("rows")
+
+    def sql_of(self, param: str) -> str:
+        """The statement, its rows in the bind parameter ``param``."""
         casts = dict(self.casts)
         names = ", ".join(self.names)
         values = ", ".join(f"CAST(e->>{i} AS {casts.get(n, t)})" for i, (n, t) in enumerate(self.columns))
         sets = [f"{c} = EXCLUDED.{c}" for c in self.update] + (["updated_at = now()"] if self.stamp else [])
         return (f"INSERT INTO {self.table} ({names}) SELECT {values}"
-                " FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e"
+                f" FROM jsonb_array_elements(CAST(:{param} AS jsonb)) AS e"
                 f" ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {', '.join(sets)}")
 
     @cached_property
@@ -418,6 +426,10 @@ class BulkUpsert:
 
     async def run(self, conn: AsyncConnection, items: Iterable[object], **computed: list[Any]) -> None:
         """Write ``items``: each column read from the item's attribute of that name, unless given in ``computed``."""
+        await conn.execute(self.statement, {"rows": self.rows(items, **computed)})
+
+    def rows(self, items: Iterable[object], **computed: list[Any]) -> str:
+        """The rows parameter of ``items`` (see ``run``)."""
         items = list(items)
         read = [n for n in self.names if n not in computed]
         getter = attrgetter(*read)
@@ -432,7 +444,7 @@ class BulkUpsert:
                 rows = [[(*r, *c)[i] for i in at] for r, c in zip(rows, zip(*computed.values(), strict=True), strict=True)]
             else:
                 rows = [(*r, *c) for r, c in zip(rows, zip(*computed.values(), strict=True), strict=True)]
-        await conn.execute(self.statement, {"rows": orjson.dumps(rows).decode()})
+        return orjson.dumps(rows).decode()
 
 
 LOCATIONS = BulkUpsert(
@@ -500,31 +512,25 @@ async def assign_allocation_ids(conn: AsyncConnection, book: AllocationBook) -> 
 
 
 async def write_changes(conn: AsyncConnection, book: AllocationBook, sl: Slice | None = None) -> int:
-    """Write everything the book's ``ChangeRecord`` holds, one bulk statement per table; return
-    how many statements ran. The SKUs whose positions or availability changed get a new positions
-    version, and the cache of ``sl`` keeps their positions as written (a rollback leaves the
-    table's older version, which never matches)."""
+    """Write everything the book's ``ChangeRecord`` holds; return how many statements ran.
+
+    The writes of every order batch (positions, orders, lines, allocations, the SKUs' marks) go
+    as ONE statement, each table's bulk upsert a data-modifying ``WITH`` part of it: one round
+    trip instead of up to six. Most batches are small (25 ms of orders at 1,000 orders/s), and a
+    statement's fixed cost (SQLAlchemy, asyncpg, the loop, PostgreSQL's bind and execute) was
+    most of their cost (docs/benchmark.md, eleventh wave). The rare writes (locations, policies,
+    a queue's filling flag: the same skus rows as the marks, which one statement may not update
+    twice) go before it on their own.
+
+    The SKUs whose positions or availability changed get a new positions version, and the cache
+    of ``sl`` keeps their positions as written (a rollback leaves the table's older version, which
+    never matches)."""
     changes = book.changes
     n = 0
     if changes.locations:
         locs = list(changes.locations.values())
         await LOCATIONS.run(conn, locs, ships_to=[_pg_array(x.ships_to) for x in locs],
                             channels=[None if x.channels is None else _pg_array(x.channels) for x in locs])
-        n += 1
-    if changes.positions:
-        await POSITIONS.run(conn, [book.positions[k] for k in sorted(changes.positions)])
-        n += 1
-    if changes.orders:
-        await ORDERS.run(conn, changes.orders.values())
-        n += 1
-    if changes.lines:
-        lines = list(changes.lines.values())
-        await ORDER_LINES.run(conn, lines, priority=[x.order.priority for x in lines],
-                              placed_at=[x.order.placed_at for x in lines])
-        n += 1
-    if changes.allocations:
-        al = changes.allocations
-        await ALLOCATIONS.run(conn, al, created_at=[a.created_at or book.now for a in al])
         n += 1
     if changes.policies:
         pols = list(changes.policies.values())
@@ -538,18 +544,61 @@ async def write_changes(conn: AsyncConnection, book: AllocationBook, sl: Slice |
             {"s": list(filling), "f": list(filling.values())},
         )
         n += 1
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    if changes.positions:
+        parts.append("positions")
+        params["positions"] = POSITIONS.rows([book.positions[k] for k in sorted(changes.positions)])
+    if changes.orders:
+        parts.append("orders")
+        params["orders"] = ORDERS.rows(changes.orders.values())
+    if changes.lines:
+        lines = list(changes.lines.values())
+        parts.append("lines")
+        params["lines"] = ORDER_LINES.rows(lines, priority=[x.order.priority for x in lines],
+                                           placed_at=[x.order.placed_at for x in lines])
+    if changes.allocations:
+        al = changes.allocations
+        parts.append("allocations")
+        params["allocations"] = ALLOCATIONS.rows(al, created_at=[a.created_at or book.now for a in al])
     written = {key[0] for key in changes.positions}
-    if changes.availability or written:
-        version = random.getrandbits(63)
-        if changes.availability:  # marked for the feed, with the new version
-            await conn.execute(_MARK_AND_VERSION, {"s": sorted(changes.availability), "v": version})
-            n += 1
-        if written - changes.availability:
-            await conn.execute(_VERSION, {"s": sorted(written - changes.availability), "v": version})
-            n += 1
-        if sl is not None:
-            sl.keep(book, version, written | changes.availability)
+    version = random.getrandbits(63)
+    if changes.availability:  # marked for the feed, with the new version
+        parts.append("marked")
+        params["marked"] = sorted(changes.availability)
+    if written - changes.availability:
+        parts.append("versioned")
+        params["versioned"] = sorted(written - changes.availability)
+    if parts:
+        if "marked" in parts or "versioned" in parts:
+            params["version"] = version
+        await conn.execute(_writes(tuple(parts)), params)
+        n += 1
+    if sl is not None and (changes.availability or written):
+        sl.keep(book, version, written | changes.availability)
     return n
+
+
+# The parts ``write_changes`` may send together, each with its bind parameter of the same name.
+_WRITE_PARTS = {
+    "positions": POSITIONS.sql_of("positions"),
+    "orders": ORDERS.sql_of("orders"),
+    "lines": ORDER_LINES.sql_of("lines"),
+    "allocations": ALLOCATIONS.sql_of("allocations"),
+    "marked": _MARK + ", positions_version = :version WHERE sku = ANY(:marked)",
+    "versioned": "UPDATE skus SET positions_version = :version WHERE sku = ANY(:versioned)",
+}
+_WRITES: dict[tuple[str, ...], TextClause] = {}
+
+
+def _writes(parts: tuple[str, ...]) -> TextClause:
+    """One statement of ``parts``: every part but the last a ``WITH`` of it (built once per combination)."""
+    statement = _WRITES.get(parts)
+    if statement is None:
+        *first, last = parts
+        with_ = "WITH " + ", ".join(f"{p} AS ({_WRITE_PARTS[p]})" for p in first) + " " if first else ""
+        statement = _WRITES[parts] = text(with_ + _WRITE_PARTS[last])
+    return statement
 
 
 def _pg_array(items: Iterable[str]) -> str:
