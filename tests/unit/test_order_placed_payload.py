@@ -3,6 +3,7 @@ OrderPlaced model is built on the hot path): it must be exactly what the model w
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -54,7 +55,7 @@ def test_the_payload_is_the_models_own_dump_key_for_key(document: dict[str, Any]
     data = placed_data("ord_1", order, locations)
     assert data == _model("ord_1", order, locations)
     assert list(data) == list(_model("ord_1", order, locations))  # same key order on the wire too
-    envelope = _placed_envelope(data, "corr-1")
+    envelope = _placed_envelope(data, "corr-1", uuid.uuid4())
     decoded = decode_event(encode_event(envelope))  # what allocation reads back
     assert decoded.envelope.event_type == "OrderPlaced" and decoded.envelope.correlation_id == "corr-1"
     assert decoded.event == OrderPlaced.model_validate(_model("ord_1", order, locations))

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 import orjson
 
+from libs.contracts.envelope import new_event_ids
 from libs.contracts.events import LineState
 from libs.contracts.orders import ChannelOrder
 from libs.contracts.problems import Problem
 
 
-def new_order_id() -> str:
-    """The OMS's own id for an order; channels keep theirs in ``external_id``."""
-    return f"ord_{uuid.uuid4().hex}"
+def new_order_ids(n: int) -> list[str]:
+    """``n`` of the OMS's own ids for orders (channels keep theirs in ``external_id``): ``ord_``
+    and a random UUID's hex, the UUIDs from one system call (``new_event_ids``)."""
+    return [f"ord_{u.hex}" for u in new_event_ids(n)]
 
 
 HASH_VERSION = "v2:"

@@ -15,13 +15,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.contracts import Topic, new_envelope
-from libs.contracts.envelope import Envelope, envelope_of
+from libs.contracts.envelope import Envelope, envelope_of, new_event_ids
 from libs.contracts.events import ChannelOrderRejected, LocationChoice, OrderPlaced
 from libs.contracts.orders import ChannelOrder, Problem, validate_channel_order
 from libs.messaging import OutboxMessage, claim_new_events, write_outbox
 from services.order_intake.adapters.rows import Fragment, json_rows, utc
 from services.order_intake.adapters.tables import SCHEMA
-from services.order_intake.domain.orders import content_hash, new_order_id, same_content
+from services.order_intake.domain.orders import content_hash, new_order_ids, same_content
 from services.order_intake.service_layer import rules
 
 SOURCE = "order-intake"
@@ -80,13 +80,26 @@ async def place_orders(
         valid[key] = (i, rules.adjusted(order, decision), digest)
 
     created: dict[tuple[str, str], str] = {}
+    placed: dict[tuple[str, str], dict[str, Any]] = {}  # OrderPlaced's payload, by the id proposed
     if valid:
-        proposed = {key: new_order_id() for key in valid}
-        rows = await conn.execute(_INSERT_ORDERS, {"rows": json_rows([
-            (proposed[k], k[0], k[1], digest, utc(order.placed_at), order.currency,
-             Fragment(order.customer.model_dump_json()), Fragment(order.ship_to.model_dump_json()), order.priority,
-             order.ship_complete, order.pickup_location_id)
-            for k, (_, order, digest) in valid.items()])})
+        proposed = dict(zip(valid, new_order_ids(len(valid)), strict=True))
+        placed = {k: placed_data(proposed[k], order, decisions[k].locations if k in decisions else None)
+                  for k, (_, order, _) in valid.items()}
+        # One statement: the orders new to us, their status rows, lines and first timeline entry
+        # (a key stored before keeps its order: no line or entry of this one is written).
+        rows = await conn.execute(_INSERT_ORDERS, {
+            "rows": json_rows([
+                (proposed[k], k[0], k[1], digest, utc(order.placed_at), order.currency,
+                 Fragment(order.customer.model_dump_json()), Fragment(order.ship_to.model_dump_json()), order.priority,
+                 order.ship_complete, order.pickup_location_id)
+                for k, (_, order, digest) in valid.items()]),
+            "lines": json_rows([(proposed[k], ln["line_id"], ln["sku"], ln["qty"], ln["unit_price"])
+                                for k in valid for ln in placed[k]["lines"]]),
+            "timeline": json_rows([
+                (proposed[k], "OrderPlaced", SOURCE,
+                 f"placed by {order.channel} as {order.external_id}, {len(order.lines)} line(s)")
+                for k, (_, order, _) in valid.items()]),
+        })
         created = {(channel, external_id): order_id for channel, external_id, order_id in rows}
         existing_keys = [k for k in valid if k not in created]
         if existing_keys:
@@ -103,25 +116,17 @@ async def place_orders(
                 outcomes[i] = _resend_or_conflict(same_content(r.content_hash, order, digest), order_id=r.order_id)
 
     events: list[OutboxMessage] = []
-    line_rows: list[tuple[str, str, str, int, str]] = []
-    timeline: list[tuple[str, str]] = []
     ruled: list[tuple[str, rules.Decision, OutboxMessage]] = []
-    for key, order_id in created.items():
-        i, order, _ = valid[key]
+    event_ids = new_event_ids(len(created))
+    for (key, order_id), event_id in zip(created.items(), event_ids, strict=True):
+        i = valid[key][0]
         outcomes[i] = Outcome("created", order_id=order_id)
         correlation = incoming[i].correlation_id or order_id
-        data = placed_data(order_id, order, decisions[key].locations if key in decisions else None)
-        message = OutboxMessage(Topic.ORDERS, order_id, _placed_envelope(data, correlation))
+        message = OutboxMessage(Topic.ORDERS, order_id, _placed_envelope(placed[key], correlation, event_id))
         if key in decisions:
             ruled.append((order_id, decisions[key], message))
         else:
             events.append(message)
-        line_rows += [(order_id, ln["line_id"], ln["sku"], ln["qty"], ln["unit_price"]) for ln in data["lines"]]
-        timeline.append((order_id, f"placed by {order.channel} as {order.external_id}, {len(order.lines)} line(s)"))
-
-    if line_rows:
-        await conn.execute(_INSERT_LINES, {"rows": json_rows(line_rows)})
-        await add_timeline(conn, [(oid, "OrderPlaced", SOURCE, summary) for oid, summary in timeline])
     events += await rules.record_decisions(conn, ruled)  # held orders' OrderPlaced waits for release
 
     for i, key, digest in repeats:
@@ -171,9 +176,10 @@ def placed_data(order_id: str, order: ChannelOrder, locations: LocationChoice | 
 
 
 
-def _placed_envelope(data: dict[str, Any], correlation_id: str) -> Envelope:
+def _placed_envelope(data: dict[str, Any], correlation_id: str, event_id: uuid.UUID) -> Envelope:
     """``new_envelope`` of an OrderPlaced whose payload is ``data`` already."""
-    return envelope_of(_ORDER_PLACED, data, schema_version=_PLACED_VERSION, source=SOURCE, correlation_id=correlation_id)
+    return envelope_of(_ORDER_PLACED, data, schema_version=_PLACED_VERSION, source=SOURCE, correlation_id=correlation_id,
+                       event_id=event_id)
 
 
 _ORDER_PLACED, _PLACED_VERSION = OrderPlaced.__name__, OrderPlaced.schema_version()
@@ -204,7 +210,10 @@ async def add_timeline(conn: AsyncConnection, rows: list[tuple[str, str, str, st
     await conn.execute(_INSERT_TIMELINE, {"at": at, "rows": json_rows(rows)})
 
 
-# Each new order with its status row (migration 0009), in one statement.
+# Each new order with its status row (migration 0009), its lines and its first timeline entry,
+# in one statement (a round trip per table was most of a small batch's cost: docs/benchmark.md,
+# eleventh wave). Lines and entries come keyed by the order id proposed; only those of the orders
+# created here are written. The lines' foreign key is checked at the statement's end.
 _INSERT_ORDERS = text(
     "WITH created AS (INSERT INTO orders (order_id, channel, external_id, content_hash, placed_at, currency, customer,"
     " ship_to, priority, ship_complete, pickup_location_id)"
@@ -212,13 +221,14 @@ _INSERT_ORDERS = text(
     " CAST(e->>9 AS bool), e->>10 FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e"
     " ON CONFLICT (channel, external_id) DO NOTHING RETURNING channel, external_id, order_id, received_at),"
     " with_status AS (INSERT INTO order_status (order_id, channel, received_at)"
-    " SELECT order_id, channel, received_at FROM created)"
-    " SELECT channel, external_id, order_id FROM created"
-)
-_INSERT_LINES = text(
-    "INSERT INTO order_lines (order_id, line_id, sku, qty, unit_price, backordered)"
+    " SELECT order_id, channel, received_at FROM created),"
+    " with_lines AS (INSERT INTO order_lines (order_id, line_id, sku, qty, unit_price, backordered)"
     " SELECT e->>0, e->>1, e->>2, CAST(e->>3 AS int), CAST(e->>4 AS numeric), 0"
-    " FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e"
+    " FROM jsonb_array_elements(CAST(:lines AS jsonb)) AS e JOIN created c ON c.order_id = e->>0),"
+    " with_timeline AS (INSERT INTO timeline (order_id, at, event_type, source, summary)"
+    " SELECT e->>0, now(), e->>1, e->>2, e->>3"
+    " FROM jsonb_array_elements(CAST(:timeline AS jsonb)) AS e JOIN created c ON c.order_id = e->>0)"
+    " SELECT channel, external_id, order_id FROM created"
 )
 _INSERT_TIMELINE = text(
     "INSERT INTO timeline (order_id, at, event_type, source, summary)"

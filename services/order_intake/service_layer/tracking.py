@@ -49,45 +49,46 @@ async def apply_downstream_events(conn: AsyncConnection, messages: Sequence[Even
         elif isinstance(event, ReturnReceived):
             returns += [(order_id, ln.line_id, ln.qty) for ln in event.lines]
         timeline.append((order_id, env.event_type, env.source, summarise(event)))
-    if latest:
-        await _apply_snapshots(conn, list(latest.values()))
     if returns:
         await conn.execute(text(
             "UPDATE order_lines l SET returned = l.returned + r.q FROM (SELECT e->>0 AS o, e->>1 AS l,"
             " CAST(e->>2 AS int) AS q FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e) r"
             " WHERE l.order_id = r.o AND l.line_id = r.l"), {"rows": json_rows(returns)})
-    await add_timeline(conn, timeline)
+    if latest:  # the snapshots and the timeline in one statement
+        results = list(latest.values())
+        await conn.execute(_APPLY_SNAPSHOTS, {
+            "o": [r.order_id for r in results], "v": [r.version for r in results],
+            "s": [order_status(r.lines, known=True) for r in results],
+            "rows": json_rows([(r.order_id, ln.line_id, ln.sku, ln.qty, ln.allocated, ln.backordered, ln.packed,
+                                ln.shipped, ln.cancelled, ln.on_hold, ln.backorder_reason)
+                               for r in results for ln in r.lines]),
+            "timeline": json_rows(timeline)})
+    else:
+        await add_timeline(conn, timeline)
 
 
-async def _apply_snapshots(conn: AsyncConnection, results: list[AllocationResult]) -> None:
-    rows = await conn.execute(_UPDATE_STATUS, {"o": [r.order_id for r in results], "v": [r.version for r in results],
-                                               "s": [order_status(r.lines, known=True) for r in results]})
-    applied = {order_id for order_id, in rows}
-    lines = [(r.order_id, ln.line_id, ln.sku, ln.qty, ln.allocated, ln.backordered, ln.packed, ln.shipped, ln.cancelled,
-              ln.on_hold, ln.backorder_reason)
-             for r in results if r.order_id in applied for ln in r.lines]
-    if lines:
-        await conn.execute(_UPSERT_LINES, {"rows": json_rows(lines)})
-
-
-# Only snapshots newer than what we hold win (per-order order is kept, but be safe on replays).
-# Arrays, not a JSON document: the planner expects few rows from unnest and looks each order up by
-# its key; from jsonb_array_elements it expected 100 and read the narrow table whole (a steady run
-# read 4.9 million rows of order_status in 352 sequential scans: docs/benchmark.md, tenth wave).
-_UPDATE_STATUS = text(
-    "UPDATE order_status o SET allocation_version = r.v, status = r.s, updated_at = now()"
+# Only snapshots newer than what we hold win (per-order order is kept, but be safe on replays):
+# the status row of each order whose version is older, then the lines of exactly those orders,
+# then the batch's timeline entries, in one statement (a round trip per table was most of a small
+# batch's cost: docs/benchmark.md, eleventh wave).
+# The status update takes arrays, not a JSON document: the planner expects few rows from unnest
+# and looks each order up by its key; from jsonb_array_elements it expected 100 and read the
+# narrow table whole (a steady run read 4.9 million rows of order_status in 352 sequential scans:
+# docs/benchmark.md, tenth wave).
+_APPLY_SNAPSHOTS = text(
+    "WITH applied AS (UPDATE order_status o SET allocation_version = r.v, status = r.s, updated_at = now()"
     " FROM unnest(CAST(:o AS text[]), CAST(:v AS int[]), CAST(:s AS text[])) AS r(o, v, s)"
-    " WHERE o.order_id = r.o AND o.allocation_version < r.v RETURNING o.order_id"
-)
-_UPSERT_LINES = text(
-    "INSERT INTO order_lines AS l (order_id, line_id, sku, qty, unit_price, allocated, backordered, packed,"
+    " WHERE o.order_id = r.o AND o.allocation_version < r.v RETURNING o.order_id),"
+    " lines AS (INSERT INTO order_lines AS l (order_id, line_id, sku, qty, unit_price, allocated, backordered, packed,"
     " shipped, cancelled, on_hold, backorder_reason)"
     " SELECT e->>0, e->>1, e->>2, CAST(e->>3 AS int), 0, CAST(e->>4 AS int), CAST(e->>5 AS int), CAST(e->>6 AS int),"
     " CAST(e->>7 AS int), CAST(e->>8 AS int), CAST(e->>9 AS bool), e->>10"
-    " FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e"
+    " FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e JOIN applied a ON a.order_id = e->>0"
     " ON CONFLICT (order_id, line_id) DO UPDATE SET qty = EXCLUDED.qty, allocated = EXCLUDED.allocated,"
     " backordered = EXCLUDED.backordered, packed = EXCLUDED.packed, shipped = EXCLUDED.shipped,"
-    " cancelled = EXCLUDED.cancelled, on_hold = EXCLUDED.on_hold, backorder_reason = EXCLUDED.backorder_reason"
+    " cancelled = EXCLUDED.cancelled, on_hold = EXCLUDED.on_hold, backorder_reason = EXCLUDED.backorder_reason)"
+    " INSERT INTO timeline (order_id, at, event_type, source, summary)"
+    " SELECT e->>0, now(), e->>1, e->>2, e->>3 FROM jsonb_array_elements(CAST(:timeline AS jsonb)) AS e"
 )
 
 
