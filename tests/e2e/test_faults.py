@@ -333,23 +333,22 @@ async def _already_applied(system: System, schema: str, group: str, topic: str) 
                if ids.get(i) in known or channel_keys.get(i) in stored_keys or placed.get(i) in stored_orders)
 
 
-async def _values(database_url: str, schema: str, sql: str, params: dict[str, Any]) -> set[Any]:
-    """The rows of ``sql``: each its one value, or a tuple of its values."""
+async def _rows(database_url: str, schema: str, sql: str, params: dict[str, Any]) -> list[Any]:
     engine = create_engine(database_url, schema=schema)
     try:
         async with engine.connect() as conn:
-            return {row[0] if len(row) == 1 else tuple(row) for row in await conn.execute(text(sql), params)}
+            return list(await conn.execute(text(sql), params))
     finally:
         await engine.dispose()
+
+
+async def _values(database_url: str, schema: str, sql: str, params: dict[str, Any]) -> set[Any]:
+    """The rows of ``sql``: each its one value, or a tuple of its values."""
+    return {row[0] if len(row) == 1 else tuple(row) for row in await _rows(database_url, schema, sql, params)}
 
 
 async def _count(database_url: str, schema: str, sql: str, params: dict[str, Any]) -> int:
-    engine = create_engine(database_url, schema=schema)
-    try:
-        async with engine.connect() as conn:
-            return int((await conn.execute(text(sql), params)).scalar() or 0)
-    finally:
-        await engine.dispose()
+    return int((await _rows(database_url, schema, sql, params))[0][0] or 0)
 
 
 async def test_postgres_outage_mid_stream_loses_nothing(system: System, infra: Infra) -> None:

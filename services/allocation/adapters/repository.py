@@ -544,35 +544,29 @@ async def write_changes(conn: AsyncConnection, book: AllocationBook, sl: Slice |
             {"s": list(filling), "f": list(filling.values())},
         )
         n += 1
-    parts: list[str] = []
-    params: dict[str, Any] = {}
+    parts: dict[str, Any] = {}  # each part's bind parameter under its name (``_WRITE_PARTS``), in order
     if changes.positions:
-        parts.append("positions")
-        params["positions"] = POSITIONS.rows([book.positions[k] for k in sorted(changes.positions)])
+        parts["positions"] = POSITIONS.rows([book.positions[k] for k in sorted(changes.positions)])
     if changes.orders:
-        parts.append("orders")
-        params["orders"] = ORDERS.rows(changes.orders.values())
+        parts["orders"] = ORDERS.rows(changes.orders.values())
     if changes.lines:
         lines = list(changes.lines.values())
-        parts.append("lines")
-        params["lines"] = ORDER_LINES.rows(lines, priority=[x.order.priority for x in lines],
-                                           placed_at=[x.order.placed_at for x in lines])
+        parts["lines"] = ORDER_LINES.rows(lines, priority=[x.order.priority for x in lines],
+                                          placed_at=[x.order.placed_at for x in lines])
     if changes.allocations:
         al = changes.allocations
-        parts.append("allocations")
-        params["allocations"] = ALLOCATIONS.rows(al, created_at=[a.created_at or book.now for a in al])
+        parts["allocations"] = ALLOCATIONS.rows(al, created_at=[a.created_at or book.now for a in al])
     written = {key[0] for key in changes.positions}
     version = random.getrandbits(63)
     if changes.availability:  # marked for the feed, with the new version
-        parts.append("marked")
-        params["marked"] = sorted(changes.availability)
+        parts["marked"] = sorted(changes.availability)
     if written - changes.availability:
-        parts.append("versioned")
-        params["versioned"] = sorted(written - changes.availability)
+        parts["versioned"] = sorted(written - changes.availability)
     if parts:
+        statement = _writes(tuple(parts))
         if "marked" in parts or "versioned" in parts:
-            params["version"] = version
-        await conn.execute(_writes(tuple(parts)), params)
+            parts["version"] = version
+        await conn.execute(statement, parts)
         n += 1
     if sl is not None and (changes.availability or written):
         sl.keep(book, version, written | changes.availability)

@@ -210,6 +210,14 @@ async def add_timeline(conn: AsyncConnection, rows: list[tuple[str, str, str, st
     await conn.execute(_INSERT_TIMELINE, {"at": at, "rows": json_rows(rows)})
 
 
+def timeline_insert(rows: str, *, at: str = "now()") -> str:
+    """The one statement that appends timeline entries: the JSON rows in the bind parameter
+    ``rows``, each (order_id, event_type, source, summary) as ``add_timeline`` takes them, at
+    ``at`` (SQL); a statement that writes them with others embeds it."""
+    return ("INSERT INTO timeline (order_id, at, event_type, source, summary)"
+            f" SELECT e->>0, {at}, e->>1, e->>2, e->>3 FROM jsonb_array_elements(CAST(:{rows} AS jsonb)) AS e")
+
+
 # Each new order with its status row (migration 0009), its lines and its first timeline entry,
 # in one statement (a round trip per table was most of a small batch's cost: docs/benchmark.md,
 # eleventh wave). Lines and entries come keyed by the order id proposed; only those of the orders
@@ -225,16 +233,10 @@ _INSERT_ORDERS = text(
     " with_lines AS (INSERT INTO order_lines (order_id, line_id, sku, qty, unit_price, backordered)"
     " SELECT e->>0, e->>1, e->>2, CAST(e->>3 AS int), CAST(e->>4 AS numeric), 0"
     " FROM jsonb_array_elements(CAST(:lines AS jsonb)) AS e JOIN created c ON c.order_id = e->>0),"
-    " with_timeline AS (INSERT INTO timeline (order_id, at, event_type, source, summary)"
-    " SELECT e->>0, now(), e->>1, e->>2, e->>3"
-    " FROM jsonb_array_elements(CAST(:timeline AS jsonb)) AS e JOIN created c ON c.order_id = e->>0)"
+    f" with_timeline AS ({timeline_insert('timeline')} JOIN created c ON c.order_id = e->>0)"
     " SELECT channel, external_id, order_id FROM created"
 )
-_INSERT_TIMELINE = text(
-    "INSERT INTO timeline (order_id, at, event_type, source, summary)"
-    " SELECT e->>0, COALESCE(CAST(:at AS timestamptz), now()), e->>1, e->>2, e->>3"
-    " FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e"
-)
+_INSERT_TIMELINE = text(timeline_insert("rows", at="COALESCE(CAST(:at AS timestamptz), now())"))
 
 
 def parse_json(raw: bytes) -> tuple[Any, Problem | None]:

@@ -26,7 +26,7 @@ from libs.messaging import OutboxMessage, claim_new_events
 from services.order_intake.adapters.rows import json_rows
 from services.order_intake.domain.orders import check_cancel, order_status
 from services.order_intake.service_layer import rules
-from services.order_intake.service_layer.placing import SOURCE, add_timeline
+from services.order_intake.service_layer.placing import SOURCE, add_timeline, timeline_insert
 
 
 async def apply_downstream_events(conn: AsyncConnection, messages: Sequence[EventMessage]) -> None:
@@ -86,9 +86,8 @@ _APPLY_SNAPSHOTS = text(
     " FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e JOIN applied a ON a.order_id = e->>0"
     " ON CONFLICT (order_id, line_id) DO UPDATE SET qty = EXCLUDED.qty, allocated = EXCLUDED.allocated,"
     " backordered = EXCLUDED.backordered, packed = EXCLUDED.packed, shipped = EXCLUDED.shipped,"
-    " cancelled = EXCLUDED.cancelled, on_hold = EXCLUDED.on_hold, backorder_reason = EXCLUDED.backorder_reason)"
-    " INSERT INTO timeline (order_id, at, event_type, source, summary)"
-    " SELECT e->>0, now(), e->>1, e->>2, e->>3 FROM jsonb_array_elements(CAST(:timeline AS jsonb)) AS e"
+    " cancelled = EXCLUDED.cancelled, on_hold = EXCLUDED.on_hold, backorder_reason = EXCLUDED.backorder_reason) "
+    + timeline_insert("timeline")
 )
 
 
